@@ -1,0 +1,54 @@
+# Two commands do everything on a machine with python3, pip and make:
+#   make demo   - virtualenv, install with the server extra, run examples/quickstart.py on a local server
+#   make test   - virtualenv, install everything, lint, type-check, test, build the docs
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEV_STAMP := $(VENV)/.installed-dev
+SERVER_STAMP := $(VENV)/.installed-server
+
+.PHONY: help demo test lint typecheck unit docs readme bench clean
+
+help:
+	@echo "make demo   run the quickstart against a throw-away local server"
+	@echo "make test   lint, type-check, run every test, build the docs"
+	@echo "make bench  run the benchmarks (see docs/performance.rst)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEV_STAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(DEV_STAMP) $(SERVER_STAMP)
+
+$(SERVER_STAMP): pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[server,cli]"
+	touch $(SERVER_STAMP)
+
+demo: $(SERVER_STAMP)
+	$(BIN)/python -m kloudless.server.demo examples/quickstart.py
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest --cov=kloudless --cov-report=term-missing
+
+docs: $(DEV_STAMP)
+	@if [ -f docs/conf.py ]; then $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html; fi
+
+readme: $(DEV_STAMP)
+	$(BIN)/python -m readme_renderer README.rst -o /dev/null
+
+test: lint typecheck unit docs readme
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage docs/_build

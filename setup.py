@@ -1,0 +1,5 @@
+"""Thin shim so that ``python setup.py install`` keeps working; see pyproject.toml."""
+
+from setuptools import setup
+
+setup()
