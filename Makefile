@@ -43,7 +43,7 @@ docs: $(DEV_STAMP)
 	@if [ -f docs/conf.py ]; then $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html; fi
 
 readme: $(DEV_STAMP)
-	$(BIN)/python -m readme_renderer README.rst -o /dev/null
+	$(BIN)/python -W ignore::UserWarning -m readme_renderer README.rst -o /dev/null
 
 test: lint typecheck unit docs readme
 
