@@ -1,0 +1,52 @@
+"""The ``kloudless`` command line.
+
+Sub-commands come from modules listed in :data:`COMMAND_MODULES`; each module defines
+``register(subparsers)`` which adds its sub-parsers and sets ``func`` (a callable taking the
+parsed ``argparse.Namespace`` and returning an exit status) with ``set_defaults(func=...)``.
+Modules that are not installed yet are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Modules contributing sub-commands (server management, then client commands).
+COMMAND_MODULES = ["kloudless.cli.server_commands", "kloudless.cli.client_commands"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """:returns: the argument parser with every available sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="kloudless", description="Kloudless-compatible API server and client."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line.
+
+    :param argv: arguments without the program name (default ``sys.argv[1:]``).
+    :returns: the exit status.
+    """
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

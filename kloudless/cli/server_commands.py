@@ -1,0 +1,200 @@
+"""Server sub-commands: ``serve``, ``accounts create|list|delete``, ``tokens create``,
+``apps show``. They work directly on a data dir (stop the server first or run them alongside:
+SQLite WAL handles both)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="server state directory (default: %(default)s or $KLOUDLESS_DATA_DIR)",
+    )
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from kloudless.server.settings import Settings
+    from kloudless.server.store import Store
+
+    return Store(Settings(data_dir=args.data_dir).db_path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API server in the foreground."""
+    try:
+        from kloudless.server import serve
+        from kloudless.server.settings import Settings
+    except ImportError as exc:  # pragma: no cover - missing extra
+        sys.stderr.write(f"kloudless: the server needs `pip install kloudless[server]` ({exc})\n")
+        return 1
+    settings = Settings(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        rate_limit_per_minute=args.rate_limit,
+        max_upload_bytes=args.max_upload_bytes,
+        public_base_url=args.public_url,
+        oauth_pick_existing=not args.oauth_new_accounts_only,
+    )
+    serve(settings)
+    return 0
+
+
+def _first_app(store: Any) -> Any:
+    apps = store.list_apps()
+    if not apps:
+        from kloudless.server.bootstrap import bootstrap
+        from kloudless.server.runner import print_credentials
+
+        creds = bootstrap(store)
+        if creds is not None:
+            print_credentials(creds, sys.stdout)
+        apps = store.list_apps()
+    return apps[0]
+
+
+def cmd_accounts_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        app = _first_app(store)
+        with store.transaction():
+            account_id = store.create_account(app["id"], args.service, args.name)
+            token = store.create_token(app["id"], account_id)
+        print(f"Created account {account_id} ({args.service}, {args.name!r}).")
+        print(f"Bearer token (shown once): {token}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_accounts_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        rows = store.list_accounts()
+        print(f"{'ID':>6}  {'SERVICE':<10} {'ACTIVE':<6}  NAME")
+        for row in rows:
+            print(
+                f"{row['id']:>6}  {row['service']:<10} {'yes' if row['active'] else 'no':<6}"
+                f"  {row['account']}"
+            )
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_accounts_delete(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        row = store.get_account(args.account_id)
+        if row is None or not store.delete_account(args.account_id):
+            sys.stderr.write(f"kloudless: no account {args.account_id}\n")
+            return 1
+        from kloudless.server.connectors.base import get_connector
+
+        try:
+            get_connector(str(row["service"])).on_account_deleted(
+                store, args.account_id, args.data_dir
+            )
+        except Exception as exc:  # the account is gone either way; report leftovers
+            sys.stderr.write(f"kloudless: cleanup failed: {exc}\n")
+        print(f"Deleted account {args.account_id}.")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        row = store.get_account(args.account_id)
+        if row is None:
+            sys.stderr.write(f"kloudless: no account {args.account_id}\n")
+            return 1
+        token = store.create_token(row["app_id"], args.account_id)
+        print(f"Bearer token for account {args.account_id} (shown once): {token}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_apps_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        app = _first_app(store)
+        print(f"Application {app['id']} ({app['name']}), created {app['created']}")
+        if args.new_api_key:
+            print(f"New API key (shown once): {store.create_api_key(app['id'])}")
+        if args.app_token:
+            print(f"Application-level token (shown once): {store.create_token(app['id'], None)}")
+        accounts = store.list_accounts(app["id"])
+        print(f"{len(accounts)} account(s): {', '.join(str(a['id']) for a in accounts) or '-'}")
+    finally:
+        store.close()
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the server sub-commands to the ``kloudless`` parser."""
+    serve = subparsers.add_parser("serve", help="run the local Kloudless API server")
+    _data_dir(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
+    serve.add_argument("--threads", type=int, default=8, help="worker threads")
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests per minute per credential (0 = off)",
+    )
+    serve.add_argument("--max-upload-bytes", type=int, default=5 * 1024**3)
+    serve.add_argument(
+        "--public-url", default=None, help="base URL used in hrefs (when behind a reverse proxy)"
+    )
+    serve.add_argument(
+        "--oauth-new-accounts-only",
+        action="store_true",
+        help="the OAuth consent page only creates new accounts (use when others can reach it)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    accounts = subparsers.add_parser("accounts", help="manage accounts on a data dir")
+    acc_sub = accounts.add_subparsers(dest="accounts_command", metavar="ACTION", required=True)
+    create = acc_sub.add_parser("create", help="create a local account and a token")
+    _data_dir(create)
+    create.add_argument("--name", default="local", help="display name")
+    create.add_argument("--service", default="local", help="service (default %(default)s)")
+    create.set_defaults(func=cmd_accounts_create)
+    lst = acc_sub.add_parser("list", help="list accounts")
+    _data_dir(lst)
+    lst.set_defaults(func=cmd_accounts_list)
+    delete = acc_sub.add_parser("delete", help="delete an account and its files")
+    _data_dir(delete)
+    delete.add_argument("account_id", type=int)
+    delete.set_defaults(func=cmd_accounts_delete)
+
+    tokens = subparsers.add_parser("tokens", help="manage bearer tokens")
+    tok_sub = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    tcreate = tok_sub.add_parser("create", help="create a bearer token for an account")
+    _data_dir(tcreate)
+    tcreate.add_argument("account_id", type=int, metavar="ACCOUNT")
+    tcreate.set_defaults(func=cmd_tokens_create)
+
+    apps = subparsers.add_parser("apps", help="show the application")
+    app_sub = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
+    show = app_sub.add_parser("show", help="show the application id and its accounts")
+    _data_dir(show)
+    show.add_argument("--new-api-key", action="store_true", help="also create an API key")
+    show.add_argument(
+        "--app-token", action="store_true", help="also create an application-level token (meta API)"
+    )
+    show.set_defaults(func=cmd_apps_show)

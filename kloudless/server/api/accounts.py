@@ -1,0 +1,148 @@
+"""Accounts (core API, spec §4): list, create (import), get, patch, delete."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from ..app import RequestContext, Route, json_response, no_content, parse_bool
+from ..connectors.base import get_connector
+from ..errors import ApiError, invalid_parameters
+from ..store import now_iso
+
+
+def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False) -> dict[str, Any]:
+    """:returns: the account JSON; ``full`` adds ``properties`` with capabilities."""
+    connector = get_connector(str(row["service"]))
+    data: dict[str, Any] = {
+        "id": int(row["id"]),
+        "account": row["account"],
+        "service": row["service"],
+        "service_name": connector.service_name or row["service"],
+        "active": bool(row["active"]),
+        "enabled": bool(row["active"]),
+        "admin": False,
+        "internal_use": False,
+        "created": row["created"],
+        "modified": row["modified"],
+        "apis": list(connector.apis),
+        "effective_scope": " ".join(
+            f"{row['service']}:normal.{api}.default:kloudless" for api in connector.apis
+        ),
+        "custom_properties": json.loads(row["custom_properties"] or "{}"),
+        "object_definitions": {},
+        "proxy_connection": None,
+        "token_expiry": None,
+        "refresh_token_expiry": None,
+        "api": "core",
+        "type": "account",
+        "href": ctx.href(f"accounts/{int(row['id'])}"),
+    }
+    if full:
+        capabilities: dict[str, Any] = {}
+        storage = connector.storage(ctx, row) if "storage" in connector.apis else None
+        if storage is not None:
+            capabilities = {k: {"value": v} for k, v in storage.capabilities.items()}
+        data["properties"] = {"capabilities": capabilities}
+    if ctx.wants_raw:
+        data["raw"] = {"service": row["service"], "app_id": row["app_id"]}
+    return data
+
+
+def list_accounts(ctx: RequestContext) -> Response:
+    auth = ctx.require_auth()
+    ctx.page_params()
+    if auth.kind == "bearer" and auth.account_id is not None:
+        own = auth.account_ids or (auth.account_id,)
+        rows = [r for r in (ctx.store.get_account(i) for i in own) if r is not None]
+    else:
+        rows = ctx.store.list_accounts(auth.app_id)
+    active = ctx.request.args.get("active")
+    if active is not None and active != "":
+        wanted = parse_bool(active, "active", True)
+        rows = [r for r in rows if bool(r["active"]) == wanted]
+    search = ctx.request.args.get("search")
+    if search:
+        rows = [r for r in rows if search.lower() in str(r["account"]).lower()]
+    items = [serialize_account(ctx, r) for r in rows]
+    return json_response(ctx.object_list(items, "core", with_total=True))
+
+
+def create_account(ctx: RequestContext) -> Response:
+    auth = ctx.require_auth()
+    if auth.kind != "apikey":
+        raise ApiError(403, "forbidden", "Creating accounts needs an API key.")
+    body = ctx.json_body()
+    service = body.get("service", "local")
+    name = body.get("account", "local")
+    if not isinstance(service, str) or not isinstance(name, str) or not name:
+        raise invalid_parameters("'service' and 'account' must be strings.")
+    if len(name) > 255:
+        raise invalid_parameters("'account' is longer than 255 characters.")
+    connector = get_connector(service)
+    config = {k: v for k, v in body.items() if k not in ("service", "account")}
+    config = connector.validate_config(config)
+    with ctx.store.transaction():
+        account_id = ctx.store.create_account(auth.app_id, service, name, config)
+    row = ctx.store.get_account(account_id)
+    assert row is not None
+    return json_response(serialize_account(ctx, row), 201)
+
+
+def get_account(ctx: RequestContext, account_id: str) -> Response:
+    row = ctx.account(account_id)
+    full = ctx.arg_bool("retrieve_full")
+    ctx.arg_bool("retrieve_tokens")  # validated; tokens are stored hashed and never returned
+    return json_response(serialize_account(ctx, row, full))
+
+
+def patch_account(ctx: RequestContext, account_id: str) -> Response:
+    row = ctx.account(account_id)
+    body = ctx.json_body()
+    changes: dict[str, Any] = {}
+    if "active" in body:
+        if not isinstance(body["active"], bool):
+            raise invalid_parameters("'active' must be a boolean.")
+        changes["active"] = int(body["active"])
+    if "account" in body:
+        if not isinstance(body["account"], str) or not body["account"]:
+            raise invalid_parameters("'account' must be a non-empty string.")
+        changes["account"] = body["account"][:255]
+    if "custom_properties" in body:
+        if not isinstance(body["custom_properties"], dict):
+            raise invalid_parameters("'custom_properties' must be an object.")
+        changes["custom_properties"] = json.dumps(body["custom_properties"])
+    if "service" in body and body["service"] != row["service"]:
+        raise invalid_parameters("An account's service cannot be changed.")
+    if changes:
+        changes["modified"] = now_iso()
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        ctx.store.execute(
+            f"UPDATE accounts SET {sets} WHERE id = ?", [*changes.values(), row["id"]]
+        )
+    new = ctx.store.get_account(int(row["id"]))
+    assert new is not None
+    return json_response(serialize_account(ctx, new))
+
+
+def delete_account(ctx: RequestContext, account_id: str) -> Response:
+    row = ctx.account(account_id)
+    acc = int(row["id"])
+    from .multipart import remove_account_sessions
+
+    remove_account_sessions(ctx, acc)
+    ctx.store.delete_account(acc)
+    get_connector(str(row["service"])).on_account_deleted(ctx.store, acc, ctx.settings.data_dir)
+    return no_content()
+
+
+ROUTES = [
+    Route("/accounts", ("GET",), list_accounts),
+    Route("/accounts", ("POST",), create_account),
+    Route("/accounts/<account_id>", ("GET",), get_account),
+    Route("/accounts/<account_id>", ("PATCH",), patch_account),
+    Route("/accounts/<account_id>", ("DELETE",), delete_account),
+]

@@ -1,0 +1,112 @@
+"""Activity events (spec §7): ``events/latest`` and ``events?cursor=&page_size=``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from ..app import RequestContext, Route, json_response, parse_int
+from ..errors import invalid_parameters
+
+#: Human-readable action symbols per event type (the ``action`` field).
+ACTIONS = {
+    "add": "+",
+    "delete": "-",
+    "update": "M",
+    "rename": "R",
+    "move": "MV",
+    "copy": "C",
+    "restore": "RS",
+}
+
+
+def serialize_event(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
+    """:returns: the activity event JSON."""
+    metadata = json.loads(row["metadata"])
+    if not ctx.wants_raw and isinstance(metadata, dict):
+        metadata.pop("raw", None)
+    data: dict[str, Any] = {
+        "id": str(row["id"]),
+        "api": "events",
+        "type": row["type"],
+        "action": ACTIONS.get(str(row["type"]), ""),
+        "account": int(row["account_id"]),
+        "user_id": None,
+        "ip": row["ip"],
+        "modified": row["modified"],
+        "object_id": row["object_id"],
+        "metadata": metadata,
+        "href": ctx.href(f"accounts/{int(row['account_id'])}/events/{int(row['id'])}"),
+    }
+    if ctx.wants_raw:
+        data["raw"] = {"cursor": int(row["id"])}
+    return data
+
+
+def latest(ctx: RequestContext, account_id: str) -> Response:
+    accounts = ctx.accounts(account_id)
+    return json_response({"cursor": max(ctx.store.latest_cursor(int(a["id"])) for a in accounts)})
+
+
+def list_events(ctx: RequestContext, account_id: str) -> Response:
+    # Cursors are global, increasing ids, so several accounts' logs merge naturally.
+    ids = [int(a["id"]) for a in ctx.accounts(account_id)]
+    marks = ",".join("?" * len(ids))
+    raw_cursor = ctx.request.args.get("cursor", "0") or "0"
+    if raw_cursor == "after-auth":
+        raw_cursor = "0"
+    try:
+        cursor = int(raw_cursor)
+    except ValueError:
+        raise invalid_parameters("Parameter 'cursor' must be an integer cursor.") from None
+    if cursor < 0:
+        raise invalid_parameters("Parameter 'cursor' must not be negative.")
+    page_size = parse_int(
+        ctx.request.args.get("page_size"),
+        "page_size",
+        ctx.settings.default_page_size,
+        1,
+        ctx.settings.max_page_size,
+    )
+    rows = ctx.store.all(
+        f"SELECT * FROM activity WHERE account_id IN ({marks}) AND id > ? ORDER BY id LIMIT ?",
+        (*ids, cursor, page_size),
+    )
+    new_cursor = int(rows[-1]["id"]) if rows else cursor
+    left = ctx.store.one(
+        f"SELECT COUNT(*) AS n FROM activity WHERE account_id IN ({marks}) AND id > ?",
+        (*ids, new_cursor),
+    )
+    objects = [serialize_event(ctx, r) for r in rows]
+    return json_response(
+        {
+            "api": "events",
+            "type": "object_list",
+            "objects": objects,
+            "count": len(objects),
+            "cursor": new_cursor,
+            "remaining": int(left["n"]) if left else 0,
+        }
+    )
+
+
+def get_event(ctx: RequestContext, account_id: str, event_id: int) -> Response:
+    account = ctx.account(account_id)
+    row = ctx.store.one(
+        "SELECT * FROM activity WHERE account_id = ? AND id = ?", (int(account["id"]), event_id)
+    )
+    if row is None:
+        from ..errors import not_found
+
+        raise not_found(f"Event not found: {event_id}")
+    return json_response(serialize_event(ctx, row))
+
+
+ROUTES = [
+    Route("/accounts/<account_id>/events/latest", ("GET",), latest),
+    Route("/accounts/<account_id>/events", ("GET",), list_events),
+    Route("/accounts/<account_id>/events/<int:event_id>", ("GET",), get_event),
+]

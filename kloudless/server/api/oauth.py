@@ -1,0 +1,261 @@
+"""OAuth 2.0 (spec §3): the consent page, the code exchange and token verification.
+
+* ``GET /v1/oauth`` shows an HTML page where the user picks one of the application's accounts or
+  creates a new local one. The form carries a CSRF token bound (HMAC) to a random
+  ``SameSite=Strict`` cookie set with the page, so another site cannot submit it.
+* ``POST /v1/oauth`` (the form) redirects to ``redirect_uri?code=..&state=..`` or, for
+  ``response_type=token``, to ``redirect_uri#access_token=..&token_type=Bearer&state=..``.
+* ``POST /v1/oauth/token`` exchanges a code: single use, expires after
+  ``Settings.oauth_code_ttl`` seconds, bound to the client_id and the exact redirect_uri.
+* ``GET /v1/oauth/token`` verifies a Bearer token (invalid → 400, as the JS SDK expects).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Response
+
+from ..app import AUTH_NONE, RequestContext, Route, json_response
+from ..errors import ApiError, invalid_parameters
+from ..store import hash_secret
+
+CSRF_COOKIE = "kloudless_csrf"
+PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state")
+
+
+def _csrf_token(ctx: RequestContext, cookie: str) -> str:
+    return hmac.new(
+        ctx.store.server_secret(), b"consent:" + cookie.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str, str]:
+    """:returns: ``(app_id, redirect_uri)``. :raises ApiError: 400 on a bad request."""
+    app_id = params.get("client_id", "")
+    app = ctx.store.get_app(app_id) if app_id else None
+    if app is None:
+        raise invalid_parameters("Unknown or missing client_id.")
+    if params.get("response_type", "code") not in ("code", "token"):
+        raise invalid_parameters("response_type must be 'code' or 'token'.")
+    redirect_uri = params.get("redirect_uri", "")
+    parts = urlsplit(redirect_uri)
+    if not redirect_uri or not parts.scheme or len(redirect_uri) > 2000:
+        raise invalid_parameters("A valid absolute redirect_uri is required.")
+    registered = json.loads(app["redirect_uris"] or "[]")
+    if registered and redirect_uri not in registered:
+        raise invalid_parameters("redirect_uri is not registered for this application.")
+    return app_id, redirect_uri
+
+
+def _page(
+    ctx: RequestContext, params: dict[str, str], app_name: str, cookie: str, error: str = ""
+) -> str:
+    auth_app = params["client_id"]
+    accounts = ctx.store.list_accounts(auth_app) if ctx.settings.oauth_pick_existing else []
+    hidden = "".join(
+        f'<input type="hidden" name="{k}" value="{html.escape(params.get(k, ""))}">' for k in PARAMS
+    )
+    options = "".join(
+        f'<p><label><input type="radio" name="account_id" value="{int(r["id"])}"'
+        f"{' checked' if i == 0 else ''}> {html.escape(str(r['account']))}"
+        f" ({html.escape(str(r['service']))}, id {int(r['id'])})</label></p>"
+        for i, r in enumerate(accounts)
+        if r["active"]
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Connect an account</title>
+</head><body><h1>Connect an account to {html.escape(app_name)}</h1>
+<p>Requested scope: <code>{html.escape(params.get("scope") or "all")}</code></p>
+{f'<p class="error">{html.escape(error)}</p>' if error else ""}
+<form method="post" action="">
+<input type="hidden" name="csrf_token" value="{_csrf_token(ctx, cookie)}">{hidden}
+{options}
+<p><label><input type="radio" name="account_id" value="new"{"" if options else " checked"}>
+New local account named <input type="text" name="new_account" value="local" maxlength="255">
+</label></p>
+<p><button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button></p>
+</form></body></html>"""
+
+
+def _html(body: str, status: int = 200) -> Response:
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; form-action 'self' *"
+    return response
+
+
+def consent_page(ctx: RequestContext) -> Response:
+    params = {k: v for k, v in ctx.request.args.items() if k in PARAMS}
+    app_id, _ = _validate_request(ctx, params)
+    app = ctx.store.get_app(app_id)
+    assert app is not None
+    cookie = ctx.request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = _html(_page(ctx, params, str(app["name"]), cookie))
+    response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="Strict", path="/v1/oauth")
+    return response
+
+
+def _redirect(uri: str, params: dict[str, Any], fragment: bool) -> Response:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    if fragment:
+        target = uri.split("#", 1)[0] + "#" + query
+    else:
+        target = uri + ("&" if "?" in uri else "?") + query
+    response = redirect(target, 302)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def consent_submit(ctx: RequestContext) -> Response:
+    form = ctx.form_body()
+    params = {k: form.get(k, "") for k in PARAMS}
+    app_id, redirect_uri = _validate_request(ctx, params)
+    cookie = ctx.request.cookies.get(CSRF_COOKIE, "")
+    token = form.get("csrf_token", "")
+    if not cookie or not hmac.compare_digest(token, _csrf_token(ctx, cookie)):
+        raise ApiError(403, "forbidden", "The consent form's CSRF token is missing or invalid.")
+    state = params.get("state") or None
+    implicit = params.get("response_type") == "token"
+    if form.get("decision") != "allow":
+        return _redirect(
+            redirect_uri,
+            {
+                "error": "access_denied",
+                "error_description": "The user denied access.",
+                "state": state,
+            },
+            implicit,
+        )
+    scope = params.get("scope") or "all"
+    choice = form.get("account_id", "")
+    with ctx.store.transaction():
+        if choice == "new":
+            name = (form.get("new_account") or "local").strip()[:255] or "local"
+            account_id = ctx.store.create_account(app_id, "local", name)
+        else:
+            if not choice.isdigit() or not ctx.settings.oauth_pick_existing:
+                raise invalid_parameters("Pick an account.")
+            row = ctx.store.get_account(int(choice))
+            if row is None or row["app_id"] != app_id:
+                raise invalid_parameters("Unknown account.")
+            account_id = int(row["id"])
+        if implicit:
+            access = ctx.store.create_token(app_id, account_id, scope)
+        else:
+            code = secrets.token_urlsafe(32)
+            ctx.store.execute("DELETE FROM oauth_codes WHERE expires < ?", (time.time() - 3600,))
+            ctx.store.execute(
+                "INSERT INTO oauth_codes VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (
+                    hash_secret(code),
+                    app_id,
+                    account_id,
+                    redirect_uri,
+                    scope,
+                    time.time() + ctx.settings.oauth_code_ttl,
+                ),
+            )
+    if implicit:
+        return _redirect(
+            redirect_uri,
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "account_id": account_id,
+                "scope": scope,
+                "state": state,
+            },
+            True,
+        )
+    return _redirect(redirect_uri, {"code": code, "state": state}, False)
+
+
+def exchange_code(ctx: RequestContext) -> Response:
+    form = ctx.form_body()
+    if not form:
+        form = dict(ctx.request.args.items())
+    if form.get("grant_type", "authorization_code") != "authorization_code":
+        raise invalid_parameters("grant_type must be 'authorization_code'.")
+    client_id = form.get("client_id", "")
+    secret = form.get("client_secret", "")
+    header = ctx.request.headers.get("Authorization", "")
+    if not secret and header.lower().startswith("apikey "):
+        secret = header[7:].strip()
+    if not client_id or not secret or ctx.store.app_for_api_key(secret) != client_id:
+        raise ApiError(401, "unauthorized", "Invalid client_id or client_secret.")
+    code = form.get("code", "")
+    redirect_uri = form.get("redirect_uri", "")
+    if not code:
+        raise invalid_parameters("'code' is required.")
+    with ctx.store.transaction():
+        row = ctx.store.one("SELECT * FROM oauth_codes WHERE code_hash = ?", (hash_secret(code),))
+        if (
+            row is None
+            or row["used"]
+            or row["expires"] < time.time()
+            or row["app_id"] != client_id
+            or row["redirect_uri"] != redirect_uri
+        ):
+            if row is not None and row["used"]:
+                # A replayed code: revoke nothing silently, but make the code useless.
+                ctx.store.execute(
+                    "DELETE FROM oauth_codes WHERE code_hash = ?", (row["code_hash"],)
+                )
+            raise ApiError(
+                400,
+                "invalid_grant",
+                "The authorization code is invalid, expired, already used, or was "
+                "issued for another client_id or redirect_uri.",
+            )
+        ctx.store.execute(
+            "UPDATE oauth_codes SET used = 1 WHERE code_hash = ?", (row["code_hash"],)
+        )
+        account_id = int(row["account_id"])
+        token = ctx.store.create_token(client_id, account_id, str(row["scope"]))
+    return json_response(
+        {
+            "access_token": token,
+            "token_type": "Bearer",
+            "account_id": account_id,
+            "scope": row["scope"],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def verify_token(ctx: RequestContext) -> Response:
+    header = ctx.request.headers.get("Authorization", "").strip()
+    scheme, _, token = header.partition(" ")
+    row: Any | None = (
+        ctx.store.lookup_token(token.strip())
+        if (scheme.lower() == "bearer" and token.strip())
+        else None
+    )
+    if row is None:
+        raise ApiError(400, "invalid_token", "The Bearer token is invalid or revoked.")
+    return json_response(
+        {
+            "client_id": row["app_id"],
+            "account_id": row["account_id"],
+            "scope": row["scope"],
+            "token_type": "Bearer",
+        }
+    )
+
+
+ROUTES = [
+    Route("/oauth", ("GET",), consent_page, auth=AUTH_NONE),
+    Route("/oauth", ("POST",), consent_submit, auth=AUTH_NONE),
+    Route("/oauth/token", ("POST",), exchange_code, auth=AUTH_NONE),
+    Route("/oauth/token", ("GET",), verify_token, auth=AUTH_NONE),
+]

@@ -1,0 +1,358 @@
+"""Storage API: folders, files, search, recent, quota (spec §5)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import IO, Any, Callable
+
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+from ..app import RequestContext, Route, json_response, no_content
+from ..connectors.base import StorageBackend, StorageObject, validate_name
+from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
+from .tasks import run_maybe_async
+
+A = "/accounts/<account_id>/storage"
+
+
+def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[str, Any]:
+    """Turn a :class:`StorageObject` into the API's file/folder JSON (with ``href``)."""
+    kind = obj.type
+    ancestors = [
+        {"type": "folder", "id": aid, "name": name, "id_type": "default"}
+        for aid, name in obj.ancestors
+    ]
+    names = [name for aid, name in obj.ancestors if aid != "root"]
+    data: dict[str, Any] = {
+        "id": obj.id,
+        "name": obj.name,
+        "type": kind,
+        "api": "storage",
+        "href": ctx.href(f"accounts/{account_id}/storage/{kind}s/{obj.id}"),
+        "account": account_id,
+        "size": obj.size,
+        "created": obj.created,
+        "modified": obj.modified,
+        "path": "/" + "/".join([*names, obj.name]) if obj.id != "root" else "/",
+        "parent": ancestors[-1] if ancestors else None,
+        "ancestors": ancestors,
+        "ids": {"default": obj.id},
+        "id_type": "default",
+        "raw_id": obj.id,
+    }
+    if kind == "file":
+        data["mime_type"] = obj.mime_type
+        data["downloadable"] = True
+    else:
+        data.update(can_create_folders=True, can_upload_files=True, can_list_recursively=True)
+    if ctx.wants_raw:
+        data["raw"] = obj.raw
+    return data
+
+
+def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
+    account = ctx.account(account_id)
+    return int(account["id"]), ctx.storage(account)
+
+
+def _id(value: str) -> str:
+    if len(value) > 512 or not value.replace("_", "").replace("-", "").isalnum():
+        raise ApiError(404, "not_found", f"Not found: {value[:100]!r}")
+    return value
+
+
+def _json_id(body: dict[str, Any], key: str, required: bool) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise invalid_parameters(f"'{key}' is required.")
+        return None
+    if not isinstance(value, str) or not value:
+        raise invalid_parameters(f"'{key}' must be a non-empty string id.")
+    return value
+
+
+def _check_account_field(body: dict[str, Any], account_id: int) -> None:
+    target = body.get("account")
+    if target is not None and str(target) != str(account_id):
+        raise not_implemented("Moving or copying between accounts is not supported.")
+
+
+# -- folders ------------------------------------------------------------------------------------
+def get_object(kind: str) -> Callable[..., Response]:
+    def handler(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+        acc, storage = _setup(ctx, account_id)
+        return json_response(serialize(ctx, acc, storage.get(_id(object_id), kind)))
+
+    return handler
+
+
+def folder_contents(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+    acc, storage = _setup(ctx, account_id)
+    ctx.page_params()  # validate before doing work
+    recursive = ctx.arg_bool("recursive")
+    items = [serialize(ctx, acc, o) for o in storage.list_folder(_id(object_id), recursive)]
+    return json_response(ctx.object_list(items, "storage"))
+
+
+def create_folder(ctx: RequestContext, account_id: str) -> Response:
+    acc, storage = _setup(ctx, account_id)
+    body = ctx.json_body()
+    conflict = ctx.arg_bool("conflict_if_exists")
+    parent = _json_id(body, "parent_id", False) or "root"
+    folder, created = storage.create_folder(
+        parent,
+        body.get("name"),  # type: ignore[arg-type]
+        conflict,
+    )
+    data = serialize(ctx, acc, folder)
+    if created:
+        ctx.record_activity(acc, "add", data)
+    return json_response(data, 201 if created else 200)
+
+
+def patch_object(kind: str) -> Callable[..., Response]:
+    def handler(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+        acc, storage = _setup(ctx, account_id)
+        body = ctx.json_body()
+        _check_account_field(body, acc)
+        name = body.get("name")
+        parent = _json_id(body, "parent_id", False)
+        if name is None and parent is None:
+            raise invalid_parameters("Give 'name' and/or 'parent_id'.")
+        before = storage.get(_id(object_id), kind)
+        after = storage.update(object_id, kind, name=name, parent_id=parent)
+        data = serialize(ctx, acc, after)
+        moved = after.parent_id != before.parent_id
+        if moved or after.name != before.name:
+            ctx.record_activity(acc, "move" if moved else "rename", data)
+        return json_response(data)
+
+    return handler
+
+
+def copy_object(kind: str) -> Callable[..., Response]:
+    def handler(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+        acc, storage = _setup(ctx, account_id)
+        body = ctx.json_body()
+        _check_account_field(body, acc)
+        parent = _json_id(body, "parent_id", True)
+        name = body.get("name")
+        storage.get(_id(object_id), kind)  # 404 before any task is created
+
+        def work() -> tuple[int, dict[str, Any]]:
+            copied = storage.copy(object_id, kind, parent or "root", name)
+            data = serialize(ctx, acc, copied)
+            ctx.record_activity(acc, "copy", data)
+            return 201, data
+
+        return run_maybe_async(ctx, acc, work)
+
+    return handler
+
+
+def delete_object(kind: str) -> Callable[..., Response]:
+    def handler(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+        acc, storage = _setup(ctx, account_id)
+        recursive = ctx.arg_bool("recursive")
+        permanent = ctx.arg_bool("permanent")
+        before = storage.delete(_id(object_id), kind, recursive, permanent)
+        ctx.record_activity(acc, "delete", serialize(ctx, acc, before), object_id)
+        return no_content()
+
+    return handler
+
+
+# -- files --------------------------------------------------------------------------------------
+def _upload_stream(ctx: RequestContext) -> IO[bytes]:
+    limit = ctx.settings.max_upload_bytes
+    length = ctx.request.content_length
+    if length is not None and length > limit:
+        raise too_large(f"The upload exceeds the limit of {limit} bytes.")
+    return ctx.body_stream()
+
+
+def read_metadata(ctx: RequestContext) -> dict[str, Any]:
+    """Parse the ``X-Kloudless-Metadata`` header (JSON object, size-limited)."""
+    raw = ctx.request.headers.get("X-Kloudless-Metadata")
+    if raw is None:
+        raise invalid_parameters(
+            'The X-Kloudless-Metadata header is required: {"name": ..., "parent_id": ...}.'
+        )
+    limit = ctx.settings.max_metadata_header_bytes
+    if len(raw.encode("utf-8", "surrogateescape")) > limit:
+        raise ApiError(
+            431, "request_header_too_large", f"X-Kloudless-Metadata exceeds {limit} bytes."
+        )
+    try:
+        # Headers arrive as latin-1 per WSGI; clients send UTF-8 JSON (or \\u escapes).
+        text = raw.encode("latin-1").decode("utf-8")
+        meta = json.loads(text)
+    except (UnicodeError, ValueError):
+        raise bad_request("X-Kloudless-Metadata is not valid UTF-8 JSON.") from None
+    if not isinstance(meta, dict):
+        raise invalid_parameters("X-Kloudless-Metadata must be a JSON object.")
+    return meta
+
+
+def upload_file(ctx: RequestContext, account_id: str) -> Response:
+    acc, storage = _setup(ctx, account_id)
+    overwrite = ctx.arg_bool("overwrite")
+    if (
+        ctx.request.mimetype == "application/json"
+        and "X-Kloudless-Metadata" not in ctx.request.headers
+    ):
+        raise not_implemented("Uploading from a URL is not supported by this server.")
+    meta = read_metadata(ctx)
+    name = meta.get("name")
+    parent = meta.get("parent_id", "root")
+    if not isinstance(parent, str) or not parent:
+        raise invalid_parameters("'parent_id' must be a folder id.")
+    name = validate_name(name)
+    existed = _existing_name(storage, parent, name) if overwrite else False
+    obj = storage.upload(
+        parent,
+        name,
+        _upload_stream(ctx),
+        overwrite,
+        ctx.settings.max_upload_bytes,
+    )
+    data = serialize(ctx, acc, obj)
+    ctx.record_activity(acc, "update" if existed else "add", data)
+    return json_response(data, 201)
+
+
+def _existing_name(storage: StorageBackend, parent: str, name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    try:
+        return any(o.name == name for o in storage.list_folder(parent))
+    except ApiError:
+        return False
+
+
+def put_file(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+    acc, storage = _setup(ctx, account_id)
+    obj = storage.replace_contents(
+        _id(object_id), _upload_stream(ctx), ctx.settings.max_upload_bytes
+    )
+    data = serialize(ctx, acc, obj)
+    ctx.record_activity(acc, "update", data)
+    return json_response(data)
+
+
+def file_contents(ctx: RequestContext, account_id: str, object_id: str) -> Response:
+    _, storage = _setup(ctx, account_id)
+    opened = storage.open_contents(_id(object_id))
+    return send_contents(ctx, opened.stream, opened.size, opened.mime_type, opened.etag)
+
+
+def send_contents(
+    ctx: RequestContext, stream: IO[bytes], size: int, mime_type: str, etag: str | None
+) -> Response:
+    """Stream file bytes with ``Content-Length``, ``ETag`` and ``Range``/206/416 support."""
+    response = Response(
+        wrap_file(ctx.request.environ, stream), mimetype=mime_type, direct_passthrough=True
+    )
+    response.content_length = size
+    if etag:
+        response.set_etag(etag)
+    try:
+        response.make_conditional(ctx.request, accept_ranges=True, complete_length=size)
+    except RequestedRangeNotSatisfiable:
+        stream.close()
+        raise ApiError(
+            416,
+            "invalid_range",
+            "The requested range is not satisfiable.",
+            headers={"Content-Range": f"bytes */{size}"},
+        ) from None
+    except BaseException:
+        stream.close()
+        raise
+    return response
+
+
+# -- search, recent, quota ----------------------------------------------------------------------
+def search(ctx: RequestContext, account_id: str) -> Response:
+    accounts = ctx.accounts(account_id)
+    query = ctx.request.args.get("q", "")
+    if not query.strip():
+        raise invalid_parameters("query parameter 'q' must be a string of at least 1 character")
+    ctx.page_params()
+    parents_arg = ctx.request.args.get("parents")
+    parents = [p for p in parents_arg.split(",") if p] if parents_arg else None
+    items: list[dict[str, Any]] = []
+    for account in accounts:
+        storage = ctx.storage(account)
+        acc = int(account["id"])
+        items.extend(serialize(ctx, acc, o) for o in storage.search(query, parents))
+    return json_response(ctx.object_list(items, "storage"))
+
+
+def recent(ctx: RequestContext, account_id: str) -> Response:
+    accounts = ctx.accounts(account_id)
+    ctx.page_params()
+    after = ctx.request.args.get("after")
+    since = _normalize_time(after) if after is not None else None
+    items: list[dict[str, Any]] = []
+    if after is None or since is not None:  # an unparseable 'after' gives an empty list
+        for account in accounts:
+            storage = ctx.storage(account)
+            acc = int(account["id"])
+            items.extend(serialize(ctx, acc, o) for o in storage.recent(since))
+    items.sort(key=lambda item: str(item.get("modified") or ""), reverse=True)
+    return json_response(ctx.object_list(items, "storage", with_total=True))
+
+
+def _normalize_time(value: str) -> str | None:
+    """:returns: the value as our ISO ``...Z`` form, or None if it is not a time (empty list)."""
+    import datetime as dt
+
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def quota(ctx: RequestContext, account_id: str) -> Response:
+    acc, storage = _setup(ctx, account_id)
+    data: dict[str, Any] = {
+        "api": "storage",
+        "type": "quota",
+        "id": "quota",
+        "href": ctx.href(f"accounts/{acc}/storage/quota"),
+    }
+    data.update(storage.quota())
+    return json_response(data)
+
+
+def account_storage(ctx: RequestContext, account: sqlite3.Row) -> StorageBackend:
+    """:returns: the storage backend of an already-resolved account (for other modules)."""
+    return ctx.storage(account)
+
+
+ROUTES = [
+    Route(A + "/folders", ("POST",), create_folder),
+    Route(A + "/folders/<object_id>", ("GET",), get_object("folder")),
+    Route(A + "/folders/<object_id>", ("PATCH",), patch_object("folder")),
+    Route(A + "/folders/<object_id>", ("DELETE",), delete_object("folder")),
+    Route(A + "/folders/<object_id>/contents", ("GET",), folder_contents),
+    Route(A + "/folders/<object_id>/copy", ("POST",), copy_object("folder")),
+    Route(A + "/files", ("POST",), upload_file),
+    Route(A + "/files/<object_id>", ("GET",), get_object("file")),
+    Route(A + "/files/<object_id>", ("PUT",), put_file),
+    Route(A + "/files/<object_id>", ("PATCH",), patch_object("file")),
+    Route(A + "/files/<object_id>", ("DELETE",), delete_object("file")),
+    Route(A + "/files/<object_id>/contents", ("GET",), file_contents),
+    Route(A + "/files/<object_id>/copy", ("POST",), copy_object("file")),
+    Route(A + "/search", ("GET",), search),
+    Route(A + "/recent", ("GET",), recent),
+    Route(A + "/quota", ("GET",), quota),
+]

@@ -1,0 +1,1 @@
+"""Connectors: per-service backends (storage, calendar, pass-through) behind the API."""

@@ -1,0 +1,239 @@
+"""Connector interfaces and the registry keyed by service name.
+
+An account's ``service`` (``local``, ``webdav``, ``caldav``, ...) maps to a :class:`Connector`.
+A connector offers optional backends: :meth:`Connector.storage` returns a
+:class:`StorageBackend` bound to one account, :meth:`Connector.calendar` a calendar backend (see
+``calendar_base.py``), and :meth:`Connector.passthrough` handles ``POST accounts/{id}/raw``.
+Returning None (the default) means "not supported": the API answers 501 ``not_implemented``.
+
+Backends raise :class:`~kloudless.server.errors.ApiError` for user-facing failures (404 for
+unknown ids, 409 for name conflicts, ...). They never see HTTP requests directly, except
+pass-through.
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import ApiError
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
+    from ..app import RequestContext
+
+#: Most bytes in one name, and the characters names may not contain.
+MAX_NAME_BYTES = 255
+
+
+def validate_name(name: Any, what: str = "name") -> str:
+    """Check a file or folder name.
+
+    :returns: the name. :raises ApiError: 400 ``invalid_parameters`` when it is not a string, is
+        empty, ``.`` or ``..``, has ``/``, ``\\``, NUL or control characters, or is over 255
+        bytes of UTF-8.
+    """
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "invalid_parameters", f"'{what}' must be a non-empty string.")
+    if name in (".", ".."):
+        raise ApiError(400, "invalid_parameters", f"'{what}' may not be '.' or '..'.")
+    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ApiError(
+            400,
+            "invalid_parameters",
+            f"'{what}' may not contain '/', '\\', NUL or control characters.",
+        )
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_parameters", f"'{what}' is not valid Unicode.") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise ApiError(
+            400, "invalid_parameters", f"'{what}' is longer than {MAX_NAME_BYTES} bytes of UTF-8."
+        )
+    return name
+
+
+@dataclass
+class StorageObject:
+    """A file or folder as a backend describes it; the API adds ``api``, ``href``, ``account``.
+
+    ``ancestors`` lists ``(id, name)`` pairs from the root down to the parent.
+    ``raw`` is the connector's native record (sent only with ``X-Kloudless-Raw-Data``).
+    """
+
+    id: str
+    name: str
+    type: str  # "file" | "folder"
+    parent_id: str | None
+    size: int | None = None
+    mime_type: str | None = None
+    created: str | None = None
+    modified: str | None = None
+    ancestors: list[tuple[str, str]] = field(default_factory=list)
+    etag: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FileContents:
+    """An opened file for download: the stream (closed by the response), size, type, etag."""
+
+    stream: IO[bytes]
+    size: int
+    mime_type: str
+    etag: str | None = None
+    modified: str | None = None
+
+
+class StorageBackend(abc.ABC):
+    """Storage operations for one account. Ids are opaque, URL-safe strings; ``root`` is the
+    root folder. Every method raises ApiError 404 for ids that do not exist in this account."""
+
+    #: Capabilities reported by ``GET accounts/{id}?retrieve_full=true``.
+    capabilities: dict[str, bool] = {}
+
+    @abc.abstractmethod
+    def get(self, object_id: str, kind: str) -> StorageObject:
+        """:param kind: ``file`` or ``folder``. :returns: the object."""
+
+    @abc.abstractmethod
+    def list_folder(self, folder_id: str, recursive: bool = False) -> list[StorageObject]:
+        """:returns: the folder's children (all descendants when ``recursive``), folders first."""
+
+    @abc.abstractmethod
+    def create_folder(
+        self, parent_id: str, name: str, conflict_if_exists: bool
+    ) -> tuple[StorageObject, bool]:
+        """:returns: ``(folder, created)``; an existing folder is returned when
+        ``conflict_if_exists`` is false, else 409 ``naming_conflict``."""
+
+    @abc.abstractmethod
+    def upload(
+        self, parent_id: str, name: str, stream: IO[bytes], overwrite: bool, max_bytes: int
+    ) -> StorageObject:
+        """Store a new file atomically (nothing visible unless complete). With ``overwrite``
+        false an existing name gets a new ``name (1).ext`` style name.
+
+        :raises ApiError: 413 when the stream exceeds ``max_bytes``.
+        """
+
+    @abc.abstractmethod
+    def open_contents(self, file_id: str) -> FileContents:
+        """:returns: the file opened for reading."""
+
+    @abc.abstractmethod
+    def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
+        """Replace a file's bytes atomically. :returns: the updated file."""
+
+    @abc.abstractmethod
+    def update(
+        self, object_id: str, kind: str, name: str | None = None, parent_id: str | None = None
+    ) -> StorageObject:
+        """Rename and/or move. :raises ApiError: 409 on a name conflict, 400 for a bad parent."""
+
+    @abc.abstractmethod
+    def copy(self, object_id: str, kind: str, parent_id: str, name: str | None) -> StorageObject:
+        """:returns: the copy (a name conflict auto-renames the copy)."""
+
+    @abc.abstractmethod
+    def delete(self, object_id: str, kind: str, recursive: bool, permanent: bool) -> StorageObject:
+        """Delete (a folder's subtree atomically). :returns: the object as it was.
+
+        :raises ApiError: 403 ``folder_not_empty`` for a non-empty folder without ``recursive``.
+        """
+
+    @abc.abstractmethod
+    def search(self, query: str, parents: list[str] | None) -> list[StorageObject]:
+        """:returns: objects whose name contains ``query`` (case-insensitive)."""
+
+    @abc.abstractmethod
+    def recent(self, after: str | None) -> list[StorageObject]:
+        """:returns: files by ``modified`` descending, optionally only those after a time."""
+
+    @abc.abstractmethod
+    def quota(self) -> dict[str, int | None]:
+        """:returns: ``{"used": bytes, "total": bytes or None}``."""
+
+
+class Connector:
+    """A service. Subclass it and override the backends it offers, then :func:`register` it.
+
+    :param service: service identifier stored on accounts (``local``).
+    :param service_name: display name (``Local``).
+    :param apis: API families announced on the account object (``storage``, ``calendar``, ...).
+    """
+
+    service: str = ""
+    service_name: str = ""
+    apis: tuple[str, ...] = ()
+
+    def storage(self, ctx: RequestContext, account: sqlite3.Row) -> StorageBackend | None:
+        """:returns: the account's storage backend, or None when unsupported."""
+        return None
+
+    def calendar(self, ctx: RequestContext, account: sqlite3.Row) -> Any | None:
+        """:returns: the account's calendar backend (a ``CalendarBackend``), or None."""
+        return None
+
+    def passthrough(self, ctx: RequestContext, account: sqlite3.Row) -> Response | None:
+        """Forward ``POST accounts/{id}/raw`` upstream. :returns: the response, or None when
+        the service has no upstream HTTP API (the API then answers 501)."""
+        return None
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Check account settings given on ``POST /accounts`` (e.g. a server URL).
+
+        :returns: the config to store. :raises ApiError: 400 when invalid.
+        """
+        return config
+
+    def on_account_deleted(self, ctx_store: Any, account_id: int, data_dir: str) -> None:
+        """Clean up connector state after an account is deleted (files on disk, ...)."""
+
+
+_REGISTRY: dict[str, Connector] = {}
+_LOADED: list[bool] = []
+
+
+def register(connector: Connector) -> Connector:
+    """Register a connector under its ``service`` name (later registrations replace earlier).
+
+    :returns: the connector (so it can be used as a decorator on an instance factory).
+    """
+    _REGISTRY[connector.service] = connector
+    return connector
+
+
+def _load_builtin() -> None:
+    # Import side effects register the built-in connectors; optional ones may be missing.
+    import importlib
+
+    if _LOADED:
+        return
+    _LOADED.append(True)
+    for name in ("local", "webdav", "caldav"):
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+
+
+def get_connector(service: str) -> Connector:
+    """:returns: the connector of ``service``. :raises ApiError: 501 for an unknown service."""
+    _load_builtin()
+    connector = _REGISTRY.get(service)
+    if connector is None:
+        raise ApiError(501, "not_implemented", f"No connector for service {service!r}.")
+    return connector
+
+
+def services() -> Iterable[str]:
+    """:returns: the registered service names."""
+    _load_builtin()
+    return sorted(_REGISTRY)

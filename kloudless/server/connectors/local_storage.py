@@ -1,0 +1,595 @@
+"""Storage for ``local`` accounts: bytes in a folder on disk, the tree in SQLite.
+
+Layout: ``<data_dir>/accounts/<account_id>/blobs/<blob>`` holds file contents under random
+blob names; ``.../tmp`` receives uploads. The folder tree (names, parents, sizes) lives in the
+``objects`` table, so ids are random, URL-safe and stable across rename and move, disk paths
+never depend on user-supplied names, and nothing can be read or written outside the account's
+folder (blob names are ours, and symlinks are refused with ``O_NOFOLLOW``).
+
+Writes go to a temp file, are fsync'ed and renamed into place before the database row points at
+them, so a dropped upload leaves nothing visible. Name checks and tree changes of one account
+run under a per-account lock inside one SQLite transaction; a unique index on
+``(account_id, parent_id, name)`` guards against other processes. Deleting a folder hides or
+removes its whole subtree in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mimetypes
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..errors import ApiError, invalid_parameters, naming_conflict, not_found, too_large
+from ..store import Store, now_iso
+from .base import FileContents, StorageBackend, StorageObject, validate_name
+
+CHUNK = 256 * 1024
+MAX_DEPTH = 1000
+ROOT = "root"
+
+_locks: dict[int, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def account_lock(account_id: int) -> threading.RLock:
+    """:returns: the process-wide lock serialising tree changes of one account."""
+    with _locks_guard:
+        lock = _locks.get(account_id)
+        if lock is None:
+            lock = _locks[account_id] = threading.RLock()
+        return lock
+
+
+def account_dir(data_dir: str, account_id: int) -> str:
+    """:returns: the account's folder on disk."""
+    return os.path.join(data_dir, "accounts", str(int(account_id)))
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """Split ``report.tar.gz``-style names into a stem and an extension for auto-renaming."""
+    stem, ext = os.path.splitext(name)
+    if not stem:
+        return name, ""
+    return stem, ext
+
+
+class LocalStorage(StorageBackend):
+    """:class:`StorageBackend` of one ``local`` account.
+
+    :param store: the server store. :param data_dir: the server data dir.
+    :param account_id: the account.
+    """
+
+    capabilities = dict.fromkeys(
+        (
+            "can_upload_file",
+            "can_rename_file",
+            "can_move_file",
+            "can_copy_file",
+            "can_update_file_content",
+            "can_delete_file",
+            "can_delete_file_permanently",
+            "can_create_folder",
+            "can_rename_folder",
+            "can_move_folder",
+            "can_copy_folder",
+            "can_delete_folder",
+            "multipart_uploads_supported_for_files",
+            "can_search_file_name",
+        ),
+        True,
+    )
+
+    def __init__(self, store: Store, data_dir: str, account_id: int) -> None:
+        self.store = store
+        self.account_id = int(account_id)
+        self.base = account_dir(data_dir, self.account_id)
+        self.blobs = os.path.join(self.base, "blobs")
+        self.tmp = os.path.join(self.base, "tmp")
+        for path in (self.blobs, self.tmp):
+            os.makedirs(path, exist_ok=True)
+        for path in (self.base, self.blobs, self.tmp):
+            if os.path.islink(path):
+                raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
+        self.lock = account_lock(self.account_id)
+        #: Ancestor chains by parent id, used only while building one listing.
+        self._chains: dict[str, list[tuple[str, str]]] | None = None
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _row(self, object_id: str, kind: str | None) -> sqlite3.Row:
+        row = self.store.one(
+            "SELECT * FROM objects WHERE id = ? AND account_id = ? AND trashed = 0",
+            (object_id, self.account_id),
+        )
+        if row is None or (kind is not None and row["kind"] != kind):
+            label = (kind or "object").capitalize()
+            raise not_found(f"{label} not found: {object_id[:100]}")
+        return row
+
+    def _folder_row(self, folder_id: str, what: str = "parent_id") -> sqlite3.Row | None:
+        """:returns: the folder row (None for root). :raises ApiError: 400 for a bad parent."""
+        if folder_id == ROOT:
+            return None
+        if not isinstance(folder_id, str):
+            raise ApiError(400, "invalid_parent_folder", f"'{what}' must be a folder id.")
+        row = self.store.one(
+            "SELECT * FROM objects WHERE id = ? AND account_id = ? AND trashed = 0",
+            (folder_id, self.account_id),
+        )
+        if row is None or row["kind"] != "folder":
+            raise ApiError(
+                400, "invalid_parent_folder", f"Invalid parent folder: {str(folder_id)[:100]}"
+            )
+        return row
+
+    def _ancestors(self, parent_id: str) -> list[tuple[str, str]]:
+        if self._chains is not None:
+            cached = self._chains.get(parent_id)
+            if cached is None:
+                cached = self._chains[parent_id] = self._walk_up(parent_id)
+            return list(cached)
+        return self._walk_up(parent_id)
+
+    def _objects(self, rows: list[sqlite3.Row]) -> list[StorageObject]:
+        """Build many objects, sharing ancestor lookups between siblings."""
+        self._chains = {}
+        try:
+            return [self._object(r) for r in rows]
+        finally:
+            self._chains = None
+
+    def _walk_up(self, parent_id: str) -> list[tuple[str, str]]:
+        chain: list[tuple[str, str]] = []
+        current = parent_id
+        for _ in range(MAX_DEPTH):
+            if current == ROOT:
+                break
+            row = self.store.one("SELECT id, name, parent_id FROM objects WHERE id = ?", (current,))
+            if row is None:
+                break
+            chain.append((str(row["id"]), str(row["name"])))
+            current = str(row["parent_id"])
+        chain.append((ROOT, ""))
+        chain.reverse()
+        return chain
+
+    def _object(self, row: sqlite3.Row) -> StorageObject:
+        raw = {
+            k: row[k]
+            for k in (
+                "id",
+                "parent_id",
+                "name",
+                "kind",
+                "size",
+                "mime_type",
+                "etag",
+                "created",
+                "modified",
+            )
+        }
+        return StorageObject(
+            id=str(row["id"]),
+            name=str(row["name"]),
+            type=str(row["kind"]),
+            parent_id=str(row["parent_id"]),
+            size=None if row["kind"] == "folder" else int(row["size"] or 0),
+            mime_type=row["mime_type"],
+            created=row["created"],
+            modified=row["modified"],
+            ancestors=self._ancestors(str(row["parent_id"])),
+            etag=row["etag"],
+            raw=raw,
+        )
+
+    def _root(self) -> StorageObject:
+        return StorageObject(
+            id=ROOT,
+            name="",
+            type="folder",
+            parent_id=None,
+            ancestors=[],
+            raw={"id": ROOT, "kind": "folder"},
+        )
+
+    def _child(self, parent_id: str, name: str) -> sqlite3.Row | None:
+        return self.store.one(
+            "SELECT * FROM objects WHERE account_id = ? AND parent_id = ? AND name = ?"
+            " AND trashed = 0",
+            (self.account_id, parent_id, name),
+        )
+
+    def _free_name(self, parent_id: str, name: str) -> str:
+        if self._child(parent_id, name) is None:
+            return name
+        stem, ext = split_name(name)
+        for n in range(1, 10000):
+            candidate = f"{stem} ({n}){ext}"
+            if len(candidate.encode()) > 255:
+                candidate = f"{secrets.token_hex(4)} ({n}){ext}"[:255]
+            if self._child(parent_id, candidate) is None:
+                return candidate
+        raise naming_conflict(f"No free name for {name!r}.", None)
+
+    def _subtree(self, folder_id: str) -> list[sqlite3.Row]:
+        return self.store.all(
+            """WITH RECURSIVE tree(id) AS (
+                 SELECT id FROM objects WHERE account_id = ? AND parent_id = ? AND trashed = 0
+                 UNION ALL
+                 SELECT o.id FROM objects o JOIN tree t ON o.parent_id = t.id
+                 WHERE o.account_id = ? AND o.trashed = 0)
+               SELECT o.* FROM objects o JOIN tree t ON o.id = t.id""",
+            (self.account_id, folder_id, self.account_id),
+        )
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def _blob_path(self, blob: str) -> str:
+        if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
+            raise ApiError(500, "internal_error", "Corrupt blob reference.")
+        return os.path.join(self.blobs, blob)
+
+    def _write_temp(self, stream: IO[bytes], max_bytes: int) -> tuple[str, int, str]:
+        """Copy a stream into a fsync'ed temp file. :returns: ``(path, size, sha256 hex)``."""
+        fd, path = __import__("tempfile").mkstemp(dir=self.tmp, prefix="up-")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while True:
+                    chunk = stream.read(CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise too_large(f"The upload exceeds the limit of {max_bytes} bytes.")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return path, size, digest.hexdigest()
+
+    def _commit_blob(self, temp_path: str) -> str:
+        blob = secrets.token_hex(16)
+        os.replace(temp_path, self._blob_path(blob))
+        return blob
+
+    def _drop_blob(self, blob: str | None) -> None:
+        if blob:
+            with contextlib.suppress(OSError):
+                os.unlink(self._blob_path(blob))
+
+    @contextlib.contextmanager
+    def _tree_change(self) -> Iterator[None]:
+        with self.lock:
+            try:
+                with self.store.transaction():
+                    yield
+            except sqlite3.IntegrityError:
+                raise naming_conflict("An object with that name already exists.", None) from None
+
+    # -- StorageBackend ------------------------------------------------------------------------
+    def get(self, object_id: str, kind: str) -> StorageObject:
+        if object_id == ROOT:
+            if kind != "folder":
+                raise not_found(f"File not found: {object_id}")
+            return self._root()
+        return self._object(self._row(object_id, kind))
+
+    def list_folder(self, folder_id: str, recursive: bool = False) -> list[StorageObject]:
+        if folder_id != ROOT:
+            self._row(folder_id, "folder")
+        if recursive:
+            rows = self._subtree(folder_id)
+        else:
+            rows = self.store.all(
+                "SELECT * FROM objects WHERE account_id = ? AND parent_id = ? AND trashed = 0",
+                (self.account_id, folder_id),
+            )
+        rows.sort(key=lambda r: (r["kind"] != "folder", str(r["name"]).lower(), str(r["id"])))
+        return self._objects(rows)
+
+    def create_folder(
+        self, parent_id: str, name: str, conflict_if_exists: bool
+    ) -> tuple[StorageObject, bool]:
+        validate_name(name)
+        with self._tree_change():
+            self._folder_row(parent_id)
+            existing = self._child(parent_id, name)
+            if existing is not None:
+                if existing["kind"] == "folder" and not conflict_if_exists:
+                    return self._object(existing), False
+                raise naming_conflict(
+                    f"An object named {name!r} already exists.", str(existing["id"])
+                )
+            new_id = "folder_" + secrets.token_urlsafe(16)
+            now = now_iso()
+            self.store.execute(
+                "INSERT INTO objects (id, account_id, parent_id, name, kind, created, modified)"
+                " VALUES (?, ?, ?, ?, 'folder', ?, ?)",
+                (new_id, self.account_id, parent_id, name, now, now),
+            )
+            return self._object(self._row(new_id, "folder")), True
+
+    def upload(
+        self, parent_id: str, name: str, stream: IO[bytes], overwrite: bool, max_bytes: int
+    ) -> StorageObject:
+        validate_name(name)
+        self._folder_row(parent_id)  # fail early, before reading the body
+        temp, size, digest = self._write_temp(stream, max_bytes)
+        blob: str | None = None
+        old_blob: str | None = None
+        try:
+            with self._tree_change():
+                self._folder_row(parent_id)
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                now = now_iso()
+                existing = self._child(parent_id, name)
+                blob = self._commit_blob(temp)
+                if existing is not None and overwrite:
+                    if existing["kind"] != "file":
+                        raise naming_conflict(
+                            f"A folder named {name!r} already exists.", str(existing["id"])
+                        )
+                    old_blob = existing["blob"]
+                    self.store.execute(
+                        "UPDATE objects SET blob = ?, size = ?, etag = ?, mime_type = ?,"
+                        " modified = ? WHERE id = ?",
+                        (blob, size, digest[:32], mime, now, existing["id"]),
+                    )
+                    file_id = str(existing["id"])
+                else:
+                    final = self._free_name(parent_id, name)
+                    file_id = "file_" + secrets.token_urlsafe(16)
+                    self.store.execute(
+                        "INSERT INTO objects (id, account_id, parent_id, name, kind, size,"
+                        " mime_type, blob, etag, created, modified)"
+                        " VALUES (?, ?, ?, ?, 'file', ?, ?, ?, ?, ?, ?)",
+                        (
+                            file_id,
+                            self.account_id,
+                            parent_id,
+                            final,
+                            size,
+                            mime,
+                            blob,
+                            digest[:32],
+                            now,
+                            now,
+                        ),
+                    )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            self._drop_blob(blob)
+            raise
+        self._drop_blob(old_blob)
+        return self._object(self._row(file_id, "file"))
+
+    def open_contents(self, file_id: str) -> FileContents:
+        for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
+            row = self._row(file_id, "file")
+            try:
+                fd = os.open(
+                    self._blob_path(str(row["blob"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                )
+            except FileNotFoundError:
+                continue
+            except OSError:
+                raise ApiError(500, "internal_error", "The file cannot be read.") from None
+            return FileContents(
+                os.fdopen(fd, "rb"),
+                int(row["size"] or 0),
+                str(row["mime_type"] or "application/octet-stream"),
+                row["etag"],
+                row["modified"],
+            )
+        raise not_found(f"File not found: {file_id[:100]}")
+
+    def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
+        self._row(file_id, "file")
+        temp, size, digest = self._write_temp(stream, max_bytes)
+        blob: str | None = None
+        try:
+            with self._tree_change():
+                row = self._row(file_id, "file")
+                old_blob = row["blob"]
+                blob = self._commit_blob(temp)
+                self.store.execute(
+                    "UPDATE objects SET blob = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
+                    (blob, size, digest[:32], now_iso(), file_id),
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            self._drop_blob(blob)
+            raise
+        self._drop_blob(old_blob)
+        return self._object(self._row(file_id, "file"))
+
+    def update(
+        self, object_id: str, kind: str, name: str | None = None, parent_id: str | None = None
+    ) -> StorageObject:
+        if name is not None:
+            validate_name(name)
+        if object_id == ROOT:
+            raise invalid_parameters("The root folder cannot be renamed or moved.")
+        with self._tree_change():
+            row = self._row(object_id, kind)
+            new_parent = str(row["parent_id"]) if parent_id is None else parent_id
+            new_name = str(row["name"]) if name is None else name
+            self._folder_row(new_parent)
+            if kind == "folder" and new_parent != ROOT:
+                chain = [a for a, _ in self._ancestors(new_parent)] + [new_parent]
+                if object_id in chain:
+                    raise ApiError(
+                        400,
+                        "invalid_parent_folder",
+                        "A folder cannot be moved into itself or its subfolders.",
+                    )
+            existing = self._child(new_parent, new_name)
+            if existing is not None and existing["id"] != object_id:
+                raise naming_conflict(
+                    f"An object named {new_name!r} already exists there.", str(existing["id"])
+                )
+            self.store.execute(
+                "UPDATE objects SET name = ?, parent_id = ?, modified = ? WHERE id = ?",
+                (new_name, new_parent, now_iso(), object_id),
+            )
+        return self._object(self._row(object_id, kind))
+
+    def copy(self, object_id: str, kind: str, parent_id: str, name: str | None) -> StorageObject:
+        if name is not None:
+            validate_name(name)
+        source = self.get(object_id, kind)
+        new_blobs: list[str] = []
+        try:
+            with self._tree_change():
+                self._folder_row(parent_id)
+                if kind == "folder":
+                    chain = [a for a, _ in self._ancestors(parent_id)] + [parent_id]
+                    if object_id in chain:
+                        raise ApiError(
+                            400, "invalid_parent_folder", "A folder cannot be copied into itself."
+                        )
+                final = self._free_name(parent_id, name or source.name)
+                new_id = self._copy_row(object_id, parent_id, final, new_blobs)
+        except BaseException:
+            for blob in new_blobs:
+                self._drop_blob(blob)
+            raise
+        return self._object(self._row(new_id, kind))
+
+    def _copy_row(self, object_id: str, parent_id: str, name: str, new_blobs: list[str]) -> str:
+        pending = [(object_id, parent_id, name)]
+        first: str | None = None
+        count = 0
+        while pending:
+            count += 1
+            if count > 1_000_000:
+                raise invalid_parameters("The folder is too large to copy.")
+            src_id, dest_parent, dest_name = pending.pop()
+            row = self._row(src_id, None)
+            prefix = "folder_" if row["kind"] == "folder" else "file_"
+            new_id = prefix + secrets.token_urlsafe(16)
+            blob = None
+            if row["kind"] == "file":
+                fd, temp = __import__("tempfile").mkstemp(dir=self.tmp, prefix="cp-")
+                os.close(fd)
+                shutil.copyfile(self._blob_path(str(row["blob"])), temp)
+                blob = self._commit_blob(temp)
+                new_blobs.append(blob)
+            now = now_iso()
+            self.store.execute(
+                "INSERT INTO objects (id, account_id, parent_id, name, kind, size, mime_type,"
+                " blob, etag, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id,
+                    self.account_id,
+                    dest_parent,
+                    dest_name,
+                    row["kind"],
+                    row["size"],
+                    row["mime_type"],
+                    blob,
+                    row["etag"],
+                    now,
+                    now,
+                ),
+            )
+            first = first or new_id
+            if row["kind"] == "folder":
+                for child in self.store.all(
+                    "SELECT id, name FROM objects WHERE account_id = ? AND parent_id = ?"
+                    " AND trashed = 0",
+                    (self.account_id, src_id),
+                ):
+                    pending.append((str(child["id"]), new_id, str(child["name"])))
+        assert first is not None
+        return first
+
+    def delete(self, object_id: str, kind: str, recursive: bool, permanent: bool) -> StorageObject:
+        if object_id == ROOT:
+            raise ApiError(403, "forbidden", "The root folder cannot be deleted.")
+        blobs: list[Any] = []
+        with self._tree_change():
+            row = self._row(object_id, kind)
+            before = self._object(row)
+            subtree = self._subtree(object_id) if kind == "folder" else []
+            if subtree and not recursive:
+                raise ApiError(
+                    403,
+                    "folder_not_empty",
+                    "The folder is not empty; pass recursive=true to delete it.",
+                )
+            ids = [object_id] + [str(r["id"]) for r in subtree]
+            marks = ",".join("?" * len(ids))
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                if permanent:
+                    blobs.extend(
+                        r["blob"]
+                        for r in self.store.all(
+                            f"SELECT blob FROM objects WHERE id IN ({marks})", part
+                        )
+                    )
+                    self.store.execute(f"DELETE FROM objects WHERE id IN ({marks})", part)
+                else:
+                    self.store.execute(
+                        f"UPDATE objects SET trashed = 1, modified = ? WHERE id IN ({marks})",
+                        [now_iso(), *part],
+                    )
+        for blob in blobs:
+            self._drop_blob(blob)
+        return before
+
+    def search(self, query: str, parents: list[str] | None) -> list[StorageObject]:
+        rows = self.store.all(
+            "SELECT * FROM objects WHERE account_id = ? AND trashed = 0"
+            " AND instr(lower(name), lower(?)) > 0 ORDER BY name, id",
+            (self.account_id, query),
+        )
+        if parents:
+            allowed: set[str] = set()
+            for parent in parents:
+                if parent == ROOT:
+                    allowed = {str(r["id"]) for r in rows}
+                    break
+                self._row(parent, "folder")
+                allowed.update(str(r["id"]) for r in self._subtree(parent))
+            rows = [r for r in rows if str(r["id"]) in allowed]
+        return self._objects(rows)
+
+    def recent(self, after: str | None) -> list[StorageObject]:
+        rows = self.store.all(
+            "SELECT * FROM objects WHERE account_id = ? AND trashed = 0 AND kind = 'file'"
+            " ORDER BY modified DESC, id",
+            (self.account_id,),
+        )
+        if after is not None:
+            rows = [r for r in rows if str(r["modified"]) > after]
+        return self._objects(rows)
+
+    def quota(self) -> dict[str, int | None]:
+        row = self.store.one(
+            "SELECT COALESCE(SUM(size), 0) AS used FROM objects"
+            " WHERE account_id = ? AND kind = 'file' AND trashed = 0",
+            (self.account_id,),
+        )
+        return {"used": int(row["used"]) if row else 0, "total": None}
+
+    def remove_all(self) -> None:
+        """Delete the account's folder on disk (after the account was deleted)."""
+        with self.lock:
+            shutil.rmtree(self.base, ignore_errors=True)

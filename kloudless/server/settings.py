@@ -1,0 +1,55 @@
+"""Server settings: where state lives, where to listen, and the limits every request obeys."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """Configuration of one server instance.
+
+    Every limit answers a clear 4xx JSON error when exceeded. The rate limit is off
+    (``rate_limit_per_minute = 0``) unless configured.
+    """
+
+    #: Directory holding ``kloudless.sqlite3``, account files and multipart parts.
+    data_dir: str = "kloudless-data"
+    host: str = "127.0.0.1"
+    port: int = 8002
+    #: waitress worker threads.
+    threads: int = 8
+    #: Largest accepted upload (single POST/PUT, a multipart session's total size).
+    max_upload_bytes: int = 5 * 1024 * MIB
+    #: Largest accepted JSON (or form) request body.
+    max_json_bytes: int = 1 * MIB
+    #: Largest accepted ``X-Kloudless-Metadata`` header value (bytes).
+    max_metadata_header_bytes: int = 8192
+    #: ``page_size`` above this is a 400 ``invalid_parameters``.
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    #: Part size announced for multipart upload sessions.
+    multipart_part_size: int = 8 * MIB
+    #: Lifetime of OAuth authorization codes, seconds.
+    oauth_code_ttl: int = 300
+    #: Let the OAuth consent page connect existing accounts of the application. Whoever can
+    #: open the page can then pick any of them, so turn it off when untrusted people can reach
+    #: the server; new local accounts can always be created.
+    oauth_pick_existing: bool = True
+    #: Requests per minute per credential (or client address); 0 disables the limit.
+    rate_limit_per_minute: int = 0
+    #: Absolute base URL used in ``href`` values instead of the request's host (behind a proxy).
+    public_base_url: str | None = None
+
+    @property
+    def db_path(self) -> str:
+        """:returns: the SQLite database file inside :attr:`data_dir`."""
+        return os.path.join(self.data_dir, "kloudless.sqlite3")
+
+    def replace(self, **changes: object) -> Settings:
+        """:returns: a copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

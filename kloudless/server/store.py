@@ -1,0 +1,362 @@
+"""SQLite state of the server: applications, credentials, accounts, storage metadata, activity
+log, multipart sessions, OAuth codes, tasks and links.
+
+* One connection per thread (``threading.local``), WAL journal, ``busy_timeout`` so concurrent
+  writers wait instead of failing. Use :meth:`Store.transaction` for multi-statement writes.
+* Schema migrations are numbered; :data:`MIGRATIONS` only ever grows. Other modules add their own
+  tables through :func:`register_migration` (their number must not collide; calendar tables use
+  100+, DAV connectors 200+, idempotency 300+).
+* Secrets (API keys, tokens, OAuth codes) are stored as SHA-256 hex digests only; the clear value
+  is returned once by the function that creates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable, Union
+
+Migration = Union[str, Callable[[sqlite3.Connection], None]]
+
+#: (version, SQL script or callable). Core tables.
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (
+        1,
+        """
+        CREATE TABLE apps (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL, modified TEXT NOT NULL, webhook_url TEXT,
+            redirect_uris TEXT NOT NULL DEFAULT '[]');
+        CREATE TABLE api_keys (
+            key_hash TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            created TEXT NOT NULL);
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            service TEXT NOT NULL, account TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1,
+            created TEXT NOT NULL, modified TEXT NOT NULL,
+            custom_properties TEXT NOT NULL DEFAULT '{}', config TEXT NOT NULL DEFAULT '{}');
+        CREATE TABLE tokens (
+            token_hash TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            account_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+            scope TEXT NOT NULL DEFAULT 'all', created TEXT NOT NULL);
+        CREATE TABLE oauth_codes (
+            code_hash TEXT PRIMARY KEY, app_id TEXT NOT NULL, account_id INTEGER NOT NULL,
+            redirect_uri TEXT NOT NULL, scope TEXT NOT NULL, expires REAL NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE activity (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL,
+            type TEXT NOT NULL, object_id TEXT, modified TEXT NOT NULL, ip TEXT,
+            metadata TEXT NOT NULL);
+        CREATE INDEX activity_account ON activity(account_id, id);
+        CREATE TABLE objects (
+            id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, parent_id TEXT NOT NULL,
+            name TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER, mime_type TEXT,
+            blob TEXT, etag TEXT, created TEXT NOT NULL, modified TEXT NOT NULL,
+            trashed INTEGER NOT NULL DEFAULT 0);
+        CREATE UNIQUE INDEX objects_name ON objects(account_id, parent_id, name)
+            WHERE trashed = 0;
+        CREATE INDEX objects_parent ON objects(account_id, parent_id);
+        CREATE TABLE multipart (
+            id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
+            parent_id TEXT NOT NULL, size INTEGER NOT NULL, part_size INTEGER NOT NULL,
+            overwrite INTEGER NOT NULL, created TEXT NOT NULL);
+        CREATE TABLE multipart_parts (
+            session_id TEXT NOT NULL REFERENCES multipart(id) ON DELETE CASCADE,
+            part_number INTEGER NOT NULL, size INTEGER NOT NULL,
+            PRIMARY KEY (session_id, part_number));
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, state TEXT NOT NULL,
+            result TEXT, status_code INTEGER, created TEXT NOT NULL, modified TEXT NOT NULL);
+        CREATE TABLE links (
+            id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, file_id TEXT NOT NULL,
+            direct INTEGER NOT NULL, active INTEGER NOT NULL, expiration TEXT,
+            password_hash TEXT, created TEXT NOT NULL, modified TEXT NOT NULL);
+        CREATE INDEX links_account ON links(account_id);
+        """,
+    ),
+]
+
+
+def register_migration(version: int, migration: Migration) -> None:
+    """Add a schema migration (call at import time of the module that owns the tables).
+
+    :param version: unique version number (see the module docstring for ranges).
+    :param migration: SQL script, or a callable receiving the connection.
+    :raises ValueError: if the version is already taken by another migration.
+    """
+    for existing, mig in MIGRATIONS:
+        if existing == version:
+            if mig is migration or mig == migration:
+                return
+            raise ValueError(f"migration version {version} already registered")
+    MIGRATIONS.append((version, migration))
+    MIGRATIONS.sort(key=lambda item: item[0])
+
+
+def now_iso() -> str:
+    """:returns: the current UTC time as ISO-8601 with a ``Z`` suffix."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def hash_secret(value: str) -> str:
+    """:returns: the SHA-256 hex digest under which a secret is stored."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_secret(nbytes: int = 32) -> str:
+    """:returns: a fresh URL-safe random secret."""
+    return secrets.token_urlsafe(nbytes)
+
+
+class Store:
+    """Thread-safe access to the server's SQLite database.
+
+    :param path: database file (its directory is created).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.migrate()
+
+    # -- connections -------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """:returns: this thread's connection (autocommit mode; see :meth:`transaction`)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one ``BEGIN IMMEDIATE`` transaction (commit on success, else rollback).
+
+        Nested use joins the outer transaction.
+        """
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Run one statement on this thread's connection."""
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        """:returns: the first row of a query, or None."""
+        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """:returns: all rows of a query."""
+        return list(self.conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Close every connection opened by any thread."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    # -- migrations --------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Apply every migration newer than the database's ``user_version``."""
+        conn = self.conn
+        with self.transaction():
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            applied = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_versions'"
+                )
+            }
+            if not applied:
+                conn.execute("CREATE TABLE schema_versions (version INTEGER PRIMARY KEY)")
+                if current:
+                    conn.executemany(
+                        "INSERT INTO schema_versions VALUES (?)",
+                        [(v,) for v, _ in MIGRATIONS if v <= current],
+                    )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_versions")}
+            for version, migration in MIGRATIONS:
+                if version in done:
+                    continue
+                if callable(migration):
+                    migration(conn)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
+            top = max((v for v, _ in MIGRATIONS), default=0)
+            conn.execute(f"PRAGMA user_version = {int(top)}")
+
+    # -- key/value ---------------------------------------------------------------------------
+    def get_kv(self, key: str) -> str | None:
+        """:returns: a stored server value (e.g. the CSRF secret)."""
+        row = self.one("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
+
+    def server_secret(self) -> bytes:
+        """:returns: the random per-data-dir secret used to sign CSRF tokens (created once)."""
+        with self.transaction():
+            value = self.get_kv("server_secret")
+            if value is None:
+                value = new_secret()
+                self.execute("INSERT INTO kv VALUES ('server_secret', ?)", (value,))
+        return value.encode()
+
+    # -- applications and credentials --------------------------------------------------------
+    def create_app(self, name: str = "Local application") -> tuple[str, str]:
+        """Create an application with one API key.
+
+        :returns: ``(app_id, api_key)``; the key is shown only here.
+        """
+        app_id = "app_" + secrets.token_urlsafe(12)
+        now = now_iso()
+        with self.transaction():
+            self.execute(
+                "INSERT INTO apps (id, name, created, modified) VALUES (?, ?, ?, ?)",
+                (app_id, name, now, now),
+            )
+            api_key = self.create_api_key(app_id)
+        return app_id, api_key
+
+    def create_api_key(self, app_id: str) -> str:
+        """:returns: a new API key for ``app_id`` (stored hashed)."""
+        key = "key_" + new_secret()
+        self.execute("INSERT INTO api_keys VALUES (?, ?, ?)", (hash_secret(key), app_id, now_iso()))
+        return key
+
+    def app_for_api_key(self, api_key: str) -> str | None:
+        """:returns: the app id owning ``api_key``, or None."""
+        row = self.one("SELECT app_id FROM api_keys WHERE key_hash = ?", (hash_secret(api_key),))
+        return None if row is None else str(row["app_id"])
+
+    def get_app(self, app_id: str) -> sqlite3.Row | None:
+        """:returns: the application row, or None."""
+        return self.one("SELECT * FROM apps WHERE id = ?", (app_id,))
+
+    def list_apps(self) -> list[sqlite3.Row]:
+        """:returns: every application row."""
+        return self.all("SELECT * FROM apps ORDER BY created")
+
+    def create_token(self, app_id: str, account_id: int | None, scope: str = "all") -> str:
+        """Create a bearer token for an account (or an application-level token when
+        ``account_id`` is None).
+
+        :returns: the token; stored hashed, shown only here.
+        """
+        token = "tok_" + new_secret()
+        self.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
+            (hash_secret(token), app_id, account_id, scope, now_iso()),
+        )
+        return token
+
+    def lookup_token(self, token: str) -> sqlite3.Row | None:
+        """:returns: the token row (``app_id``, ``account_id``, ``scope``), or None."""
+        return self.one("SELECT * FROM tokens WHERE token_hash = ?", (hash_secret(token),))
+
+    def revoke_token(self, token: str) -> bool:
+        """:returns: True if the token existed and is now revoked."""
+        cur = self.execute("DELETE FROM tokens WHERE token_hash = ?", (hash_secret(token),))
+        return cur.rowcount > 0
+
+    # -- accounts ----------------------------------------------------------------------------
+    def create_account(
+        self,
+        app_id: str,
+        service: str = "local",
+        name: str = "local",
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        """:returns: the id of a new account of ``app_id``."""
+        now = now_iso()
+        cur = self.execute(
+            "INSERT INTO accounts (app_id, service, account, created, modified, config)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (app_id, service, name, now, now, json.dumps(config or {})),
+        )
+        return int(cur.lastrowid or 0)
+
+    def get_account(self, account_id: int) -> sqlite3.Row | None:
+        """:returns: the account row, or None."""
+        return self.one("SELECT * FROM accounts WHERE id = ?", (account_id,))
+
+    def list_accounts(self, app_id: str | None = None) -> list[sqlite3.Row]:
+        """:returns: the accounts of one application (or all), by id."""
+        if app_id is None:
+            return self.all("SELECT * FROM accounts ORDER BY id")
+        return self.all("SELECT * FROM accounts WHERE app_id = ? ORDER BY id", (app_id,))
+
+    def delete_account(self, account_id: int) -> bool:
+        """Delete an account and everything stored for it in the database.
+
+        :returns: True if it existed.
+        """
+        with self.transaction():
+            for table in ("objects", "activity", "multipart", "tasks", "links"):
+                self.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+            self.execute("DELETE FROM oauth_codes WHERE account_id = ?", (account_id,))
+            cur = self.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+        return cur.rowcount > 0
+
+    # -- activity log ------------------------------------------------------------------------
+    def append_activity(
+        self,
+        account_id: int,
+        type_: str,
+        object_id: str | None,
+        metadata: dict[str, Any],
+        ip: str | None = None,
+    ) -> int:
+        """Append one activity event. Use :func:`kloudless.server.activity.record` instead,
+        which also notifies listeners (webhooks).
+
+        :returns: the event's cursor (monotonic integer).
+        """
+        cur = self.execute(
+            "INSERT INTO activity (account_id, type, object_id, modified, ip, metadata)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (account_id, type_, object_id, now_iso(), ip, json.dumps(metadata)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def latest_cursor(self, account_id: int) -> int:
+        """:returns: the cursor of the account's newest event (0 when none)."""
+        row = self.one("SELECT MAX(id) AS m FROM activity WHERE account_id = ?", (account_id,))
+        return int(row["m"] or 0) if row else 0
