@@ -39,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: arguments without the program name (default ``sys.argv[1:]``).
     :returns: the exit status.
     """
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
-    return int(func(args) or 0)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        return int(func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C anywhere, even before a command runs: no traceback
+        print("Interrupted.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
