@@ -21,9 +21,11 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    from kloudless.server.connectors.base import services
     from kloudless.server.settings import Settings
     from kloudless.server.store import Store
 
+    services()  # connectors register their tables' migrations before the store opens
     return Store(Settings(data_dir=args.data_dir).db_path)
 
 
@@ -62,14 +64,79 @@ def _first_app(store: Any) -> Any:
     return apps[0]
 
 
+#: Options of ``accounts create`` that describe an upstream connection (DAV services).
+_UPSTREAM_OPTIONS = ("url", "username", "password_file", "password_stdin", "primary_calendar")
+
+
+class _UsageError(Exception):
+    """A problem with the command's arguments, reported as one line (exit status 2)."""
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """:returns: the upstream password from ``--password-file``, ``--password-stdin`` or a
+    prompt (only on a terminal); one trailing line break is removed. Never echoed."""
+    if args.password_file is not None:
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                text = handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _UsageError(f"cannot read --password-file: {exc.__class__.__name__}") from None
+    elif args.password_stdin:
+        text = sys.stdin.readline()
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass("Upstream password: ")
+    else:
+        raise _UsageError("give the password with --password-file FILE or --password-stdin")
+    return text.rstrip("\r\n")
+
+
+def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """:returns: the connection settings given on the command line ({} for ``local``)."""
+    given = [name for name in _UPSTREAM_OPTIONS if getattr(args, name) not in (None, False)]
+    if args.service == "local":
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise _UsageError(f"{flags} only apply to --service webdav or caldav")
+        return {}
+    if not args.url or not args.username:
+        raise _UsageError(f"--service {args.service} needs --url and --username")
+    settings: dict[str, Any] = {
+        "url": args.url,
+        "username": args.username,
+        "password": _read_password(args),
+    }
+    if args.primary_calendar is not None:
+        settings["primary_calendar"] = args.primary_calendar
+    return settings
+
+
 def cmd_accounts_create(args: argparse.Namespace) -> int:
+    """Create an account (checking upstream settings first) and a bearer token for it."""
+    from kloudless.server.api.accounts import default_account_name
+    from kloudless.server.connectors.base import get_connector
+    from kloudless.server.errors import ApiError
+
+    try:
+        settings = _upstream_settings(args)
+    except _UsageError as exc:
+        sys.stderr.write(f"kloudless: {exc}\n")
+        return 2
     store = _store(args)
     try:
+        try:
+            # Same check as POST /v1/accounts: contacts the upstream, seals the password.
+            config = get_connector(args.service).validate_config(settings, store)
+        except ApiError as exc:
+            sys.stderr.write(f"kloudless: {exc.message} ({exc.error_code})\n")
+            return 1
         app = _first_app(store)
+        name = args.name or default_account_name(args.service, config)
         with store.transaction():
-            account_id = store.create_account(app["id"], args.service, args.name)
+            account_id = store.create_account(app["id"], args.service, name[:255], config)
             token = store.create_token(app["id"], account_id)
-        print(f"Created account {account_id} ({args.service}, {args.name!r}).")
+        print(f"Created account {account_id} ({args.service}, {name[:255]!r}).")
         print(f"Bearer token (shown once): {token}")
     finally:
         store.close()
@@ -169,10 +236,35 @@ def register(subparsers: Any) -> None:
 
     accounts = subparsers.add_parser("accounts", help="manage accounts on a data dir")
     acc_sub = accounts.add_subparsers(dest="accounts_command", metavar="ACTION", required=True)
-    create = acc_sub.add_parser("create", help="create a local account and a token")
+    create = acc_sub.add_parser(
+        "create",
+        help="create an account (local, or a WebDAV/CalDAV server) and a token",
+        description="Create an account and print a bearer token for it. For --service webdav "
+        "or caldav the settings are checked against the server first, and the password is "
+        "stored sealed (it is never printed).",
+    )
     _data_dir(create)
-    create.add_argument("--name", default="local", help="display name")
-    create.add_argument("--service", default="local", help="service (default %(default)s)")
+    create.add_argument(
+        "--name", default=None, help="display name (default: 'local', or user@host for DAV)"
+    )
+    create.add_argument(
+        "--service",
+        default="local",
+        choices=("local", "webdav", "caldav"),
+        help="service (default %(default)s)",
+    )
+    create.add_argument("--url", help="DAV server URL (webdav: the folder to use as root)")
+    create.add_argument("--username", help="DAV user name")
+    secret = create.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="FILE", help="read the password from FILE")
+    secret.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    create.add_argument(
+        "--primary-calendar",
+        metavar="NAME",
+        help="caldav: the calendar collection used as the primary calendar",
+    )
     create.set_defaults(func=cmd_accounts_create)
     lst = acc_sub.add_parser("list", help="list accounts")
     _data_dir(lst)

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from ..app import RequestContext, Route, json_response, no_content, parse_bool
 from ..connectors.base import get_connector
+from ..connectors.webdav_auth import account_label
 from ..errors import ApiError, invalid_parameters
 from ..store import now_iso
 
@@ -52,6 +53,16 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
     return data
 
 
+def default_account_name(service: str, config: dict[str, Any]) -> str:
+    """:returns: the display name of a new account created without ``account``: ``user@host``
+    for upstream accounts (a validated config with ``url`` and ``username``), else the service.
+    """
+    url, username = config.get("url"), config.get("username")
+    if isinstance(url, str) and isinstance(username, str):
+        return account_label(url, username)
+    return service
+
+
 def list_accounts(ctx: RequestContext) -> Response:
     auth = ctx.require_auth()
     ctx.page_params()
@@ -77,14 +88,19 @@ def create_account(ctx: RequestContext) -> Response:
         raise ApiError(403, "forbidden", "Creating accounts needs an API key.")
     body = ctx.json_body()
     service = body.get("service", "local")
-    name = body.get("account", "local")
-    if not isinstance(service, str) or not isinstance(name, str) or not name:
+    name = body.get("account")
+    if not isinstance(service, str) or (
+        name is not None and (not isinstance(name, str) or not name)
+    ):
         raise invalid_parameters("'service' and 'account' must be strings.")
-    if len(name) > 255:
+    if name is not None and len(name) > 255:
         raise invalid_parameters("'account' is longer than 255 characters.")
     connector = get_connector(service)
     config = {k: v for k, v in body.items() if k not in ("service", "account")}
-    config = connector.validate_config(config)
+    # The store lets connectors seal upstream credentials (DAV passwords) before storing them.
+    config = connector.validate_config(config, ctx.store)
+    if name is None:
+        name = default_account_name(service, config)
     with ctx.store.transaction():
         account_id = ctx.store.create_account(auth.app_id, service, name, config)
     row = ctx.store.get_account(account_id)

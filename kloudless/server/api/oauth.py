@@ -8,6 +8,22 @@
 * ``POST /v1/oauth/token`` exchanges a code: single use, expires after
   ``Settings.oauth_code_ttl`` seconds, bound to the client_id and the exact redirect_uri.
 * ``GET /v1/oauth/token`` verifies a Bearer token (invalid → 400, as the JS SDK expects).
+
+Connecting a WebDAV or CalDAV server
+    The ``scope`` is split on spaces; the service of each item is its text before the first
+    ``.`` or ``:`` (``webdav``, ``webdav.storage``, ``webdav:normal.storage``, ``caldav``,
+    ``caldav.calendar``). When any item names ``webdav`` or ``caldav``, the page is a connection
+    form for those services instead of the "new local account" choice: server URL, user name
+    and password (``webdav_auth.FORM_FIELDS``), plus an optional calendar name for CalDAV and a
+    service chooser when both are named. Categories and other services (``all``, ``any``,
+    ``storage``, ``any.calendar``, ``local``) keep the local page. The app's existing accounts of
+    the named services are still offered (unless ``oauth_pick_existing`` is off).
+    The URL (and user name) are pre-filled from the JSON object in ``form_data`` or
+    ``extra_data`` (keys ``domain`` or ``url``, and ``username``; ``form_data`` wins).
+    On submit (CSRF-checked like the rest of the page) the settings are checked against the
+    server by the connector's ``validate_config`` (which seals the password); a failure shows the
+    form again with the error message (the password is never sent back), success creates the
+    account named ``user@host`` and continues with the usual code or token redirect.
 """
 
 from __future__ import annotations
@@ -25,11 +41,16 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from ..app import AUTH_NONE, RequestContext, Route, json_response
+from ..connectors.base import get_connector
+from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL
 from ..errors import ApiError, invalid_parameters
 from ..store import hash_secret
+from .accounts import default_account_name
 
 CSRF_COOKIE = "kloudless_csrf"
-PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state")
+PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state", "extra_data", "form_data")
+#: Services whose accounts are connected with a server URL and credentials on the consent page.
+DAV_SERVICES = ("webdav", "caldav")
 
 
 def _csrf_token(ctx: RequestContext, cookie: str) -> str:
@@ -56,21 +77,106 @@ def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str,
     return app_id, redirect_uri
 
 
+def dav_services(scope: str) -> list[str]:
+    """:returns: the DAV services (``webdav``, ``caldav``) a scope names, in order (see the
+    module docstring); empty for scopes that do not name one."""
+    found: list[str] = []
+    for item in scope.split():
+        service = item.split(":", 1)[0].split(".", 1)[0].lower()
+        if service in DAV_SERVICES and service not in found:
+            found.append(service)
+    return found
+
+
+def prefill(params: dict[str, str]) -> dict[str, str]:
+    """:returns: the connection form's pre-filled ``url`` and ``username`` from the JSON objects
+    in ``extra_data`` and ``form_data`` (``domain`` or ``url``; ``form_data`` wins).
+
+    :raises ApiError: 400 when one of them is not empty and not a JSON object.
+    """
+    values: dict[str, str] = {}
+    for key in ("extra_data", "form_data"):
+        text = params.get(key) or ""
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise invalid_parameters(f"'{key}' must be a URL-encoded JSON object.")
+        for name, sources in (("url", ("domain", "url")), ("username", ("username",))):
+            for source in sources:
+                if isinstance(data.get(source), str) and data[source]:
+                    values[name] = data[source]
+    return values
+
+
+def _dav_form(services: list[str], values: dict[str, str]) -> str:
+    """:returns: the HTML inputs of the DAV connection form (never a password value)."""
+    if len(services) == 1:
+        chooser = f'<input type="hidden" name="service" value="{services[0]}">'
+    else:
+        options = "".join(
+            f'<option value="{s}"{" selected" if values.get("service") == s else ""}>'
+            f"{html.escape(get_connector(s).service_name or s)}</option>"
+            for s in services
+        )
+        chooser = f'<p><label>Service <select name="service">{options}</select></label></p>'
+    fields = [chooser]
+    for name, label, kind in FORM_FIELDS:
+        value = "" if kind == "password" else html.escape(values.get(name, ""))
+        limit = MAX_URL if name == "url" else MAX_FIELD
+        fields.append(
+            f'<p><label>{html.escape(label)} <input type="{kind}" name="{name}" '
+            f'value="{value}" maxlength="{limit}" autocomplete="off"></label></p>'
+        )
+    if "caldav" in services:
+        value = html.escape(values.get("primary_calendar", ""))
+        fields.append(
+            '<p><label>Calendar name (CalDAV, optional) <input type="text" '
+            f'name="primary_calendar" value="{value}" maxlength="{MAX_FIELD}"></label></p>'
+        )
+    return "\n".join(fields)
+
+
 def _page(
-    ctx: RequestContext, params: dict[str, str], app_name: str, cookie: str, error: str = ""
+    ctx: RequestContext,
+    params: dict[str, str],
+    app_name: str,
+    cookie: str,
+    error: str = "",
+    values: dict[str, str] | None = None,
 ) -> str:
+    """:param values: the DAV form's values (pre-fill, or the submitted ones on re-show)."""
     auth_app = params["client_id"]
+    services = dav_services(params.get("scope") or "")
     accounts = ctx.store.list_accounts(auth_app) if ctx.settings.oauth_pick_existing else []
+    if services:
+        accounts = [r for r in accounts if r["service"] in services]
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{html.escape(params.get(k, ""))}">' for k in PARAMS
     )
     options = "".join(
         f'<p><label><input type="radio" name="account_id" value="{int(r["id"])}"'
-        f"{' checked' if i == 0 else ''}> {html.escape(str(r['account']))}"
+        f"{' checked' if i == 0 and not error else ''}> {html.escape(str(r['account']))}"
         f" ({html.escape(str(r['service']))}, id {int(r['id'])})</label></p>"
         for i, r in enumerate(accounts)
         if r["active"]
     )
+    new_checked = "" if options and not error else " checked"
+    if services:
+        new_option = (
+            f'<p><label><input type="radio" name="account_id" value="new"{new_checked}>'
+            " Connect a new account:</label></p>\n"
+            + _dav_form(services, values if values is not None else prefill(params))
+        )
+    else:
+        new_option = (
+            f'<p><label><input type="radio" name="account_id" value="new"{new_checked}>\n'
+            'New local account named <input type="text" name="new_account" value="local"'
+            ' maxlength="255">\n</label></p>'
+        )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Connect an account</title>
 </head><body><h1>Connect an account to {html.escape(app_name)}</h1>
 <p>Requested scope: <code>{html.escape(params.get("scope") or "all")}</code></p>
@@ -78,9 +184,7 @@ def _page(
 <form method="post" action="">
 <input type="hidden" name="csrf_token" value="{_csrf_token(ctx, cookie)}">{hidden}
 {options}
-<p><label><input type="radio" name="account_id" value="new"{"" if options else " checked"}>
-New local account named <input type="text" name="new_account" value="local" maxlength="255">
-</label></p>
+{new_option}
 <p><button type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button></p>
 </form></body></html>"""
@@ -97,6 +201,7 @@ def _html(body: str, status: int = 200) -> Response:
 def consent_page(ctx: RequestContext) -> Response:
     params = {k: v for k, v in ctx.request.args.items() if k in PARAMS}
     app_id, _ = _validate_request(ctx, params)
+    prefill(params)  # a malformed extra_data/form_data is a 400 before any page is shown
     app = ctx.store.get_app(app_id)
     assert app is not None
     cookie = ctx.request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -114,6 +219,37 @@ def _redirect(uri: str, params: dict[str, Any], fragment: bool) -> Response:
     response = redirect(target, 302)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _connect_dav(
+    ctx: RequestContext,
+    form: dict[str, str],
+    params: dict[str, str],
+    app_id: str,
+    cookie: str,
+    services: list[str],
+) -> tuple[str, dict[str, Any]] | Response:
+    """Check the submitted DAV connection settings against the server.
+
+    :returns: ``(service, config to store)``, or the form shown again with the error (HTTP 400;
+        the submitted URL and user name are kept, the password is not).
+    """
+    service = form.get("service", "")
+    if service not in services:
+        raise invalid_parameters("Pick one of the requested services.")
+    settings = {name: form.get(name, "") for name, _, _ in FORM_FIELDS}
+    if service == "caldav" and form.get("primary_calendar", "").strip():
+        settings["primary_calendar"] = form["primary_calendar"].strip()
+    try:
+        # Contacts the upstream: outside any store transaction. Seals the password.
+        return service, get_connector(service).validate_config(settings, ctx.store)
+    except ApiError as exc:
+        app = ctx.store.get_app(app_id)
+        assert app is not None
+        values = {k: v for k, v in settings.items() if k != "password"}
+        values["service"] = service
+        page = _page(ctx, params, str(app["name"]), cookie, exc.message, values)
+        return _html(page, 400)
 
 
 def consent_submit(ctx: RequestContext) -> Response:
@@ -138,8 +274,19 @@ def consent_submit(ctx: RequestContext) -> Response:
         )
     scope = params.get("scope") or "all"
     choice = form.get("account_id", "")
+    services = dav_services(scope)
+    connection: tuple[str, dict[str, Any]] | None = None
+    if choice == "new" and services:
+        result = _connect_dav(ctx, form, params, app_id, cookie, services)
+        if isinstance(result, Response):
+            return result
+        connection = result
     with ctx.store.transaction():
-        if choice == "new":
+        if connection is not None:
+            service, config = connection
+            name = default_account_name(service, config)
+            account_id = ctx.store.create_account(app_id, service, name, config)
+        elif choice == "new":
             name = (form.get("new_account") or "local").strip()[:255] or "local"
             account_id = ctx.store.create_account(app_id, "local", name)
         else:
@@ -148,6 +295,8 @@ def consent_submit(ctx: RequestContext) -> Response:
             row = ctx.store.get_account(int(choice))
             if row is None or row["app_id"] != app_id:
                 raise invalid_parameters("Unknown account.")
+            if services and row["service"] not in services:
+                raise invalid_parameters("Pick an account of the requested service.")
             account_id = int(row["id"])
         if implicit:
             access = ctx.store.create_token(app_id, account_id, scope)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from ..app import RequestContext
+    from ..store import Store
 
 #: Most bytes in one name, and the characters names may not contain.
 MAX_NAME_BYTES = 255
@@ -185,9 +186,13 @@ class Connector:
         the service has no upstream HTTP API (the API then answers 501)."""
         return None
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Check account settings given on ``POST /accounts`` (e.g. a server URL).
+    def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+        """Check account settings given on ``POST /accounts``, the OAuth consent form or
+        ``kloudless accounts create`` (e.g. a server URL and credentials).
 
+        :param config: the settings (request body minus ``service`` and ``account``).
+        :param store: the server's store, when there is one; connectors use its
+            ``server_secret()`` to seal credentials before they are stored.
         :returns: the config to store. :raises ApiError: 400 when invalid.
         """
         return config
