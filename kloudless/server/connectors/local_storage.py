@@ -368,13 +368,16 @@ class LocalStorage(StorageBackend):
                             now,
                         ),
                     )
+                # Built inside the transaction: a delete racing in right after must not turn
+                # a successful upload's answer into a 404.
+                result = self._object(self._row(file_id, "file"))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             self._drop_blob(blob)
             raise
         self._drop_blob(old_blob)
-        return self._object(self._row(file_id, "file"))
+        return result
 
     def open_contents(self, file_id: str) -> FileContents:
         for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
