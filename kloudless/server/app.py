@@ -419,18 +419,29 @@ class ServerApp:
             self.routes.extend(module.ROUTES)
         # Connectors and API modules register their tables' migrations at import time, so the
         # store is opened only after everything is imported.
+        from . import idempotency  # registers its table's migration
         from .connectors.base import services
 
         services()
         self.store = Store(settings.db_path)
+        idempotency.install(self)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         for index, route in enumerate(self.routes):
             path = ("/v1" + route.path) if route.prefix else route.path
             self.url_map.add(Rule(path, methods=list(route.methods), endpoint=index))
 
     def close(self) -> None:
-        """Stop background work and close database connections."""
+        """Stop background work, close pooled upstream (DAV) connections and the database."""
         self.executor.shutdown(wait=True)
+        from .connectors import webdav_client
+
+        webdav_client.close_clients()
+        try:
+            from .connectors import caldav
+        except ImportError:  # pragma: no cover - the caldav extra's module is absent
+            pass
+        else:
+            caldav.close_backends()
         self.store.close()
 
     # -- hooks -------------------------------------------------------------------------------

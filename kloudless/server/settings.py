@@ -36,6 +36,8 @@ class Settings:
     multipart_part_size: int = 8 * MIB
     #: Lifetime of OAuth authorization codes, seconds.
     oauth_code_ttl: int = 300
+    #: Seconds a response stored under an ``Idempotency-Key`` is kept and replayed.
+    idempotency_key_ttl: int = 24 * 60 * 60
     #: Let the OAuth consent page connect existing accounts of the application. Whoever can
     #: open the page can then pick any of them, so turn it off when untrusted people can reach
     #: the server; new local accounts can always be created.

@@ -1,0 +1,465 @@
+"""Idempotency keys: a POST, PATCH or DELETE carrying ``Idempotency-Key`` runs at most once.
+
+The first request with a key runs; its response (status, body and the headers that matter:
+``Content-Type``, ``Location``, ``Retry-After``, ``ETag``) is stored in the server's SQLite for
+``Settings.idempotency_key_ttl`` seconds (24 hours by default). A repeat with the same key, method
+and path gets the stored response back, marked ``Idempotent-Replayed: true`` (and
+``Original-Request-Id``), without running again. Keys are scoped per application and account.
+
+* Same key, different method, path (including the query string), body or
+  ``X-Kloudless-Metadata``/``X-Kloudless-Raw-*`` headers: ``422 invalid_parameters``.
+* Same key while the first request is still running: ``409 idempotency_key_in_use`` with
+  ``Retry-After: 1``. The lock is the key's row, inserted in a ``BEGIN IMMEDIATE`` transaction
+  together with the check for an existing row, so two requests can never both run.
+* Only 2xx and 4xx responses are stored. A 5xx, an exception, a streamed or very large response
+  releases the key (the row is deleted), so a retry runs the request again. A row left ``running``
+  by a server process that died is stale (it records the process instance that owns it) and the
+  next request with that key runs.
+* Expired rows are ignored and pruned in bounded batches, opportunistically when a key is
+  claimed (at most once per ``prune_interval``), so no background thread needs stopping.
+
+Body hashing: the request body is hashed (SHA-256) *while the handler streams it*: the layer puts
+a hashing wrapper around the body stream (``ctx.body_override`` and ``request.stream``), so a
+large upload is never buffered in memory or copied to a temporary file. Whatever the handler did
+not read is drained through the wrapper afterwards (up to ``drain_limit`` bytes; beyond that the
+response is not stored). A repeated request's body is read and hashed before its stored response
+is replayed, and compared with the first one's digest and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
+
+from werkzeug.wrappers import Response
+
+from .errors import ApiError
+from .store import Store, register_migration
+
+if TYPE_CHECKING:
+    from .app import RequestContext, ServerApp
+
+log = logging.getLogger("kloudless.server")
+
+__all__ = [
+    "DEFAULT_TTL",
+    "IDEMPOTENT_METHODS",
+    "MAX_KEY_LENGTH",
+    "IdempotencyLayer",
+    "install",
+]
+
+#: Default lifetime of a stored response, seconds (24 hours).
+DEFAULT_TTL = 24 * 60 * 60
+#: Methods whose ``Idempotency-Key`` is honoured.
+IDEMPOTENT_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+#: Longest accepted key (printable ASCII).
+MAX_KEY_LENGTH = 255
+#: Response headers stored and replayed.
+STORED_HEADERS = ("Content-Type", "Location", "Retry-After", "ETag")
+#: Request headers that select what a POST does besides its body (upload name, pass-through).
+FINGERPRINT_HEADERS = ("X-Kloudless-Metadata", "X-Kloudless-Raw-Method", "X-Kloudless-Raw-URI")
+#: Responses with a larger body are not stored (the key is released).
+MAX_STORED_BODY = 1024 * 1024
+#: Unread request body bytes drained (and hashed) after the handler ran, at most.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+_KEY_CHARS = re.compile(r"^[\x20-\x7e]+$")
+_ACCOUNT_PATH = re.compile(r"^(/v\d+/accounts/)([^/]+)(/.*)?$")
+_BLOCK = 64 * 1024
+
+register_migration(
+    300,
+    """
+    CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL, key_hash TEXT NOT NULL,
+        method TEXT NOT NULL, path TEXT NOT NULL, headers_sha256 TEXT NOT NULL,
+        body_sha256 TEXT, body_size INTEGER,
+        state TEXT NOT NULL, instance TEXT NOT NULL, claim TEXT NOT NULL,
+        created REAL NOT NULL, expires REAL NOT NULL,
+        status INTEGER, response_headers TEXT, response_body BLOB, request_id TEXT,
+        PRIMARY KEY (scope, key_hash));
+    CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires);
+    """,
+)
+
+
+class HashingStream(io.RawIOBase):
+    """A read-only stream that hashes (SHA-256) and counts what is read through it.
+
+    :param inner: the request body stream.
+    """
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._sha = hashlib.sha256()
+        #: Bytes read so far.
+        self.size = 0
+        #: True once a read hit the end of the body.
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _take(self, data: bytes, asked: int | None) -> bytes:
+        if data:
+            self._sha.update(data)
+            self.size += len(data)
+        elif asked is None or asked != 0:
+            self.eof = True
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read and hash up to ``size`` bytes (all when negative)."""
+        if size is None or size < 0:
+            chunks: list[bytes] = []
+            while True:
+                block = self._take(self._inner.read(_BLOCK), _BLOCK)
+                if not block:
+                    return b"".join(chunks)
+                chunks.append(block)
+        return self._take(self._inner.read(size), size)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into a writable buffer (for ``io`` helpers)."""
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read and hash one line."""
+        limit = -1 if size is None else size
+        return self._take(self._inner.readline(limit), limit)
+
+    def drain(self, limit: int) -> bool:
+        """Read (and hash) the rest of the body, up to ``limit`` bytes.
+
+        :returns: True when the end of the body was reached.
+        """
+        left = limit
+        while not self.eof:
+            if left < 0:
+                return False
+            left -= len(self.read(_BLOCK))
+        return True
+
+    def hexdigest(self) -> str:
+        """:returns: the SHA-256 of the bytes read so far."""
+        return self._sha.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What identifies one keyed request."""
+
+    scope: str
+    key_hash: str
+    method: str
+    path: str
+    headers_sha256: str
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A response worth storing."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class IdempotencyLayer:
+    """The handler wrapper that honours ``Idempotency-Key`` (see the module docstring).
+
+    :param store: the server's store (the ``idempotency_keys`` table, migration 300).
+    :param ttl: seconds a stored response is kept (and replayed).
+    :param clock: returns the current time in seconds (injectable for tests).
+    :param prune_interval: least seconds between two pruning passes.
+    :param prune_batch: most expired rows deleted per pass.
+    :param drain_limit: most unread body bytes drained after a handler to finish the body hash.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ttl: float = DEFAULT_TTL,
+        *,
+        clock: Callable[[], float] = time.time,
+        prune_interval: float = 300.0,
+        prune_batch: int = 500,
+        drain_limit: int = DRAIN_LIMIT,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("the idempotency key TTL must be positive")
+        self.store = store
+        self.ttl = float(ttl)
+        self.clock = clock
+        self.prune_interval = prune_interval
+        self.prune_batch = prune_batch
+        self.drain_limit = drain_limit
+        #: Identifies this server process: ``running`` rows of other instances are stale.
+        self.instance = uuid.uuid4().hex
+        self._prune_lock = threading.Lock()
+        self._last_prune = float("-inf")
+
+    # -- the wrapper ---------------------------------------------------------------------------
+    def __call__(self, ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
+        """Run ``call_next`` at most once per key, or replay its stored response.
+
+        :param ctx: the request context (authenticated).
+        :param call_next: runs the handler (and inner wrappers).
+        :returns: the handler's response, a replayed one, or raises an error.
+        :raises ApiError: 400 for a malformed key, 409 while the key's request runs, 422 when
+            the key was used for another request.
+        """
+        request = ctx.request
+        raw_key = request.headers.get("Idempotency-Key")
+        if raw_key is None or request.method not in IDEMPOTENT_METHODS or ctx.auth is None:
+            return call_next()
+        key = _check_key(raw_key)
+        try:
+            scope, path = self._scope_and_path(ctx)
+        except ApiError:
+            # The handler reports the same account error; there is nothing to key.
+            return call_next()
+        fingerprint = json.dumps([request.headers.get(h) for h in FINGERPRINT_HEADERS])
+        req = _Request(
+            scope=scope,
+            key_hash=hashlib.sha256(key.encode("ascii")).hexdigest(),
+            method=request.method,
+            path=path,
+            headers_sha256=hashlib.sha256(fingerprint.encode("utf-8", "replace")).hexdigest(),
+        )
+        claim, row = self._claim(req)
+        self._maybe_prune()
+        if row is not None:
+            return self._replay(ctx, row)
+        return self._run(ctx, req, claim, call_next)
+
+    def _scope_and_path(self, ctx: RequestContext) -> tuple[str, str]:
+        """Scope (app + account) and the normalized path (``me`` resolved, with the query)."""
+        auth = ctx.require_auth()
+        path = ctx.request.path
+        account = "-"
+        match = _ACCOUNT_PATH.match(path)
+        if match is not None:
+            # Also checks that the caller may use this account: a stored response is never
+            # replayed to a credential that could not have made the request.
+            account = str(ctx.account(match.group(2))["id"])
+            path = f"{match.group(1)}{account}{match.group(3) or ''}"
+        query = ctx.request.query_string.decode("latin-1")
+        if query:
+            path += "?" + query
+        return f"{auth.app_id}:{account}", path
+
+    def _run(
+        self, ctx: RequestContext, req: _Request, claim: str, call_next: Callable[[], Response]
+    ) -> Response:
+        """Run the handler with a hashing body stream, then store or release the key."""
+        body = HashingStream(ctx.body_stream())
+        ctx.body_override = cast(IO[bytes], body)
+        ctx.request.stream = cast(IO[bytes], body)  # handlers that read request.stream directly
+        try:
+            try:
+                response = call_next()
+            except ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                response = ctx.app.error_response(ctx, exc)
+            stored = self._storable(response)
+            if stored is not None and body.drain(self.drain_limit):
+                self._finish(req, claim, body, stored, ctx.request_id)
+            else:
+                self._release(req, claim)
+        except BaseException:
+            self._release(req, claim)
+            raise
+        return response
+
+    def _replay(self, ctx: RequestContext, row: sqlite3.Row) -> Response:
+        """Check the repeated request's body against the first one's and replay the response."""
+        body = HashingStream(ctx.body_stream())
+        expected = int(row["body_size"])
+        while not body.eof and body.size <= expected:
+            body.read(_BLOCK)
+        if body.size != expected or body.hexdigest() != row["body_sha256"]:
+            raise ApiError(
+                422,
+                "invalid_parameters",
+                "This Idempotency-Key was already used for a request with a different body "
+                f"({expected} bytes before, {'more than ' if not body.eof else ''}{body.size} "
+                "now). Use a new key for a different request.",
+            )
+        headers = [(str(k), str(v)) for k, v in json.loads(row["response_headers"])]
+        headers.append(("Idempotent-Replayed", "true"))
+        if row["request_id"]:
+            headers.append(("Original-Request-Id", str(row["request_id"])))
+        return Response(row["response_body"] or b"", status=int(row["status"]), headers=headers)
+
+    # -- the key store -------------------------------------------------------------------------
+    def _claim(self, req: _Request) -> tuple[str, sqlite3.Row | None]:
+        """Insert the key's ``running`` row, or find the earlier request's.
+
+        :returns: ``(claim id, None)`` when this request runs, or ``("", row)`` to replay.
+        :raises ApiError: 409 while running, 422 for another method/path/headers.
+        """
+        now = self.clock()
+        with self.store.transaction() as conn:
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT * FROM idempotency_keys WHERE scope = ? AND key_hash = ?",
+                (req.scope, req.key_hash),
+            ).fetchone()
+            if row is not None and (
+                float(row["expires"]) <= now
+                or (row["state"] == "running" and row["instance"] != self.instance)
+            ):
+                conn.execute(
+                    "DELETE FROM idempotency_keys WHERE scope = ? AND key_hash = ?",
+                    (req.scope, req.key_hash),
+                )
+                row = None
+            if row is None:
+                claim = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO idempotency_keys (scope, key_hash, method, path,"
+                    " headers_sha256, state, instance, claim, created, expires)"
+                    " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                    (
+                        req.scope,
+                        req.key_hash,
+                        req.method,
+                        req.path,
+                        req.headers_sha256,
+                        self.instance,
+                        claim,
+                        now,
+                        now + self.ttl,
+                    ),
+                )
+                return claim, None
+        if row["method"] != req.method or row["path"] != req.path:
+            raise ApiError(
+                422,
+                "invalid_parameters",
+                f"This Idempotency-Key was already used for {row['method']} "
+                f"{_short(row['path'])}; it cannot be reused for {req.method} "
+                f"{_short(req.path)}. Use a new key for a different request.",
+            )
+        if row["headers_sha256"] != req.headers_sha256:
+            raise ApiError(
+                422,
+                "invalid_parameters",
+                "This Idempotency-Key was already used for a request with different "
+                f"{', '.join(FINGERPRINT_HEADERS)} headers. Use a new key for a different request.",
+            )
+        if row["state"] == "running":
+            raise ApiError(
+                409,
+                "idempotency_key_in_use",
+                "A request with this Idempotency-Key is still being processed; retry after "
+                "1 second.",
+                headers={"Retry-After": "1"},
+            )
+        return "", row
+
+    def _storable(self, response: Response) -> _Stored | None:
+        """The response to store, or None when it must not be (5xx/3xx, streamed, too large)."""
+        status = response.status_code
+        if not (200 <= status < 300 or 400 <= status < 500) or response.is_streamed:
+            return None
+        body = response.get_data()
+        if len(body) > MAX_STORED_BODY:
+            return None
+        headers = [(h, v) for h in STORED_HEADERS if (v := response.headers.get(h)) is not None]
+        return _Stored(status, headers, body)
+
+    def _finish(
+        self, req: _Request, claim: str, body: HashingStream, stored: _Stored, request_id: str
+    ) -> None:
+        self.store.execute(
+            "UPDATE idempotency_keys SET state = 'done', body_sha256 = ?, body_size = ?,"
+            " status = ?, response_headers = ?, response_body = ?, request_id = ?"
+            " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
+            (
+                body.hexdigest(),
+                body.size,
+                stored.status,
+                json.dumps(stored.headers),
+                stored.body,
+                request_id,
+                req.scope,
+                req.key_hash,
+                claim,
+            ),
+        )
+
+    def _release(self, req: _Request, claim: str) -> None:
+        try:
+            self.store.execute(
+                "DELETE FROM idempotency_keys"
+                " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
+                (req.scope, req.key_hash, claim),
+            )
+        except sqlite3.Error:  # the row stays 'running' until this process restarts or expiry
+            log.exception("could not release an idempotency key")
+
+    def _maybe_prune(self) -> None:
+        now = self.clock()
+        with self._prune_lock:
+            if now - self._last_prune < self.prune_interval:
+                return
+            self._last_prune = now
+        try:
+            self.prune()
+        except sqlite3.Error:
+            log.exception("pruning idempotency keys failed")
+
+    def prune(self) -> int:
+        """Delete up to ``prune_batch`` expired keys.
+
+        :returns: the number of keys deleted.
+        """
+        cur = self.store.execute(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
+            " WHERE expires <= ? LIMIT ?)",
+            (self.clock(), self.prune_batch),
+        )
+        return int(cur.rowcount)
+
+
+def _check_key(value: str) -> str:
+    key = value.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not _KEY_CHARS.match(key):
+        raise ApiError(
+            400,
+            "invalid_parameters",
+            f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable ASCII "
+            "characters (a UUID is a good key).",
+        )
+    return key
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= 200 else path[:200] + "..."
+
+
+def install(app: ServerApp) -> IdempotencyLayer:
+    """Create the layer for ``app`` and append it to ``app.handler_wrappers``.
+
+    :param app: the server application (its store must be open).
+    :returns: the layer.
+    """
+    layer = IdempotencyLayer(app.store, app.settings.idempotency_key_ttl)
+    app.handler_wrappers.append(layer)
+    return layer
