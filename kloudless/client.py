@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
 from . import exceptions
@@ -25,7 +26,7 @@ from .auth import APIKeyAuth, BaseAuth, BearerTokenAuth
 from .config import Settings, get_settings
 from .exceptions import InvalidParameter
 from .resources.base import Resource, ResourceList, Response, ResponseJson, is_download_url
-from .retry import CallPolicy, KloudlessAdapter, build_retry, call_policy
+from .retry import BODY_ERRORS, CallPolicy, KloudlessAdapter, build_retry, call_policy
 from .util import is_loopback_host, logger, origin_of, url_join
 from .version import VERSION
 
@@ -84,9 +85,10 @@ def _wrap_network_error(error: requests.RequestException) -> exceptions.Kloudles
         return exceptions.TimeoutException(
             exceptions.TimeoutException.default_message + detail, request, response
         )
-    return exceptions.ConnectionException(
-        exceptions.ConnectionException.default_message + detail, request, response
-    )
+    message = exceptions.ConnectionException.default_message
+    if isinstance(error, (ChunkedEncodingError, ContentDecodingError)):
+        message = "The connection to the Kloudless API broke while the response was read."
+    return exceptions.ConnectionException(message + detail, request, response)
 
 
 def _has_header(headers: Any, name: str) -> bool:
@@ -195,7 +197,7 @@ class Session(requests.Session):
         token = call_policy.set(policy)
         try:
             response = super().request(method, url, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except (*BODY_ERRORS, requests.Timeout) as error:
             raise _wrap_network_error(error) from error
         finally:
             call_policy.reset(token)

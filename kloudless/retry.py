@@ -7,6 +7,11 @@ What is retried (up to ``max_retries`` times, after the first attempt):
 * connection dropped after sending, read timeouts, ``502``, ``503``, ``504``: ``GET``, ``HEAD``,
   ``PUT``, ``DELETE``, ``OPTIONS``, and ``POST``/``PATCH`` that carry an ``Idempotency-Key``
   (the server then runs them at most once);
+* ``409`` with ``Retry-After`` (the server's ``idempotency_key_in_use``: an earlier attempt with
+  the same key is still running): only calls that carry an ``Idempotency-Key``;
+* a response body that breaks after the headers arrived (cut, undecodable, timed out;
+  ``stream=False`` calls only): the same methods as a dropped connection, by
+  :meth:`KloudlessAdapter.send` (urllib3's ``Retry`` ends with the headers);
 * nothing at all when the request body cannot be rewound (a generator or a non-seekable stream):
   it could not be sent again.
 
@@ -14,11 +19,12 @@ Waits: ``Retry-After`` (seconds or HTTP date) capped at ``retry_after_max``; oth
 backoff ``backoff_factor * 2 ** (n - 1)`` plus a random ``0..backoff_jitter``, capped at
 ``backoff_max``. Each retry is logged at INFO on the ``kloudless`` logger (attempt, delay, cause).
 
-urllib3 cannot express three of these rules, hence the subclass: 429 for methods outside
-``allowed_methods``; a cap on ``Retry-After`` and jitter that work on urllib3 1.26 as well as 2.x;
-and a per-request policy (per-call ``max_retries``, idempotency keys, rewindable bodies), which
-needs the adapter to choose the ``Retry`` for each request (``HTTPAdapter.max_retries`` is per
-adapter).
+urllib3 cannot express some of these rules, hence the subclass: 429 for methods outside
+``allowed_methods``; 409 for keyed requests only; a cap on ``Retry-After`` and jitter that work on
+urllib3 1.26 as well as 2.x; and a per-request policy (per-call ``max_retries``, idempotency keys,
+rewindable bodies), which needs the adapter to choose the ``Retry`` for each request
+(``HTTPAdapter.max_retries`` is per adapter). Nor can it retry once the response headers have
+arrived: the adapter's small loop for broken bodies does that, with the same ``Retry``.
 """
 
 from __future__ import annotations
@@ -32,12 +38,16 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError, UnrewindableBodyError
+from requests.utils import rewind_body
+from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .exceptions import parse_retry_after
 from .util import logger
 
 __all__ = [
+    "BODY_ERRORS",
     "IDEMPOTENT_METHODS",
     "RETRY_STATUSES",
     "CallPolicy",
@@ -51,6 +61,8 @@ __all__ = [
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 #: Statuses that are retried.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: What requests raises when a response body breaks while it is read (after the headers).
+BODY_ERRORS = (ChunkedEncodingError, ContentDecodingError, requests.ConnectionError)
 
 
 class KloudlessRetry(Retry):
@@ -69,12 +81,15 @@ class KloudlessRetry(Retry):
         max_backoff: float = 30.0,
         jitter: float = 0.0,
         retry_after_cap: float = 60.0,
+        keyed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_backoff = max_backoff
         self.jitter = jitter
         self.retry_after_cap = retry_after_cap
+        #: The request carries an ``Idempotency-Key``: a 409 with ``Retry-After`` is retried.
+        self.keyed = keyed
         # The wait chosen (and logged) by increment(), used by sleep().
         self.planned_delay: float | None = None
 
@@ -88,10 +103,13 @@ class KloudlessRetry(Retry):
         new.max_backoff = self.max_backoff
         new.jitter = self.jitter
         new.retry_after_cap = self.retry_after_cap
+        new.keyed = self.keyed
         return new
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        """Like ``Retry.is_retry``, but a 429 is retryable for every method.
+        """Like ``Retry.is_retry``, but a 429 is retryable for every method, and a 409 with
+        ``Retry-After`` for keyed requests (the same key's first attempt is still running: the
+        server will replay its response once it is done).
 
         :param method: the HTTP method.
         :param status_code: the response status.
@@ -100,6 +118,8 @@ class KloudlessRetry(Retry):
         """
         if status_code == 429 and self.status_forcelist and 429 in self.status_forcelist:
             return True
+        if status_code == 409 and has_retry_after and self.keyed:
+            return bool(self.respect_retry_after_header)
         return bool(super().is_retry(method, status_code, has_retry_after))
 
     def get_retry_after(self, response: Any) -> float | None:
@@ -229,6 +249,10 @@ class KloudlessAdapter(HTTPAdapter):
     def __init__(self, retry: KloudlessRetry, **kwargs: Any) -> None:
         super().__init__(max_retries=retry, **kwargs)
         self.default_retry = retry
+        # Retry objects are never changed once built (urllib3 makes a new one per attempt), so
+        # the few (total, methods, keyed) variants a client uses are built once and shared.
+        self._variants: dict[tuple[int | None, frozenset[str], bool], KloudlessRetry] = {}
+        self._variants_of: KloudlessRetry = retry
 
     def retry_for(self, request: requests.PreparedRequest) -> KloudlessRetry:
         """Choose the ``Retry`` for ``request`` from the call policy and the request itself.
@@ -243,29 +267,62 @@ class KloudlessAdapter(HTTPAdapter):
             total = policy.max_retries
         if policy.retry is False or not body_is_rewindable(request.body):
             total = 0
-        allowed = set(IDEMPOTENT_METHODS)
-        if policy.retry or (
-            policy.key_allows_retry
-            and method in ("POST", "PATCH")
-            and request.headers.get("Idempotency-Key") is not None
+        keyed = request.headers.get("Idempotency-Key") is not None
+        allowed = IDEMPOTENT_METHODS
+        if method not in allowed and (
+            policy.retry or (policy.key_allows_retry and method in ("POST", "PATCH") and keyed)
         ):
-            allowed.add(method)
-        return self.default_retry.new(total=total, allowed_methods=frozenset(allowed))
+            allowed = allowed | {method}
+        default = self.default_retry
+        if self._variants_of is not default:  # default_retry was replaced: start afresh
+            self._variants, self._variants_of = {}, default
+        key = (total, allowed, keyed)
+        retry = self._variants.get(key)
+        if retry is None:
+            if len(self._variants) >= 64:
+                self._variants.clear()
+            retry = default.new(total=total, allowed_methods=allowed)
+            retry.keyed = keyed
+            self._variants[key] = retry
+        return retry
 
     def send(
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
         """Send ``request`` with its own ``Retry`` (see :meth:`retry_for`).
 
+        Unless ``stream`` is true, the body is read here (``requests`` would read it next), and
+        when it breaks (cut, undecodable, timed out) the request is sent again if its ``Retry``
+        allows it. Streamed responses (downloads) are left to the caller, who resumes with
+        ``Range``.
+
         :param request: the prepared request.
+        :param args: ``HTTPAdapter.send``'s (``stream``, ``timeout``...).
+        :param kwargs: ``HTTPAdapter.send``'s.
         :returns: the response.
+        :raises requests.RequestException: a body error, once no retry is left.
         """
+        stream = kwargs.get("stream", args[0] if args else False)
         retry = self.retry_for(request)
-        token = _adapter_retry.set(retry)
-        try:
-            return super().send(request, *args, **kwargs)
-        finally:
-            _adapter_retry.reset(token)
+        # The one hand-written retry loop of the SDK: urllib3 cannot retry once the response
+        # headers have arrived. The Retry still decides (methods, keys, rewindable bodies,
+        # max_retries), waits (its backoff) and logs, and the next send continues from its
+        # state, so body breaks and urllib3's own retries share the call's one budget.
+        while True:
+            token = _adapter_retry.set(retry)
+            try:
+                response = super().send(request, *args, **kwargs)
+            finally:
+                _adapter_retry.reset(token)
+            if stream:
+                return response
+            try:
+                response.content  # noqa: B018 - reads the body
+            except BODY_ERRORS as error:
+                response.close()
+                retry = _retry_broken_body(request, response, retry, error)
+                continue
+            return response
 
     # ``HTTPAdapter.send`` reads ``self.max_retries``; make it the per-request value while sending
     # (a context variable, so concurrent sends through one adapter do not see each other's).
@@ -283,6 +340,38 @@ class KloudlessAdapter(HTTPAdapter):
 _adapter_retry: contextvars.ContextVar[Retry | None] = contextvars.ContextVar(
     "kloudless_adapter_retry", default=None
 )
+
+
+def _retry_broken_body(
+    request: requests.PreparedRequest,
+    response: requests.Response,
+    retry: KloudlessRetry,
+    error: requests.RequestException,
+) -> KloudlessRetry:
+    """Count (and log) a retry of a request whose response body broke, rewind it, and wait.
+
+    :param request: the request to send again.
+    :param response: the broken response (``raw.retries``: the ``Retry`` state urllib3 reached).
+    :param retry: the ``Retry`` the request was sent with.
+    :param error: what reading the body raised.
+    :returns: the ``Retry`` state to send the request with.
+    :raises requests.RequestException: ``error``, when the request may not be sent again.
+    """
+    current = getattr(response.raw, "retries", None)
+    if not isinstance(current, KloudlessRetry):
+        current = retry
+    cause = error.args[0] if error.args else None
+    if not isinstance(cause, (ProtocolError, ReadTimeoutError)):
+        # A read error for Retry: it then applies the method rules of a dropped connection.
+        cause = ProtocolError(f"Response body broken: {type(error).__name__}", error)
+    try:
+        new: KloudlessRetry = current.increment(request.method, request.path_url, error=cause)
+        if hasattr(request.body, "seek"):  # a file body: send it from its start again
+            rewind_body(request)
+    except (MaxRetryError, ProtocolError, ReadTimeoutError, UnrewindableBodyError):
+        raise error from None
+    new.sleep()
+    return new
 
 
 def build_retry(

@@ -8,9 +8,12 @@ and path gets the stored response back, marked ``Idempotent-Replayed: true`` (an
 
 * Same key, different method, path (including the query string), body or
   ``X-Kloudless-Metadata``/``X-Kloudless-Raw-*`` headers: ``422 invalid_parameters``.
-* Same key while the first request is still running: ``409 idempotency_key_in_use`` with
-  ``Retry-After: 1``. The lock is the key's row, inserted in a ``BEGIN IMMEDIATE`` transaction
-  together with the check for an existing row, so two requests can never both run.
+* Same key while the first request is still running: the repeat waits up to ``wait_seconds``
+  (``Settings.idempotency_wait_seconds``, polling every ``poll_interval``) and then replays the
+  first one's stored response (or runs, if the first released the key); if the first is still
+  running after that, ``409 idempotency_key_in_use`` with ``Retry-After: 1``. The lock is the
+  key's row, inserted in a ``BEGIN IMMEDIATE`` transaction together with the check for an
+  existing row, so two requests can never both run.
 * Only 2xx and 4xx responses are stored. A 5xx, an exception, a streamed or very large response
   releases the key (the row is deleted), so a retry runs the request again. A row left ``running``
   by a server process that died is stale (it records the process instance that owns it) and the
@@ -32,6 +35,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import re
 import sqlite3
 import threading
@@ -188,6 +192,8 @@ class IdempotencyLayer:
     :param prune_interval: least seconds between two pruning passes.
     :param prune_batch: most expired rows deleted per pass.
     :param drain_limit: most unread body bytes drained after a handler to finish the body hash.
+    :param wait_seconds: how long a repeat waits for a still-running first request (0: no wait).
+    :param poll_interval: seconds between two looks at the first request's row while waiting.
     """
 
     def __init__(
@@ -199,15 +205,21 @@ class IdempotencyLayer:
         prune_interval: float = 300.0,
         prune_batch: int = 500,
         drain_limit: int = DRAIN_LIMIT,
+        wait_seconds: float = 2.0,
+        poll_interval: float = 0.05,
     ) -> None:
         if ttl <= 0:
             raise ValueError("the idempotency key TTL must be positive")
+        if wait_seconds < 0 or poll_interval <= 0:
+            raise ValueError("the idempotency wait must be >= 0 and its poll interval positive")
         self.store = store
         self.ttl = float(ttl)
         self.clock = clock
         self.prune_interval = prune_interval
         self.prune_batch = prune_batch
         self.drain_limit = drain_limit
+        self.wait_seconds = float(wait_seconds)
+        self.poll_interval = float(poll_interval)
         #: Identifies this server process: ``running`` rows of other instances are stale.
         self.instance = uuid.uuid4().hex
         self._prune_lock = threading.Lock()
@@ -309,10 +321,32 @@ class IdempotencyLayer:
 
     # -- the key store -------------------------------------------------------------------------
     def _claim(self, req: _Request) -> tuple[str, sqlite3.Row | None]:
-        """Insert the key's ``running`` row, or find the earlier request's.
+        """Claim the key, waiting up to :attr:`wait_seconds` while an earlier request runs.
 
         :returns: ``(claim id, None)`` when this request runs, or ``("", row)`` to replay.
-        :raises ApiError: 409 while running, 422 for another method/path/headers.
+        :raises ApiError: 409 while still running after the wait, 422 for another
+            method/path/headers.
+        """
+        polls = math.ceil(self.wait_seconds / self.poll_interval)
+        for attempt in range(polls + 1):
+            if attempt:
+                time.sleep(self.poll_interval)
+            claim, row = self._claim_once(req)
+            if row is None or row["state"] != "running":
+                return claim, row
+        raise ApiError(
+            409,
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry after 1 second.",
+            headers={"Retry-After": "1"},
+        )
+
+    def _claim_once(self, req: _Request) -> tuple[str, sqlite3.Row | None]:
+        """Insert the key's ``running`` row, or find the earlier request's.
+
+        :returns: ``(claim id, None)`` when this request runs, or ``("", row)`` with the earlier
+            request's row (``running`` or ``done``).
+        :raises ApiError: 422 for another method/path/headers.
         """
         now = self.clock()
         with self.store.transaction() as conn:
@@ -362,14 +396,6 @@ class IdempotencyLayer:
                 "invalid_parameters",
                 "This Idempotency-Key was already used for a request with different "
                 f"{', '.join(FINGERPRINT_HEADERS)} headers. Use a new key for a different request.",
-            )
-        if row["state"] == "running":
-            raise ApiError(
-                409,
-                "idempotency_key_in_use",
-                "A request with this Idempotency-Key is still being processed; retry after "
-                "1 second.",
-                headers={"Retry-After": "1"},
             )
         return "", row
 
@@ -460,6 +486,10 @@ def install(app: ServerApp) -> IdempotencyLayer:
     :param app: the server application (its store must be open).
     :returns: the layer.
     """
-    layer = IdempotencyLayer(app.store, app.settings.idempotency_key_ttl)
+    layer = IdempotencyLayer(
+        app.store,
+        app.settings.idempotency_key_ttl,
+        wait_seconds=app.settings.idempotency_wait_seconds,
+    )
     app.handler_wrappers.append(layer)
     return layer

@@ -38,6 +38,9 @@ class Settings:
     oauth_code_ttl: int = 300
     #: Seconds a response stored under an ``Idempotency-Key`` is kept and replayed.
     idempotency_key_ttl: int = 24 * 60 * 60
+    #: Seconds a repeat of a keyed request that is still running waits for it to finish (and
+    #: then replays its response) before answering ``409 idempotency_key_in_use``.
+    idempotency_wait_seconds: float = 2.0
     #: Let the OAuth consent page connect existing accounts of the application. Whoever can
     #: open the page can then pick any of them, so turn it off when untrusted people can reach
     #: the server; new local accounts can always be created.

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from kloudless import exceptions
+from kloudless.server.idempotency import IdempotencyLayer
 
 from .conftest import Server, account
 from .faults import FaultProxy
@@ -87,43 +88,31 @@ def test_keyed_upload_helper_and_rename_survive_lost_answers(
     assert "helper.txt" not in names and names.count("renamed.txt") == 1
 
 
-# -- truncated JSON answers (see the report: not handled by the SDK) ---------------------------
+# -- truncated JSON answers: Session.send retries a body cut after the headers ----------------
 def cut_first_response(proxy: FaultProxy, method: str) -> None:
     proxy.plan.cut_align = 1
     proxy.plan.cut_if = lambda m, target: True
     proxy.override = first_only("cut", method)
 
 
-TRUNCATED_REASON = (
-    "SDK bug: kloudless/client.py Session.request catches only requests.ConnectionError/Timeout; "
-    "a response body cut mid-stream fails while requests preloads it (stream=False) with a raw "
-    "requests.exceptions.ChunkedEncodingError, which is neither wrapped in "
-    "kloudless.exceptions.ConnectionException nor retried (urllib3's Retry ends once headers "
-    "arrived)."
-)
-
-
-@pytest.mark.xfail(
-    strict=True, raises=requests.exceptions.ChunkedEncodingError, reason=TRUNCATED_REASON
-)
 def test_truncated_json_answer_to_get_is_retried(server: Server, proxy: FaultProxy) -> None:
     cut_first_response(proxy, "GET")
     with account(proxy.base_url, server.creds.token) as acc:
         assert acc.get("storage/folders/root").data["id"] == "root"
+    assert [s.fault for s in proxy.log if s.method == "GET"] == ["cut", "pass"]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=requests.exceptions.ChunkedEncodingError, reason=TRUNCATED_REASON
-)
 def test_truncated_json_answer_to_keyed_post_is_retried(server: Server, proxy: FaultProxy) -> None:
     cut_first_response(proxy, "POST")
     with account(proxy.base_url, server.creds.token) as acc:
         created = acc.post("storage/files", data=b"cut", headers=upload_headers("cut.txt"))
+    posts = [s for s in proxy.log if s.method == "POST"]
+    assert [s.fault for s in posts] == ["cut", "pass"]
+    assert len({s.headers["idempotency-key"] for s in posts}) == 1
     assert created.response.headers["Idempotent-Replayed"] == "true"
     assert names_in_root(server).count("cut.txt") == 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TRUNCATED_REASON)
 def test_truncated_json_answer_raises_an_sdk_exception(server: Server, proxy: FaultProxy) -> None:
     cut_first_response(proxy, "GET")
     error: Any = None
@@ -133,18 +122,10 @@ def test_truncated_json_answer_raises_an_sdk_exception(server: Server, proxy: Fa
         except requests.RequestException as exc:
             error = exc
     assert isinstance(error, exceptions.ConnectionException), type(error)
+    assert [s.fault for s in proxy.log] == ["cut"]  # max_retries=0: not sent again
 
 
 # -- a retry that arrives while the first attempt still runs --------------------------------------
-IN_FLIGHT_REASON = (
-    "SDK/server gap: after a read timeout the SDK retries a keyed POST (correct), but while the "
-    "first attempt still runs the server answers 409 idempotency_key_in_use with Retry-After: 1, "
-    "and kloudless/retry.py KloudlessRetry does not retry a 409 (RETRY_STATUSES is 429/502/503/"
-    "504), so the call fails with an APIException although waiting one second would replay it."
-)
-
-
-@pytest.mark.xfail(strict=True, raises=exceptions.APIException, reason=IN_FLIGHT_REASON)
 def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) -> None:
     from kloudless.server.app import RequestContext
     from kloudless.server.errors import ApiError
@@ -152,6 +133,7 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
     app = server.thread.app
     busy = threading.Event()
     release = threading.Event()
+    refused = threading.Event()
 
     def slow(account_id: int, cursor: int) -> None:  # runs inside the first attempt's handler
         if not busy.is_set():
@@ -163,9 +145,14 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
             return call_next()
         except ApiError as exc:
             if exc.status == 409:
+                refused.set()
                 release.set()  # the retry was refused: let the first attempt finish now
             raise
 
+    # The server first waits for the running attempt (polling), then answers 409: keep that
+    # wait shorter than the SDK's read timeout here so the retry hears the 409.
+    layer = next(w for w in app.handler_wrappers if isinstance(w, IdempotencyLayer))
+    saved_wait, layer.wait_seconds = layer.wait_seconds, 0.1
     app.activity_listeners.append(slow)
     app.handler_wrappers.insert(0, observe)
     try:
@@ -175,9 +162,10 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
             created = acc.post("storage/files", data=b"slow", headers=upload_headers("slow.txt"))
     finally:
         release.set()
+        layer.wait_seconds = saved_wait
         app.handler_wrappers.remove(observe)
         app.activity_listeners.remove(slow)
-    assert busy.is_set()
+    assert busy.is_set() and refused.is_set()
     assert created.response.headers["Idempotent-Replayed"] == "true"
     assert names_in_root(server).count("slow.txt") == 1
 

@@ -12,7 +12,7 @@ import pytest
 from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
-from kloudless.server import Settings, create_app
+from kloudless.server import Settings, create_app, idempotency
 from kloudless.server.app import RequestContext, ServerApp
 from kloudless.server.bootstrap import Credentials, bootstrap
 from kloudless.server.idempotency import MAX_KEY_LENGTH, HashingStream, IdempotencyLayer
@@ -262,7 +262,7 @@ def test_longest_key_is_accepted(app: ServerApp, client: Client, auth: dict[str,
 def test_repeat_while_running_is_409_and_runs_once(
     app: ServerApp, client: Client, auth: dict[str, str]
 ) -> None:
-    layer_of(app)
+    layer_of(app).wait_seconds = 0.0  # answer at once (the wait has its own tests below)
     entered = threading.Event()
     release = threading.Event()
 
@@ -291,6 +291,92 @@ def test_repeat_while_running_is_409_and_runs_once(
     assert not first.is_alive() and results[0].status_code == 201
     assert_same_response(results[0], post_folder(client, auth, "busy"))
     assert root_names(client, auth) == ["f"]
+
+
+def blocked_first_request(
+    app: ServerApp, auth: dict[str, str], key: str
+) -> tuple[threading.Thread, threading.Event, list[TestResponse]]:
+    """Start a keyed folder creation whose handler blocks until the returned event is set."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def block(account_id: int, cursor: int) -> None:  # runs inside the first handler
+        entered.set()
+        release.wait(WAIT)
+
+    app.activity_listeners.append(block)
+    results: list[TestResponse] = []
+    first = threading.Thread(
+        target=lambda: results.append(post_folder(BufferedClient(app), auth, key))
+    )
+    first.start()
+    assert entered.wait(WAIT)
+    app.activity_listeners.remove(block)
+    return first, release, results
+
+
+def test_repeat_while_running_waits_and_replays(
+    app: ServerApp, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer = layer_of(app)
+    layer.wait_seconds = WAIT
+    polling = threading.Event()
+    real_sleep = idempotency.time.sleep
+
+    def sleep(seconds: float) -> None:
+        polling.set()  # the repeat is waiting for the first request now
+        real_sleep(seconds)
+
+    monkeypatch.setattr(idempotency.time, "sleep", sleep)
+    first, release, results = blocked_first_request(app, auth, "wait")
+    repeats: list[TestResponse] = []
+    second = threading.Thread(
+        target=lambda: repeats.append(post_folder(BufferedClient(app), auth, "wait"))
+    )
+    second.start()
+    try:
+        assert polling.wait(WAIT)
+    finally:
+        release.set()
+        first.join(WAIT)
+        second.join(WAIT)
+    assert not first.is_alive() and not second.is_alive()
+    assert results[0].status_code == 201
+    assert_same_response(results[0], repeats[0])
+    assert root_names(BufferedClient(app), auth) == ["f"]
+
+
+def test_wait_is_bounded_then_409(
+    app: ServerApp, client: Client, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer = layer_of(app)
+    layer.wait_seconds, layer.poll_interval = 0.1, 0.05
+    slept: list[float] = []
+    real_sleep = idempotency.time.sleep
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(idempotency.time, "sleep", sleep)
+    first, release, results = blocked_first_request(app, auth, "slow")
+    try:
+        busy = post_folder(client, auth, "slow")
+    finally:
+        release.set()
+        first.join(WAIT)
+    assert_error(busy, 409, "idempotency_key_in_use")
+    assert busy.headers["Retry-After"] == "1"
+    assert slept[:2] == [0.05, 0.05]  # polled for the whole wait, then gave up
+    assert not first.is_alive() and results[0].status_code == 201
+    assert_same_response(results[0], post_folder(client, auth, "slow"))
+
+
+def test_wait_settings_are_checked(app: ServerApp) -> None:
+    with pytest.raises(ValueError):
+        IdempotencyLayer(app.store, wait_seconds=-1)
+    with pytest.raises(ValueError):
+        IdempotencyLayer(app.store, poll_interval=0)
 
 
 def failing_once(status: int | None) -> Callable[[RequestContext, Callable[[], Response]], Any]:
@@ -481,9 +567,10 @@ def test_ttl_must_be_positive(app: ServerApp) -> None:
 
 
 def test_ttl_comes_from_settings(settings: Settings) -> None:
-    application = create_app(settings.replace(idempotency_key_ttl=90))
+    application = create_app(settings.replace(idempotency_key_ttl=90, idempotency_wait_seconds=0.5))
     try:
         assert layer_of(application).ttl == 90
+        assert layer_of(application).wait_seconds == 0.5
     finally:
         application.close()
     assert Settings().idempotency_key_ttl == 24 * 60 * 60

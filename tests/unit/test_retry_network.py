@@ -62,6 +62,13 @@ class ScriptedHandler(socketserver.StreamRequestHandler):
         if step == "slow":
             time.sleep(0.2)
             return
+        if step == "cut":  # the whole head, then half of the announced body, then close
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(OK_BODY)}\r\nConnection: close\r\n\r\n".encode()
+                + OK_BODY[: len(OK_BODY) // 2]
+            )
+            return
         status = {"ok": "200 OK", "503": "503 Service Unavailable"}[step]
         payload = OK_BODY if step == "ok" else b'{"error_code": "unavailable"}'
         try:
@@ -186,3 +193,30 @@ def test_connection_refused_retried_then_connection_exception() -> None:
             client.post("x", idempotency_key=False)
     assert not isinstance(info.value, exceptions.TimeoutException)
     assert "NewConnectionError" in str(info.value)
+
+
+def test_file_body_rewound_after_cut_response(server: ScriptedServer, tmp_path: Any) -> None:
+    server.script = ["cut", "cut", "ok"]
+    path = tmp_path / "up.bin"
+    path.write_bytes(b"0123456789" * 100)
+    with Account(token="T", base_url=base_of(server)) as account, open(path, "rb") as handle:
+        handle.read(10)  # the body starts where the file is when the call is made
+        assert account.post("storage/files", data=handle).data == {"id": "ok"}
+    assert [r["body"] for r in server.requests] == [path.read_bytes()[10:]] * 3
+    assert len({r["headers"]["idempotency-key"] for r in server.requests}) == 1
+
+
+def test_cut_responses_and_statuses_share_one_retry_budget(server: ScriptedServer) -> None:
+    server.script = ["503", "cut", "503", "cut", "ok"]
+    with Account(token="T", base_url=base_of(server), max_retries=3) as account:
+        with pytest.raises(exceptions.ConnectionException):
+            account.get("x")
+    assert [r["step"] for r in server.requests] == ["503", "cut", "503", "cut"]
+
+
+def test_unkeyed_post_cut_response_not_retried(server: ScriptedServer) -> None:
+    server.script = ["cut", "ok"]
+    with Account(token="T", base_url=base_of(server)) as account:
+        with pytest.raises(exceptions.ConnectionException):
+            account.post("storage/folders", json={}, idempotency_key=False)
+    assert len(server.requests) == 1
