@@ -1,6 +1,6 @@
 """Server sub-commands: ``serve``, ``accounts create|list|delete``, ``tokens create``,
-``apps show``. They work directly on a data dir (stop the server first or run them alongside:
-SQLite WAL handles both)."""
+``apps show``, ``apps redirect-uri add|list``. They work directly on a data dir (stop the
+server first or run them alongside: SQLite WAL handles both)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload_bytes,
         public_base_url=args.public_url,
         oauth_pick_existing=not args.oauth_new_accounts_only,
+        allowed_hosts=list(args.allowed_host or []),
     )
     serve(settings)
     return 0
@@ -209,6 +210,69 @@ def cmd_apps_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
+    """``apps redirect-uri add URL`` / ``apps redirect-uri list``: the application's registered
+    OAuth redirect URIs (needed for ``response_type=token`` to a non-loopback URI)."""
+    import json
+    from urllib.parse import urlsplit
+
+    store = _store(args)
+    try:
+        app = _first_app(store)
+        uris: list[str] = json.loads(app["redirect_uris"] or "[]")
+        if args.redirect_command == "add":
+            parts = urlsplit(args.url)
+            if not parts.scheme or not parts.netloc or len(args.url) > 2000:
+                sys.stderr.write("kloudless: the redirect URI must be an absolute URL\n")
+                return 2
+            if args.url not in uris:
+                uris.append(args.url)
+                store.execute(
+                    "UPDATE apps SET redirect_uris = ? WHERE id = ?", (json.dumps(uris), app["id"])
+                )
+            print(f"Registered redirect URI for {app['id']}: {args.url}")
+        else:
+            for uri in uris:
+                print(uri)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_apps_webhook(args: argparse.Namespace) -> int:
+    """``apps webhook set URL|show|remove|rotate-key``: the application's webhook (see
+    :mod:`kloudless.server.webhooks`). ``set`` validates the URL with a ping right away."""
+    from kloudless.server import webhooks
+    from kloudless.server.errors import ApiError
+
+    store = _store(args)  # after the import above, so the webhooks table exists
+    try:
+        app_id = str(_first_app(store)["id"])
+        action = args.webhook_command
+        if action == "set":
+            _, key = webhooks.configure_webhook(store, app_id, args.url)
+            checked = webhooks.validate_webhook(store, app_id)
+            if key is not None:
+                print(f"Webhook signing key (shown once, give it to your receiver): {key}")
+            detail = f" ({checked.error})" if checked.error else ""
+            print(f"Webhook {checked.url}: {checked.state}{detail}")
+            return 0 if checked.state == webhooks.VALID else 1
+        if action == "rotate-key":
+            key = webhooks.rotate_signing_key(store, app_id)
+            print(f"New webhook signing key (shown once): {key}")
+        elif action == "remove":
+            print("Webhook removed." if webhooks.remove_webhook(store, app_id) else "No webhook.")
+        else:
+            config = webhooks.get_webhook(store, app_id)
+            print(f"Webhook {config.url}: {config.state}" if config else "No webhook.")
+    except ApiError as exc:
+        sys.stderr.write(f"kloudless: {exc.message}\n")
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the server sub-commands to the ``kloudless`` parser."""
     serve = subparsers.add_parser("serve", help="run the local Kloudless API server")
@@ -226,6 +290,13 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--max-upload-bytes", type=int, default=5 * 1024**3)
     serve.add_argument(
         "--public-url", default=None, help="base URL used in hrefs (when behind a reverse proxy)"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="also answer requests for this Host name (repeatable; '*' = any). The bound host, "
+        "localhost, 127.0.0.1, [::1] and the --public-url host are always accepted",
     )
     serve.add_argument(
         "--oauth-new-accounts-only",
@@ -290,3 +361,35 @@ def register(subparsers: Any) -> None:
         "--app-token", action="store_true", help="also create an application-level token (meta API)"
     )
     show.set_defaults(func=cmd_apps_show)
+    redirect = app_sub.add_parser(
+        "redirect-uri",
+        help="manage the application's registered OAuth redirect URIs",
+        description="Once any URI is registered, OAuth accepts only registered redirect_uri "
+        "values. response_type=token needs a loopback or a registered redirect_uri.",
+    )
+    red_sub = redirect.add_subparsers(dest="redirect_command", metavar="ACTION", required=True)
+    radd = red_sub.add_parser("add", help="register a redirect URI")
+    _data_dir(radd)
+    radd.add_argument("url", metavar="URL")
+    radd.set_defaults(func=cmd_apps_redirect_uri)
+    rlist = red_sub.add_parser("list", help="list the registered redirect URIs")
+    _data_dir(rlist)
+    rlist.set_defaults(func=cmd_apps_redirect_uri)
+    webhook = app_sub.add_parser(
+        "webhook",
+        help="manage the application's webhook URL and signing key",
+        description="Notifications are signed with a webhook signing key (not the API key); "
+        "receivers verify it with kloudless.webhooks.verify_signature.",
+    )
+    hook_sub = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    hset = hook_sub.add_parser("set", help="set the webhook URL and validate it with a ping")
+    hset.add_argument("url", metavar="URL")
+    for name, text in (
+        ("show", "show the webhook URL and its status"),
+        ("remove", "remove the webhook and its signing key"),
+        ("rotate-key", "replace the signing key (receivers accept old and new meanwhile)"),
+    ):
+        hook_sub.add_parser(name, help=text)
+    for sub in hook_sub.choices.values():
+        _data_dir(sub)
+        sub.set_defaults(func=cmd_apps_webhook)

@@ -7,10 +7,13 @@ werkzeug :class:`~werkzeug.wrappers.Response` (use :func:`json_response`). See `
 
 from __future__ import annotations
 
+import functools
 import importlib
+import ipaddress
 import json
 import logging
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -56,6 +59,36 @@ API_MODULES = (
     "unsupported",
 )
 OPTIONAL_API_MODULES = ("calendar",)
+
+#: Largest integer SQLite stores; larger ids and cursors are refused before they reach a query.
+SQLITE_MAX_INT = 2**63 - 1
+
+#: Credentials this server issues (``tok_...``, ``key_...``), should a client put one in a path.
+_SECRET_IN_PATH = re.compile(r"\b(tok_|key_)[A-Za-z0-9_-]{16,}")
+#: Public link ids (``/l/<id>``) are capabilities: whoever has one can download the file.
+_LINK_IN_PATH = re.compile(r"^/l/[^/]+")
+
+#: Host names every server accepts (loopback), besides the bound host.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: Bind addresses meaning "every interface".
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def log_path(path: str) -> str:
+    """:returns: ``path`` with credentials and public link ids replaced by ``[REDACTED]``."""
+    return _LINK_IN_PATH.sub("/l/[REDACTED]", _SECRET_IN_PATH.sub(r"\1[REDACTED]", path))
+
+
+def host_name(host: str) -> str:
+    """:returns: the lower-case name of a ``Host`` header value, without port or brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
 
 AUTH_NONE = "none"  # no credentials needed (OAuth pages, public links)
 AUTH_ANY = "any"  # Bearer token or API key
@@ -147,7 +180,7 @@ class RequestContext:
                 )
             account_id = auth.account_id
         else:
-            if not account_ref.isdigit() or len(account_ref) > 18:
+            if not (account_ref.isascii() and account_ref.isdigit()) or len(account_ref) > 18:
                 raise invalid_parameters(f"Invalid account id: {account_ref[:40]!r}")
             account_id = int(account_ref)
         row = self.store.get_account(account_id)
@@ -195,8 +228,13 @@ class RequestContext:
     # -- request helpers ---------------------------------------------------------------------
     def href(self, path: str) -> str:
         """:returns: the absolute URL of an API path, e.g. ``accounts/1/storage/files/x``."""
+        return self._api_base + path.lstrip("/")
+
+    @functools.cached_property
+    def _api_base(self) -> str:
+        # Computed once per request: a listing builds an href for every object.
         base = self.settings.public_base_url or self.request.host_url
-        return base.rstrip("/") + "/v1/" + path.lstrip("/")
+        return base.rstrip("/") + "/v1/"
 
     def site_url(self, path: str) -> str:
         """:returns: the absolute URL of a path at the site root (e.g. ``l/<link id>``)."""
@@ -214,9 +252,13 @@ class RequestContext:
                 raise invalid_parameters("A JSON object body is required.")
             return {}
         try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "bad_request", f"Malformed JSON body: {exc}") from None
+            # Strict UTF-8 first (json.loads on bytes would let lone surrogates through), and
+            # no lone surrogates from \u escapes either: they cannot be stored or sent back.
+            value = json.loads(data.decode("utf-8"))
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            raise ApiError(400, "bad_request", f"Malformed JSON body: {reason}") from None
         if not isinstance(value, dict):
             raise invalid_parameters("The JSON body must be an object.")
         return value
@@ -235,7 +277,7 @@ class RequestContext:
         """:returns: a boolean query parameter (``true/false/1/0``). :raises ApiError: 400."""
         return parse_bool(self.request.args.get(name), name, default)
 
-    @property
+    @functools.cached_property
     def wants_raw(self) -> bool:
         """True when the request asked for ``raw`` upstream data (``X-Kloudless-Raw-Data``)."""
         return self.request.headers.get("X-Kloudless-Raw-Data", "").strip().lower() == "true"
@@ -270,12 +312,36 @@ class RequestContext:
         """
         page, page_size = self.page_params()
         start = (page - 1) * page_size
-        if page > 1 and start >= len(objects):
+        return self.page_envelope(
+            objects[start : start + page_size],
+            api,
+            page,
+            page_size,
+            len(objects),
+            with_total=with_total,
+        )
+
+    def page_envelope(
+        self,
+        chunk: Sequence[dict[str, Any]],
+        api: str,
+        page: int,
+        page_size: int,
+        total: int,
+        *,
+        with_total: bool = False,
+    ) -> dict[str, Any]:
+        """The ``object_list`` envelope of one page already cut out of ``total`` objects (by a
+        backend that pages itself), with the same rules as :meth:`object_list`.
+
+        :raises ApiError: 404 when ``page`` is past the last page (page 1 always exists).
+        """
+        start = (page - 1) * page_size
+        if page > 1 and start >= total:
             raise not_found(f"Page {page} does not exist.")
-        chunk = list(objects[start : start + page_size])
-        more = start + page_size < len(objects)
+        more = start + page_size < total
         return object_list(
-            chunk, api, page, page + 1 if more else None, total=len(objects) if with_total else None
+            list(chunk), api, page, page + 1 if more else None, total=total if with_total else None
         )
 
     def record_activity(
@@ -372,6 +438,20 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[int, int]] = {}
 
+    def blocked(self, key: str) -> int | None:
+        """Like :meth:`check` without counting. :returns: seconds to wait, or None."""
+        if self.limit <= 0:
+            return None
+        with self._lock:
+            start, count = self._windows.get(key, (0, 0))
+        if count < self.limit:  # the common case reads no clock
+            return None
+        now = time.time()
+        window = int(now // 60)
+        if start == window:
+            return max(1, math.ceil((window + 1) * 60 - now))
+        return None
+
     def check(self, key: str) -> int | None:
         """:returns: None if allowed, else the seconds to wait (``Retry-After``)."""
         if self.limit <= 0:
@@ -399,6 +479,9 @@ class ServerApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        #: Failed authentications per client address (brute-force guard).
+        self.auth_failures = RateLimiter(settings.auth_failures_per_minute)
+        self.allowed_hosts = self._allowed_hosts(settings)
         #: Wrappers run around every authenticated handler call, outermost first
         #: (the idempotency-key layer plugs in here).
         self.handler_wrappers: list[HandlerWrapper] = []
@@ -419,19 +502,33 @@ class ServerApp:
             self.routes.extend(module.ROUTES)
         # Connectors and API modules register their tables' migrations at import time, so the
         # store is opened only after everything is imported.
-        from . import idempotency  # registers its table's migration
+        from . import idempotency, webhooks  # both register their tables' migrations
         from .connectors.base import services
 
         services()
         self.store = Store(settings.db_path)
         idempotency.install(self)
+        #: Webhook delivery (a background thread started on the first activity).
+        self.webhooks = webhooks.attach(self)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         for index, route in enumerate(self.routes):
-            path = ("/v1" + route.path) if route.prefix else route.path
-            self.url_map.add(Rule(path, methods=list(route.methods), endpoint=index))
+            if not route.prefix:
+                self.url_map.add(Rule(route.path, methods=list(route.methods), endpoint=index))
+                continue
+            # This server implements API v1; /v2 paths are served by the same handlers so
+            # that 2.x SDK code pinning api_version=2 keeps working.
+            for version in ("/v1", "/v2"):
+                self.url_map.add(
+                    Rule(version + route.path, methods=list(route.methods), endpoint=index)
+                )
+        from .sweep import Sweeper
+
+        self.sweeper = Sweeper(self)
+        self.sweeper.maybe_run()  # start-up sweep, in the background
 
     def close(self) -> None:
         """Stop background work, close pooled upstream (DAV) connections and the database."""
+        self.webhooks.stop()
         self.executor.shutdown(wait=True)
         from .connectors import webdav_client
 
@@ -457,16 +554,24 @@ class ServerApp:
         way every change is recorded (``add``, ``update``, ``delete``, ``rename``, ``move``,
         ``copy``).
 
+        Called inside the change's own store transaction (as the ``local`` backend does), the
+        event commits or rolls back with the change, and the listeners run only after the
+        commit.
+
         :returns: the new cursor.
         """
         cursor = self.store.append_activity(
             account_id, type_, object_id or metadata.get("id"), metadata, ip
         )
-        for listener in list(self.activity_listeners):
-            try:
-                listener(account_id, cursor)
-            except Exception:  # a listener must never break the request
-                log.exception("activity listener failed")
+
+        def notify() -> None:
+            for listener in list(self.activity_listeners):
+                try:
+                    listener(account_id, cursor)
+                except Exception:  # a listener must never break the request
+                    log.exception("activity listener failed")
+
+        self.store.after_commit(notify)
         return cursor
 
     # -- WSGI --------------------------------------------------------------------------------
@@ -479,7 +584,7 @@ class ServerApp:
         log.info(
             "%s %s %s %.1fms request_id=%s",
             request.method,
-            request.path,
+            log_path(request.path),
             response.status_code,
             (time.monotonic() - started) * 1000,
             request_id,
@@ -533,12 +638,75 @@ class ServerApp:
         body.update(exc.extra)
         return json_response(body, exc.status, exc.headers)
 
+    @staticmethod
+    def _allowed_hosts(settings: Settings) -> frozenset[str]:
+        names = {host_name(settings.host), *LOOPBACK_HOSTS}
+        if settings.public_base_url:
+            names.add(host_name(urlsplit(settings.public_base_url).netloc))
+        names.update(h if h == "*" else host_name(h) for h in settings.allowed_hosts)
+        return frozenset(names)
+
+    def check_host(self, request: Request) -> None:
+        """Refuse ``Host`` names this server does not answer to (DNS rebinding: a web page
+        whose name resolves to 127.0.0.1 must not reach the API). A server bound to every
+        interface also answers IP-literal hosts (they cannot be rebound).
+
+        :raises ApiError: 400 ``bad_request`` for an unknown host.
+        """
+        if "*" in self.allowed_hosts:
+            return
+        name = host_name(request.host)
+        if name in self.allowed_hosts:
+            return
+        if self.settings.host in WILDCARD_HOSTS:
+            try:
+                ipaddress.ip_address(name)
+                return
+            except ValueError:
+                pass
+        raise ApiError(
+            400,
+            "bad_request",
+            "Unknown host; add it to the server's allowed hosts (--allowed-host).",
+        )
+
+    def check_auth_failures(self, ctx: RequestContext) -> None:
+        """Refuse a client address (``REMOTE_ADDR``) with too many recent failed
+        authentications, before looking at its credentials.
+
+        :raises ApiError: 429 ``too_many_requests`` with ``Retry-After``.
+        """
+        wait = self.auth_failures.blocked(f"addr:{ctx.request.remote_addr}")
+        if wait is not None:
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"Too many failed authentications; retry after {wait} seconds.",
+                headers={"Retry-After": str(wait)},
+            )
+
+    def note_auth_failure(self, ctx: RequestContext) -> None:
+        """Count one failed authentication of the client address."""
+        self.auth_failures.check(f"addr:{ctx.request.remote_addr}")
+
+    def _authenticate_limited(self, ctx: RequestContext) -> Auth:
+        """:meth:`authenticate` behind :meth:`check_auth_failures`; 401s are counted."""
+        self.check_auth_failures(ctx)
+        try:
+            return self.authenticate(ctx)
+        except ApiError as exc:
+            if exc.status == 401:
+                self.note_auth_failure(ctx)
+            raise
+
     def _dispatch(self, ctx: RequestContext) -> Response:
+        self.check_host(ctx.request)
+        self.sweeper.maybe_run()
         adapter = self.url_map.bind_to_environ(ctx.request.environ)
         index, args = adapter.match()
         route = self.routes[index]
         if route.auth != AUTH_NONE:
-            ctx.auth = self.authenticate(ctx)
+            ctx.auth = self._authenticate_limited(ctx)
             if route.auth == AUTH_APP and not (
                 ctx.auth.kind == "apikey"
                 or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)

@@ -49,6 +49,13 @@ class Settings:
     rate_limit_per_minute: int = 0
     #: Absolute base URL used in ``href`` values instead of the request's host (behind a proxy).
     public_base_url: str | None = None
+    #: Extra ``Host`` header names accepted besides the bound host, ``localhost``,
+    #: ``127.0.0.1``, ``[::1]`` and the host of :attr:`public_base_url`; ``"*"`` accepts any.
+    #: Other hosts get a 400 (DNS rebinding: a web page must not reach a loopback server).
+    allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    #: Failed authentications (401) per minute per client address before answering 429;
+    #: 0 disables the limit.
+    auth_failures_per_minute: int = 20
 
     @property
     def db_path(self) -> str:

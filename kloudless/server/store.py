@@ -83,6 +83,15 @@ MIGRATIONS: list[tuple[int, Migration]] = [
         CREATE INDEX links_account ON links(account_id);
         """,
     ),
+    (
+        # Multipart sessions: ``state`` ('open' | 'completing') lets exactly one ``complete``
+        # claim a session; ``modified`` (last part received) lets the sweeper drop idle ones.
+        2,
+        """
+        ALTER TABLE multipart ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+        ALTER TABLE multipart ADD COLUMN modified TEXT
+        """,
+    ),
 ]
 
 
@@ -102,9 +111,14 @@ def register_migration(version: int, migration: Migration) -> None:
     MIGRATIONS.sort(key=lambda item: item[0])
 
 
+#: The one format of stored timestamps (fixed width, so equal-format strings sort by time).
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def now_iso() -> str:
-    """:returns: the current UTC time as ISO-8601 with a ``Z`` suffix."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    """:returns: the current UTC time as ISO-8601 in :data:`TIME_FORMAT`
+    (``2024-01-02T03:04:05.000006Z``)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime(TIME_FORMAT)
 
 
 def hash_secret(value: str) -> str:
@@ -128,6 +142,7 @@ class Store:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
+        self._after_commit = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.migrate()
@@ -162,12 +177,27 @@ class Store:
             yield conn
             return
         conn.execute("BEGIN IMMEDIATE")
+        self._after_commit.calls = []
         try:
             yield conn
         except BaseException:
+            self._after_commit.calls = None
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        calls, self._after_commit.calls = self._after_commit.calls, None
+        for call in calls or ():
+            call()
+
+    def after_commit(self, call: Callable[[], None]) -> None:
+        """Run ``call`` once this thread's :meth:`transaction` commits (dropped on rollback),
+        or right away outside a transaction. For side effects that must not announce a change
+        before it is durable (webhook notification)."""
+        calls: list[Callable[[], None]] | None = getattr(self._after_commit, "calls", None)
+        if calls is None or not self.conn.in_transaction:
+            call()
+        else:
+            calls.append(call)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement on this thread's connection."""

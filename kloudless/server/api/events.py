@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route, json_response, parse_int
+from ..app import SQLITE_MAX_INT, RequestContext, Route, json_response, parse_int
 from ..errors import invalid_parameters
 
 #: Human-readable action symbols per event type (the ``action`` field).
@@ -64,6 +64,8 @@ def list_events(ctx: RequestContext, account_id: str) -> Response:
         raise invalid_parameters("Parameter 'cursor' must be an integer cursor.") from None
     if cursor < 0:
         raise invalid_parameters("Parameter 'cursor' must not be negative.")
+    if cursor > SQLITE_MAX_INT:
+        raise invalid_parameters("Parameter 'cursor' is too large.")
     page_size = parse_int(
         ctx.request.args.get("page_size"),
         "page_size",
@@ -95,8 +97,12 @@ def list_events(ctx: RequestContext, account_id: str) -> Response:
 
 def get_event(ctx: RequestContext, account_id: str, event_id: int) -> Response:
     account = ctx.account(account_id)
-    row = ctx.store.one(
-        "SELECT * FROM activity WHERE account_id = ? AND id = ?", (int(account["id"]), event_id)
+    row = (
+        ctx.store.one(
+            "SELECT * FROM activity WHERE account_id = ? AND id = ?", (int(account["id"]), event_id)
+        )
+        if event_id <= SQLITE_MAX_INT  # larger ints overflow SQLite (and cannot exist)
+        else None
     )
     if row is None:
         from ..errors import not_found

@@ -14,6 +14,7 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from ..app import AUTH_NONE, RequestContext, Route, json_response, no_content
+from ..availability import format_utc, parse_datetime
 from ..errors import ApiError, invalid_parameters, not_found
 from ..store import now_iso
 from .storage import send_contents
@@ -38,16 +39,22 @@ def _parse_expiration(value: Any) -> str | None:
     if not isinstance(value, str):
         raise invalid_parameters("'expiration' must be an ISO-8601 timestamp.")
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return format_utc(parse_datetime(value))
     except ValueError:
-        raise invalid_parameters("'expiration' must be an ISO-8601 timestamp.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        raise invalid_parameters(
+            "'expiration' must be an ISO-8601 timestamp within years 1..9999."
+        ) from None
 
 
 def _expired(row: sqlite3.Row) -> bool:
-    return bool(row["expiration"]) and str(row["expiration"]) <= now_iso()
+    # Compare instants: stored values of older versions differ in format.
+    if not row["expiration"]:
+        return False
+    try:
+        expires = parse_datetime(str(row["expiration"]))
+    except ValueError:
+        return True
+    return expires <= dt.datetime.now(dt.timezone.utc)
 
 
 def serialize_link(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:

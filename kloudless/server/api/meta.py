@@ -7,13 +7,15 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from .. import webhooks
 from ..app import AUTH_APP, RequestContext, Route, json_response
 from ..errors import invalid_parameters, not_found
 from ..store import now_iso
 
 
 def serialize_app(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
-    """:returns: the application JSON (no secrets)."""
+    """:returns: the application JSON (no secrets; ``webhook_signing_key`` appears only in the
+    PATCH answer that created or rotated it)."""
     return {
         "id": row["id"],
         "name": row["name"],
@@ -23,6 +25,7 @@ def serialize_app(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
         "created": row["created"],
         "modified": row["modified"],
         "source": "local",
+        **_webhook_fields(ctx, str(row["id"])),
         "api": "meta",
         "type": "application",
         "href": ctx.href(f"meta/applications/{row['id']}"),
@@ -49,6 +52,8 @@ def get_app(ctx: RequestContext, app_id: str) -> Response:
 def patch_app(ctx: RequestContext, app_id: str) -> Response:
     _own_app(ctx, app_id)
     body = ctx.json_body()
+    if body.get("webhook_url") is not None:
+        webhooks.validate_webhook_url(body["webhook_url"])  # refuse before changing anything
     for key in ("name", "description"):
         if key in body:
             if not isinstance(body[key], str) or len(body[key]) > 1000:
@@ -57,7 +62,40 @@ def patch_app(ctx: RequestContext, app_id: str) -> Response:
                 f"UPDATE apps SET {key} = ?, modified = ? WHERE id = ?",
                 (body[key], now_iso(), app_id),
             )
-    return json_response(serialize_app(ctx, _own_app(ctx, app_id)))
+    shown = _patch_webhook(ctx, app_id, body)
+    return json_response(dict(serialize_app(ctx, _own_app(ctx, app_id)), **shown))
+
+
+def _webhook_fields(ctx: RequestContext, app_id: str) -> dict[str, Any]:
+    """:returns: ``webhook_url`` and ``webhook_status`` (the signing key is never listed)."""
+    config = webhooks.get_webhook(ctx.store, app_id)
+    return {
+        "webhook_url": config.url if config else None,
+        "webhook_status": config.state if config else None,
+    }
+
+
+def _patch_webhook(ctx: RequestContext, app_id: str, body: dict[str, Any]) -> dict[str, str]:
+    """Apply ``webhook_url`` (a URL, validated with a ping now; null removes the webhook) and
+    ``rotate_webhook_signing_key``. :returns: a new signing key to show once, if any."""
+    shown: dict[str, str] = {}
+    if "webhook_url" in body:
+        if body["webhook_url"] is None:
+            webhooks.remove_webhook(ctx.store, app_id)
+        else:
+            _, key = webhooks.configure_webhook(ctx.store, app_id, body["webhook_url"])
+            if key is not None:
+                shown["webhook_signing_key"] = key
+            dispatcher = ctx.app.webhooks
+            webhooks.validate_webhook(
+                ctx.store, app_id, timeout=dispatcher.timeout, sender=dispatcher.sender
+            )
+    rotate = body.get("rotate_webhook_signing_key", False)
+    if not isinstance(rotate, bool):
+        raise invalid_parameters("'rotate_webhook_signing_key' must be a boolean.")
+    if rotate:
+        shown["webhook_signing_key"] = webhooks.rotate_signing_key(ctx.store, app_id)
+    return shown
 
 
 ROUTES = [

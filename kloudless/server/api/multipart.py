@@ -5,6 +5,12 @@ Sessions live in the ``multipart`` tables and their parts in
 in any order and more than once (each PUT replaces the part atomically). ``complete`` checks that
 every part is present and the total size matches, then hands the concatenated parts to the
 account's storage backend like a normal upload.
+
+A session's ``state`` is ``open`` or ``completing``: ``complete`` claims it atomically
+(``open`` → ``completing`` in one statement), so only one of several parallel completes
+assembles the file; the others, and part uploads and aborts arriving meanwhile, get a 409.
+A failed complete puts the session back to ``open``. (A retried complete with the SDK's same
+``Idempotency-Key`` is replayed by the idempotency layer instead.)
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import os
 import secrets
 import shutil
 import sqlite3
-import tempfile
 from typing import IO, Any
 
 from werkzeug.wrappers import Response
@@ -23,8 +28,9 @@ from werkzeug.wrappers import Response
 from ..app import RequestContext, Route, json_response, no_content, parse_int
 from ..connectors.base import validate_name
 from ..errors import ApiError, invalid_parameters, not_found, too_large
+from ..spool import spool_to_temp
 from ..store import now_iso
-from .storage import serialize
+from .storage import bind_activity, record_after, serialize
 
 A = "/accounts/<account_id>/storage/multipart"
 
@@ -74,6 +80,15 @@ def _session(
     return account, row
 
 
+def _busy(session_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "conflict",
+        f"Multipart upload {session_id[:100]} is being completed; wait for the complete "
+        "request's answer (parts cannot be changed and the upload cannot be aborted now).",
+    )
+
+
 def init_upload(ctx: RequestContext, account_id: str) -> Response:
     account = ctx.account(account_id)
     storage = ctx.storage(account)
@@ -98,8 +113,10 @@ def init_upload(ctx: RequestContext, account_id: str) -> Response:
     overwrite = ctx.arg_bool("overwrite")
     session_id = secrets.token_urlsafe(16)
     os.makedirs(_dir(ctx, session_id), exist_ok=True)
+    now = now_iso()
     ctx.store.execute(
-        "INSERT INTO multipart VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO multipart (id, account_id, name, parent_id, size, part_size, overwrite,"
+        " created, state, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
         (
             session_id,
             int(account["id"]),
@@ -108,7 +125,8 @@ def init_upload(ctx: RequestContext, account_id: str) -> Response:
             size,
             ctx.settings.multipart_part_size,
             int(overwrite),
-            now_iso(),
+            now,
+            now,
         ),
     )
     row = ctx.store.one("SELECT * FROM multipart WHERE id = ?", (session_id,))
@@ -132,35 +150,42 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     length = ctx.request.content_length
     if length is not None and length != expected:
         raise invalid_parameters(f"Part {number} must be exactly {expected} bytes, got {length}.")
+    if row["state"] != "open":
+        raise _busy(session_id)
     directory = _dir(ctx, session_id)
     os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".part-")
-    received = 0
+    temp, received, _ = spool_to_temp(
+        ctx.body_stream(),
+        directory,
+        ".part-",
+        expected,
+        lambda: invalid_parameters(f"Part {number} must be exactly {expected} bytes."),
+    )
     try:
-        with os.fdopen(fd, "wb") as out:
-            stream = ctx.body_stream()
-            while True:
-                chunk = stream.read(256 * 1024)
-                if not chunk:
-                    break
-                received += len(chunk)
-                if received > expected:
-                    raise invalid_parameters(f"Part {number} must be exactly {expected} bytes.")
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
         if received != expected:
             raise invalid_parameters(
                 f"Part {number} must be exactly {expected} bytes, got {received}."
             )
-        os.replace(temp, os.path.join(directory, str(number)))
+        # The state check, the rename and the row are one step against a concurrent
+        # complete (which claims the session in its own transaction) or abort.
+        with ctx.store.transaction():
+            current = ctx.store.one("SELECT state FROM multipart WHERE id = ?", (session_id,))
+            if current is None:
+                raise not_found(f"Multipart upload not found: {session_id[:100]}")
+            if current["state"] != "open":
+                raise _busy(session_id)
+            os.replace(temp, os.path.join(directory, str(number)))
+            ctx.store.execute(
+                "INSERT OR REPLACE INTO multipart_parts VALUES (?, ?, ?)",
+                (session_id, number, received),
+            )
+            ctx.store.execute(
+                "UPDATE multipart SET modified = ? WHERE id = ?", (now_iso(), session_id)
+            )
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    ctx.store.execute(
-        "INSERT OR REPLACE INTO multipart_parts VALUES (?, ?, ?)", (session_id, number, received)
-    )
     return json_response({"part_number": number, "size": received})
 
 
@@ -191,6 +216,26 @@ class _Concat:
 
 def complete_upload(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     account, row = _session(ctx, account_id, session_id)
+    with ctx.store.transaction():
+        claimed = ctx.store.execute(
+            "UPDATE multipart SET state = 'completing' WHERE id = ? AND state = 'open'",
+            (session_id,),
+        ).rowcount
+    if not claimed:
+        raise _busy(session_id)
+    try:
+        return _complete(ctx, account, row, session_id)
+    except BaseException:
+        ctx.store.execute(
+            "UPDATE multipart SET state = 'open' WHERE id = ? AND state = 'completing'",
+            (session_id,),
+        )
+        raise
+
+
+def _complete(
+    ctx: RequestContext, account: sqlite3.Row, row: sqlite3.Row, session_id: str
+) -> Response:
     acc = int(account["id"])
     size, part_size = int(row["size"]), int(row["part_size"])
     count = part_count(size, part_size)
@@ -212,7 +257,7 @@ def complete_upload(ctx: RequestContext, account_id: str, session_id: str) -> Re
     directory = _dir(ctx, session_id)
     stream = _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)])
     try:
-        storage = ctx.storage(account)
+        storage = bind_activity(ctx, acc, ctx.storage(account))
         overwrite = bool(row["overwrite"])
         obj = storage.upload(
             str(row["parent_id"]),
@@ -227,7 +272,7 @@ def complete_upload(ctx: RequestContext, account_id: str, session_id: str) -> Re
         raise ApiError(500, "internal_error", "The assembled file has the wrong size.")
     _remove(ctx, session_id)
     data = serialize(ctx, acc, obj)
-    ctx.record_activity(acc, "add", data)
+    record_after(ctx, acc, storage, "add", data)
     return json_response(data, 201)
 
 
@@ -246,7 +291,15 @@ def remove_account_sessions(ctx: RequestContext, account_id: int) -> None:
 
 def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     _session(ctx, account_id, session_id)
-    _remove(ctx, session_id)
+    with ctx.store.transaction():
+        state = ctx.store.one("SELECT state FROM multipart WHERE id = ?", (session_id,))
+        if state is None:  # completed (or aborted) meanwhile
+            raise not_found(f"Multipart upload not found: {session_id[:100]}")
+        if state["state"] != "open":
+            raise _busy(session_id)
+        ctx.store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (session_id,))
+        ctx.store.execute("DELETE FROM multipart WHERE id = ?", (session_id,))
+    shutil.rmtree(_dir(ctx, session_id), ignore_errors=True)
     return no_content()
 
 

@@ -40,7 +40,7 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from ..app import AUTH_NONE, RequestContext, Route, json_response
+from ..app import AUTH_NONE, LOOPBACK_HOSTS, RequestContext, Route, json_response
 from ..connectors.base import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL
 from ..errors import ApiError, invalid_parameters
@@ -74,6 +74,18 @@ def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str,
     registered = json.loads(app["redirect_uris"] or "[]")
     if registered and redirect_uri not in registered:
         raise invalid_parameters("redirect_uri is not registered for this application.")
+    # The implicit flow puts the token itself in the redirect: only to this machine or to a
+    # URI the application registered. (A code is useless without the API key, so the code
+    # flow keeps accepting any redirect_uri when none are registered.)
+    if (
+        params.get("response_type") == "token"
+        and redirect_uri not in registered
+        and (parts.hostname or "").lower() not in LOOPBACK_HOSTS
+    ):
+        raise invalid_parameters(
+            "response_type=token needs a loopback redirect_uri (localhost, 127.0.0.1, [::1]) "
+            "or one registered for the application (kloudless apps redirect-uri add URL)."
+        )
     return app_id, redirect_uri
 
 
@@ -290,7 +302,7 @@ def consent_submit(ctx: RequestContext) -> Response:
             name = (form.get("new_account") or "local").strip()[:255] or "local"
             account_id = ctx.store.create_account(app_id, "local", name)
         else:
-            if not choice.isdigit() or not ctx.settings.oauth_pick_existing:
+            if not (choice.isascii() and choice.isdigit()) or not ctx.settings.oauth_pick_existing:
                 raise invalid_parameters("Pick an account.")
             row = ctx.store.get_account(int(choice))
             if row is None or row["app_id"] != app_id:
@@ -340,7 +352,9 @@ def exchange_code(ctx: RequestContext) -> Response:
     header = ctx.request.headers.get("Authorization", "")
     if not secret and header.lower().startswith("apikey "):
         secret = header[7:].strip()
+    ctx.app.check_auth_failures(ctx)
     if not client_id or not secret or ctx.store.app_for_api_key(secret) != client_id:
+        ctx.app.note_auth_failure(ctx)
         raise ApiError(401, "unauthorized", "Invalid client_id or client_secret.")
     code = form.get("code", "")
     redirect_uri = form.get("redirect_uri", "")
@@ -383,6 +397,7 @@ def exchange_code(ctx: RequestContext) -> Response:
 
 
 def verify_token(ctx: RequestContext) -> Response:
+    ctx.app.check_auth_failures(ctx)
     header = ctx.request.headers.get("Authorization", "").strip()
     scheme, _, token = header.partition(" ")
     row: Any | None = (
@@ -391,6 +406,7 @@ def verify_token(ctx: RequestContext) -> Response:
         else None
     )
     if row is None:
+        ctx.app.note_auth_failure(ctx)
         raise ApiError(400, "invalid_token", "The Bearer token is invalid or revoked.")
     return json_response(
         {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import IO, Any, Callable
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -11,6 +10,7 @@ from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
 from ..app import RequestContext, Route, json_response, no_content
+from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
 from .tasks import run_maybe_async
@@ -53,9 +53,29 @@ def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[
     return data
 
 
+def bind_activity(ctx: RequestContext, acc: int, storage: StorageBackend) -> StorageBackend:
+    """Let a backend that records activity inside its own transaction (``records_activity``)
+    append this request's events. :returns: ``storage``."""
+
+    def record(type_: str, obj: StorageObject) -> None:
+        ctx.record_activity(acc, type_, serialize(ctx, acc, obj), obj.id)
+
+    storage.activity_recorder = record
+    return storage
+
+
+def record_after(
+    ctx: RequestContext, acc: int, storage: StorageBackend, type_: str, data: dict[str, Any]
+) -> None:
+    """Record an event after the change, for backends that do not record it themselves."""
+    if not storage.records_activity:
+        ctx.record_activity(acc, type_, data)
+
+
 def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
     account = ctx.account(account_id)
-    return int(account["id"]), ctx.storage(account)
+    acc = int(account["id"])
+    return acc, bind_activity(ctx, acc, ctx.storage(account))
 
 
 def _id(value: str) -> str:
@@ -92,10 +112,14 @@ def get_object(kind: str) -> Callable[..., Response]:
 
 def folder_contents(ctx: RequestContext, account_id: str, object_id: str) -> Response:
     acc, storage = _setup(ctx, account_id)
-    ctx.page_params()  # validate before doing work
+    page, page_size = ctx.page_params()  # validate before doing work
     recursive = ctx.arg_bool("recursive")
-    items = [serialize(ctx, acc, o) for o in storage.list_folder(_id(object_id), recursive)]
-    return json_response(ctx.object_list(items, "storage"))
+    # Only the requested page is built and serialized (not the whole folder for every page).
+    objects, total = storage.list_folder_page(
+        _id(object_id), recursive, (page - 1) * page_size, page_size
+    )
+    items = [serialize(ctx, acc, o) for o in objects]
+    return json_response(ctx.page_envelope(items, "storage", page, page_size, total))
 
 
 def create_folder(ctx: RequestContext, account_id: str) -> Response:
@@ -110,7 +134,7 @@ def create_folder(ctx: RequestContext, account_id: str) -> Response:
     )
     data = serialize(ctx, acc, folder)
     if created:
-        ctx.record_activity(acc, "add", data)
+        record_after(ctx, acc, storage, "add", data)
     return json_response(data, 201 if created else 200)
 
 
@@ -128,7 +152,7 @@ def patch_object(kind: str) -> Callable[..., Response]:
         data = serialize(ctx, acc, after)
         moved = after.parent_id != before.parent_id
         if moved or after.name != before.name:
-            ctx.record_activity(acc, "move" if moved else "rename", data)
+            record_after(ctx, acc, storage, "move" if moved else "rename", data)
         return json_response(data)
 
     return handler
@@ -146,7 +170,7 @@ def copy_object(kind: str) -> Callable[..., Response]:
         def work() -> tuple[int, dict[str, Any]]:
             copied = storage.copy(object_id, kind, parent or "root", name)
             data = serialize(ctx, acc, copied)
-            ctx.record_activity(acc, "copy", data)
+            record_after(ctx, acc, storage, "copy", data)
             return 201, data
 
         return run_maybe_async(ctx, acc, work)
@@ -160,7 +184,8 @@ def delete_object(kind: str) -> Callable[..., Response]:
         recursive = ctx.arg_bool("recursive")
         permanent = ctx.arg_bool("permanent")
         before = storage.delete(_id(object_id), kind, recursive, permanent)
-        ctx.record_activity(acc, "delete", serialize(ctx, acc, before), object_id)
+        if not storage.records_activity:
+            ctx.record_activity(acc, "delete", serialize(ctx, acc, before), object_id)
         return no_content()
 
     return handler
@@ -191,7 +216,8 @@ def read_metadata(ctx: RequestContext) -> dict[str, Any]:
         # Headers arrive as latin-1 per WSGI; clients send UTF-8 JSON (or \\u escapes).
         text = raw.encode("latin-1").decode("utf-8")
         meta = json.loads(text)
-    except (UnicodeError, ValueError):
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")  # no lone surrogates (\ud800)
+    except (UnicodeError, ValueError, RecursionError):
         raise bad_request("X-Kloudless-Metadata is not valid UTF-8 JSON.") from None
     if not isinstance(meta, dict):
         raise invalid_parameters("X-Kloudless-Metadata must be a JSON object.")
@@ -221,7 +247,7 @@ def upload_file(ctx: RequestContext, account_id: str) -> Response:
         ctx.settings.max_upload_bytes,
     )
     data = serialize(ctx, acc, obj)
-    ctx.record_activity(acc, "update" if existed else "add", data)
+    record_after(ctx, acc, storage, "update" if existed else "add", data)
     return json_response(data, 201)
 
 
@@ -229,7 +255,7 @@ def _existing_name(storage: StorageBackend, parent: str, name: Any) -> bool:
     if not isinstance(name, str):
         return False
     try:
-        return any(o.name == name for o in storage.list_folder(parent))
+        return storage.find_child(parent, name) is not None
     except ApiError:
         return False
 
@@ -240,7 +266,7 @@ def put_file(ctx: RequestContext, account_id: str, object_id: str) -> Response:
         _id(object_id), _upload_stream(ctx), ctx.settings.max_upload_bytes
     )
     data = serialize(ctx, acc, obj)
-    ctx.record_activity(acc, "update", data)
+    record_after(ctx, acc, storage, "update", data)
     return json_response(data)
 
 
@@ -253,15 +279,21 @@ def file_contents(ctx: RequestContext, account_id: str, object_id: str) -> Respo
 def send_contents(
     ctx: RequestContext, stream: IO[bytes], size: int, mime_type: str, etag: str | None
 ) -> Response:
-    """Stream file bytes with ``Content-Length``, ``ETag`` and ``Range``/206/416 support."""
-    response = Response(
-        wrap_file(ctx.request.environ, stream), mimetype=mime_type, direct_passthrough=True
-    )
+    """Stream file bytes with ``Content-Length``, ``ETag`` and ``Range``/206/416 support.
+
+    The stored MIME type is sent unchanged (no ``charset`` is added to ``text/*``). A
+    multi-range ``Range`` header is ignored (200 with the whole body), as RFC 9110 allows.
+    """
+    response = Response(wrap_file(ctx.request.environ, stream), direct_passthrough=True)
+    response.headers["Content-Type"] = mime_type
     response.content_length = size
     if etag:
         response.set_etag(etag)
+    environ = ctx.request.environ
+    if "," in environ.get("HTTP_RANGE", ""):
+        environ = {k: v for k, v in environ.items() if k != "HTTP_RANGE"}
     try:
-        response.make_conditional(ctx.request, accept_ranges=True, complete_length=size)
+        response.make_conditional(environ, accept_ranges=True, complete_length=size)
     except RequestedRangeNotSatisfiable:
         stream.close()
         raise ApiError(
@@ -309,16 +341,16 @@ def recent(ctx: RequestContext, account_id: str) -> Response:
 
 
 def _normalize_time(value: str) -> str | None:
-    """:returns: the value as our ISO ``...Z`` form, or None if it is not a time (empty list)."""
-    import datetime as dt
+    """:returns: the value as a UTC ``...Z`` time, or None if it is not a time (empty list).
 
+    :raises ApiError: 400 for a time outside the representable range.
+    """
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return format_utc(parse_datetime(value))
+    except ValueError as exc:
+        if "out of range" in str(exc):
+            raise invalid_parameters("Parameter 'after' is out of range.") from None
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def quota(ctx: RequestContext, account_id: str) -> Response:
@@ -331,11 +363,6 @@ def quota(ctx: RequestContext, account_id: str) -> Response:
     }
     data.update(storage.quota())
     return json_response(data)
-
-
-def account_storage(ctx: RequestContext, account: sqlite3.Row) -> StorageBackend:
-    """:returns: the storage backend of an already-resolved account (for other modules)."""
-    return ctx.storage(account)
 
 
 ROUTES = [

@@ -17,7 +17,7 @@ import abc
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ..errors import ApiError
 
@@ -98,6 +98,15 @@ class StorageBackend(abc.ABC):
     #: Capabilities reported by ``GET accounts/{id}?retrieve_full=true``.
     capabilities: dict[str, bool] = {}
 
+    #: True when the backend appends the activity event itself, inside the transaction of
+    #: the change, through :attr:`activity_recorder` (so event order is change order and a
+    #: crash cannot keep a change without its event). Otherwise the API records it afterwards.
+    records_activity: bool = False
+    #: ``recorder(type_, obj)`` set by the API layer before a change (see
+    #: :attr:`records_activity`); ``type_`` is ``add``, ``update``, ``rename``, ``move``,
+    #: ``copy`` or ``delete``.
+    activity_recorder: Callable[[str, StorageObject], None] | None = None
+
     @abc.abstractmethod
     def get(self, object_id: str, kind: str) -> StorageObject:
         """:param kind: ``file`` or ``folder``. :returns: the object."""
@@ -105,6 +114,27 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def list_folder(self, folder_id: str, recursive: bool = False) -> list[StorageObject]:
         """:returns: the folder's children (all descendants when ``recursive``), folders first."""
+
+    def list_folder_page(
+        self, folder_id: str, recursive: bool, start: int, count: int
+    ) -> tuple[list[StorageObject], int]:
+        """One slice of :meth:`list_folder` (same order), for paged listings.
+
+        Backends that can build only the requested objects override it; this default slices
+        the full list.
+
+        :returns: ``(objects[start:start + count], total number of objects)``.
+        """
+        objects = self.list_folder(folder_id, recursive)
+        return objects[start : start + count], len(objects)
+
+    def find_child(self, folder_id: str, name: str) -> StorageObject | None:
+        """:returns: the folder's child named exactly ``name``, or None. :raises ApiError: 404
+        for a missing folder. Backends with an index by name override this scan."""
+        for child in self.list_folder(folder_id):
+            if child.name == name:
+                return child
+        return None
 
     @abc.abstractmethod
     def create_folder(

@@ -125,7 +125,10 @@ def upstream_errors(not_found: str = "Not found.") -> Iterator[None]:
         raise ServiceUnauthorized("The CalDAV server rejected the credentials.", 401) from None
     except caldav_error.DAVError as exc:
         reason = str(getattr(exc, "reason", "") or "").strip()
-        status = next((int(w) for w in reason.split()[:3] if w.isdigit() and len(w) == 3), None)
+        status = next(
+            (int(w) for w in reason.split()[:3] if w.isascii() and w.isdigit() and len(w) == 3),
+            None,
+        )
         if status == 404:
             raise CalendarNotFound(not_found) from None
         message = f"The CalDAV server refused the request: {reason[:200]}"

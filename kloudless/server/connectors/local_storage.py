@@ -9,28 +9,45 @@ folder (blob names are ours, and symlinks are refused with ``O_NOFOLLOW``).
 Writes go to a temp file, are fsync'ed and renamed into place before the database row points at
 them, so a dropped upload leaves nothing visible. Name checks and tree changes of one account
 run under a per-account lock inside one SQLite transaction; a unique index on
-``(account_id, parent_id, name)`` guards against other processes. Deleting a folder hides or
-removes its whole subtree in one transaction.
+``(account_id, parent_id, name)`` guards against other processes. Deleting a folder removes
+its whole subtree in one transaction.
+
+Deletes are always permanent: ``local`` has no trash API (nothing could list, restore or
+purge trashed objects), so ``permanent=false`` is accepted but rows and blobs are removed
+either way (blobs after the transaction commits). Rows with ``trashed = 1`` left by older
+versions stay invisible.
+
+Activity events are appended through :attr:`activity_recorder` inside the transaction of the
+change they describe. Copies read the source bytes into temp files *before* the transaction,
+so the database write lock is never held during a byte copy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mimetypes
 import os
 import secrets
 import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..errors import ApiError, invalid_parameters, naming_conflict, not_found, too_large
+from ..availability import parse_datetime
+from ..errors import (
+    ApiError,
+    forbidden,
+    invalid_parameters,
+    naming_conflict,
+    not_found,
+    too_large,
+)
+from ..spool import spool_to_temp
 from ..store import Store, now_iso
 from .base import FileContents, StorageBackend, StorageObject, validate_name
 
-CHUNK = 256 * 1024
 MAX_DEPTH = 1000
 ROOT = "root"
 
@@ -86,6 +103,7 @@ class LocalStorage(StorageBackend):
         ),
         True,
     )
+    records_activity = True
 
     def __init__(self, store: Store, data_dir: str, account_id: int) -> None:
         self.store = store
@@ -93,11 +111,12 @@ class LocalStorage(StorageBackend):
         self.base = account_dir(data_dir, self.account_id)
         self.blobs = os.path.join(self.base, "blobs")
         self.tmp = os.path.join(self.base, "tmp")
-        for path in (self.blobs, self.tmp):
-            os.makedirs(path, exist_ok=True)
-        for path in (self.base, self.blobs, self.tmp):
+        # Check each level for a planted symlink *before* creating anything below it, so that
+        # nothing is ever created outside the data dir.
+        for path in (os.path.dirname(self.base), self.base, self.blobs, self.tmp):
             if os.path.islink(path):
                 raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
+            os.makedirs(path, exist_ok=True)
         self.lock = account_lock(self.account_id)
         #: Ancestor chains by parent id, used only while building one listing.
         self._chains: dict[str, list[tuple[str, str]]] | None = None
@@ -237,27 +256,18 @@ class LocalStorage(StorageBackend):
 
     def _write_temp(self, stream: IO[bytes], max_bytes: int) -> tuple[str, int, str]:
         """Copy a stream into a fsync'ed temp file. :returns: ``(path, size, sha256 hex)``."""
-        fd, path = __import__("tempfile").mkstemp(dir=self.tmp, prefix="up-")
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise too_large(f"The upload exceeds the limit of {max_bytes} bytes.")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise
-        return path, size, digest.hexdigest()
+        return spool_to_temp(
+            stream,
+            self.tmp,
+            "up-",
+            max_bytes,
+            lambda: too_large(f"The upload exceeds the limit of {max_bytes} bytes."),
+        )
+
+    def _record(self, type_: str, obj: StorageObject) -> None:
+        """Append the change's activity event (call inside the change's transaction)."""
+        if self.activity_recorder is not None:
+            self.activity_recorder(type_, obj)
 
     def _commit_blob(self, temp_path: str) -> str:
         blob = secrets.token_hex(16)
@@ -287,6 +297,63 @@ class LocalStorage(StorageBackend):
         return self._object(self._row(object_id, kind))
 
     def list_folder(self, folder_id: str, recursive: bool = False) -> list[StorageObject]:
+        return self._objects(self._sorted_children(folder_id, recursive))
+
+    def list_folder_page(
+        self, folder_id: str, recursive: bool, start: int, count: int
+    ) -> tuple[list[StorageObject], int]:
+        # Only the requested page's objects are built (and then serialized by the API), not the
+        # whole folder's for every page.
+        if recursive:
+            rows = self._sorted_children(folder_id, recursive)
+            return self._objects(rows[start : start + count]), len(rows)
+        with self._read_snapshot():
+            if folder_id != ROOT:
+                self._row(folder_id, "folder")
+            # The order needs only (id, kind, name): fetch those as plain tuples for every
+            # child, then the full rows of the page only, in one consistent read snapshot.
+            cursor = self.store.conn.cursor()
+            cursor.row_factory = None
+            keys = cursor.execute(
+                "SELECT id, kind, name FROM objects"
+                " WHERE account_id = ? AND parent_id = ? AND trashed = 0",
+                (self.account_id, folder_id),
+            ).fetchall()
+            keys.sort(key=lambda k: (k[1] != "folder", str(k[2]).lower(), str(k[0])))
+            ids = [str(k[0]) for k in keys[start : start + count]]
+            by_id: dict[str, sqlite3.Row] = {}
+            for first in range(0, len(ids), 500):
+                part = ids[first : first + 500]
+                marks = ",".join("?" * len(part))
+                for row in self.store.all(
+                    f"SELECT * FROM objects WHERE account_id = ? AND id IN ({marks})",
+                    [self.account_id, *part],
+                ):
+                    by_id[str(row["id"])] = row
+        return self._objects([by_id[i] for i in ids]), len(keys)
+
+    @contextlib.contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Run several reads in one (deferred) transaction: WAL gives them one snapshot without
+        taking the write lock."""
+        conn = self.store.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def find_child(self, folder_id: str, name: str) -> StorageObject | None:
+        if folder_id != ROOT:
+            self._row(folder_id, "folder")
+        row = self._child(folder_id, name)
+        return None if row is None else self._object(row)
+
+    def _sorted_children(self, folder_id: str, recursive: bool) -> list[sqlite3.Row]:
+        """:returns: the rows of a folder's children (or subtree), folders first, by name."""
         if folder_id != ROOT:
             self._row(folder_id, "folder")
         if recursive:
@@ -297,7 +364,7 @@ class LocalStorage(StorageBackend):
                 (self.account_id, folder_id),
             )
         rows.sort(key=lambda r: (r["kind"] != "folder", str(r["name"]).lower(), str(r["id"])))
-        return self._objects(rows)
+        return rows
 
     def create_folder(
         self, parent_id: str, name: str, conflict_if_exists: bool
@@ -319,7 +386,9 @@ class LocalStorage(StorageBackend):
                 " VALUES (?, ?, ?, ?, 'folder', ?, ?)",
                 (new_id, self.account_id, parent_id, name, now, now),
             )
-            return self._object(self._row(new_id, "folder")), True
+            created = self._object(self._row(new_id, "folder"))
+            self._record("add", created)
+            return created, True
 
     def upload(
         self, parent_id: str, name: str, stream: IO[bytes], overwrite: bool, max_bytes: int
@@ -371,6 +440,7 @@ class LocalStorage(StorageBackend):
                 # Built inside the transaction: a delete racing in right after must not turn
                 # a successful upload's answer into a 404.
                 result = self._object(self._row(file_id, "file"))
+                self._record("update" if old_blob is not None else "add", result)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -412,13 +482,15 @@ class LocalStorage(StorageBackend):
                     "UPDATE objects SET blob = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
                     (blob, size, digest[:32], now_iso(), file_id),
                 )
+                result = self._object(self._row(file_id, "file"))
+                self._record("update", result)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             self._drop_blob(blob)
             raise
         self._drop_blob(old_blob)
-        return self._object(self._row(file_id, "file"))
+        return result
 
     def update(
         self, object_id: str, kind: str, name: str | None = None, parent_id: str | None = None
@@ -449,50 +521,115 @@ class LocalStorage(StorageBackend):
                 "UPDATE objects SET name = ?, parent_id = ?, modified = ? WHERE id = ?",
                 (new_name, new_parent, now_iso(), object_id),
             )
-        return self._object(self._row(object_id, kind))
+            result = self._object(self._row(object_id, kind))
+            if new_parent != row["parent_id"]:
+                self._record("move", result)
+            elif new_name != row["name"]:
+                self._record("rename", result)
+        return result
 
     def copy(self, object_id: str, kind: str, parent_id: str, name: str | None) -> StorageObject:
         if name is not None:
             validate_name(name)
-        source = self.get(object_id, kind)
+        self._folder_row(parent_id)  # fail early, before copying any bytes
+        plan, temps = self._copy_sources(object_id, kind)
         new_blobs: list[str] = []
         try:
+            # Only row inserts and renames happen under the write lock; the bytes are copied.
             with self._tree_change():
                 self._folder_row(parent_id)
+                source = self._row(object_id, kind)  # still there?
                 if kind == "folder":
                     chain = [a for a, _ in self._ancestors(parent_id)] + [parent_id]
                     if object_id in chain:
                         raise ApiError(
                             400, "invalid_parent_folder", "A folder cannot be copied into itself."
                         )
-                final = self._free_name(parent_id, name or source.name)
-                new_id = self._copy_row(object_id, parent_id, final, new_blobs)
+                final = self._free_name(parent_id, name or str(source["name"]))
+                new_id = self._insert_copies(plan, temps, parent_id, final, new_blobs)
+                result = self._object(self._row(new_id, kind))
+                self._record("copy", result)
         except BaseException:
             for blob in new_blobs:
                 self._drop_blob(blob)
             raise
-        return self._object(self._row(new_id, kind))
+        finally:
+            for temp in temps.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+        return result
 
-    def _copy_row(self, object_id: str, parent_id: str, name: str, new_blobs: list[str]) -> str:
-        pending = [(object_id, parent_id, name)]
-        first: str | None = None
-        count = 0
-        while pending:
-            count += 1
-            if count > 1_000_000:
-                raise invalid_parameters("The folder is too large to copy.")
-            src_id, dest_parent, dest_name = pending.pop()
-            row = self._row(src_id, None)
+    def _copy_sources(self, object_id: str, kind: str) -> tuple[list[sqlite3.Row], dict[str, str]]:
+        """Snapshot the rows to copy (the object, then its subtree parents-first) and copy every
+        file's bytes into a temp file, outside any write transaction.
+
+        :returns: ``(rows, {source file id: temp path})``.
+        """
+        for _ in range(3):  # a concurrent PUT may swap (and drop) a blob while we copy it
+            with self._read_snapshot():
+                rows = [self._row(object_id, kind)]
+                index = 0
+                while index < len(rows):
+                    if len(rows) > 1_000_000:
+                        raise invalid_parameters("The folder is too large to copy.")
+                    row = rows[index]
+                    index += 1
+                    if row["kind"] == "folder":
+                        rows.extend(
+                            self.store.all(
+                                "SELECT * FROM objects WHERE account_id = ? AND parent_id = ?"
+                                " AND trashed = 0 ORDER BY id",
+                                (self.account_id, str(row["id"])),
+                            )
+                        )
+            temps: dict[str, str] = {}
+            try:
+                for row in rows:
+                    if row["kind"] != "file":
+                        continue
+                    fd, temp = tempfile.mkstemp(dir=self.tmp, prefix="cp-")
+                    os.close(fd)
+                    temps[str(row["id"])] = temp
+                    shutil.copyfile(self._blob_path(str(row["blob"])), temp)
+            except FileNotFoundError:
+                for temp in temps.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp)
+                continue
+            except BaseException:
+                for temp in temps.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp)
+                raise
+            return rows, temps
+        raise ApiError(409, "conflict", "The source changed during the copy; try again.")
+
+    def _insert_copies(
+        self,
+        rows: list[sqlite3.Row],
+        temps: dict[str, str],
+        parent_id: str,
+        name: str,
+        new_blobs: list[str],
+    ) -> str:
+        """Insert copies of ``rows`` (parents first) and move their temp files into place.
+
+        :returns: the id of the copy of ``rows[0]``.
+        """
+        new_ids: dict[str, str] = {}
+        now = now_iso()
+        for position, row in enumerate(rows):
+            src_id = str(row["id"])
             prefix = "folder_" if row["kind"] == "folder" else "file_"
-            new_id = prefix + secrets.token_urlsafe(16)
+            new_id = new_ids[src_id] = prefix + secrets.token_urlsafe(16)
+            if position == 0:
+                dest_parent, dest_name = parent_id, name
+            else:
+                dest_parent, dest_name = new_ids[str(row["parent_id"])], str(row["name"])
             blob = None
             if row["kind"] == "file":
-                fd, temp = __import__("tempfile").mkstemp(dir=self.tmp, prefix="cp-")
-                os.close(fd)
-                shutil.copyfile(self._blob_path(str(row["blob"])), temp)
-                blob = self._commit_blob(temp)
+                blob = self._commit_blob(temps.pop(src_id))
                 new_blobs.append(blob)
-            now = now_iso()
             self.store.execute(
                 "INSERT INTO objects (id, account_id, parent_id, name, kind, size, mime_type,"
                 " blob, etag, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -510,20 +647,13 @@ class LocalStorage(StorageBackend):
                     now,
                 ),
             )
-            first = first or new_id
-            if row["kind"] == "folder":
-                for child in self.store.all(
-                    "SELECT id, name FROM objects WHERE account_id = ? AND parent_id = ?"
-                    " AND trashed = 0",
-                    (self.account_id, src_id),
-                ):
-                    pending.append((str(child["id"]), new_id, str(child["name"])))
-        assert first is not None
-        return first
+        return new_ids[str(rows[0]["id"])]
 
     def delete(self, object_id: str, kind: str, recursive: bool, permanent: bool) -> StorageObject:
+        """Delete an object (a folder with its subtree, when ``recursive``). Always permanent
+        for ``local`` (see the module docstring); ``permanent`` is accepted and ignored."""
         if object_id == ROOT:
-            raise ApiError(403, "forbidden", "The root folder cannot be deleted.")
+            raise forbidden("The root folder cannot be deleted.")
         blobs: list[Any] = []
         with self._tree_change():
             row = self._row(object_id, kind)
@@ -536,24 +666,16 @@ class LocalStorage(StorageBackend):
                     "The folder is not empty; pass recursive=true to delete it.",
                 )
             ids = [object_id] + [str(r["id"]) for r in subtree]
-            marks = ",".join("?" * len(ids))
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 marks = ",".join("?" * len(part))
-                if permanent:
-                    blobs.extend(
-                        r["blob"]
-                        for r in self.store.all(
-                            f"SELECT blob FROM objects WHERE id IN ({marks})", part
-                        )
-                    )
-                    self.store.execute(f"DELETE FROM objects WHERE id IN ({marks})", part)
-                else:
-                    self.store.execute(
-                        f"UPDATE objects SET trashed = 1, modified = ? WHERE id IN ({marks})",
-                        [now_iso(), *part],
-                    )
-        for blob in blobs:
+                blobs.extend(
+                    r["blob"]
+                    for r in self.store.all(f"SELECT blob FROM objects WHERE id IN ({marks})", part)
+                )
+                self.store.execute(f"DELETE FROM objects WHERE id IN ({marks})", part)
+            self._record("delete", before)
+        for blob in blobs:  # after the commit: a rollback must find its blobs intact
             self._drop_blob(blob)
         return before
 
@@ -581,7 +703,10 @@ class LocalStorage(StorageBackend):
             (self.account_id,),
         )
         if after is not None:
-            rows = [r for r in rows if str(r["modified"]) > after]
+            # Compare instants, not strings: stored timestamps of older versions vary in
+            # format (no fraction when it was zero).
+            since = parse_datetime(after)
+            rows = [r for r in rows if parse_datetime(str(r["modified"])) > since]
         return self._objects(rows)
 
     def quota(self) -> dict[str, int | None]:
@@ -591,8 +716,3 @@ class LocalStorage(StorageBackend):
             (self.account_id,),
         )
         return {"used": int(row["used"]) if row else 0, "total": None}
-
-    def remove_all(self) -> None:
-        """Delete the account's folder on disk (after the account was deleted)."""
-        with self.lock:
-            shutil.rmtree(self.base, ignore_errors=True)

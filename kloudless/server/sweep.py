@@ -1,0 +1,126 @@
+"""Periodic clean-up of state that would otherwise grow without bound.
+
+:func:`sweep` removes finished tasks older than a day, multipart sessions idle for more than
+seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
+``cp-*``) older than a day and expired OAuth codes. :class:`Sweeper` runs it at start-up and
+then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
+executor (never on a request thread), so it stops with :meth:`ServerApp.close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import glob
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .availability import parse_datetime
+
+if TYPE_CHECKING:
+    from .app import ServerApp
+
+log = logging.getLogger("kloudless.server")
+
+#: Seconds between two sweeps.
+INTERVAL = 600
+TASK_MAX_AGE = dt.timedelta(days=1)
+MULTIPART_MAX_IDLE = dt.timedelta(days=7)
+TEMP_MAX_AGE = dt.timedelta(days=1)
+
+
+def _older(value: object, limit: dt.datetime) -> bool:
+    try:
+        return parse_datetime(str(value)) < limit
+    except ValueError:
+        return True  # unreadable timestamps cannot be from this version: stale
+
+
+def sweep(app: ServerApp, now: dt.datetime | None = None) -> dict[str, int]:
+    """Remove stale state once.
+
+    :param now: the current time (tests pass a later one).
+    :returns: how many tasks, multipart sessions, temp files and OAuth codes were removed.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    store = app.store
+    counts = {"tasks": 0, "multipart": 0, "temp_files": 0, "oauth_codes": 0}
+    task_limit = now - TASK_MAX_AGE
+    for row in store.all("SELECT id, modified FROM tasks WHERE state != 'PENDING'"):
+        if _older(row["modified"], task_limit):
+            store.execute("DELETE FROM tasks WHERE id = ?", (row["id"],))
+            counts["tasks"] += 1
+    idle_limit = now - MULTIPART_MAX_IDLE
+    # A session still 'completing' after days was left by a crash: stale too.
+    for row in store.all("SELECT id, created, modified FROM multipart"):
+        if not _older(row["modified"] or row["created"], idle_limit):
+            continue
+        with store.transaction():
+            removed = store.execute("DELETE FROM multipart WHERE id = ?", (row["id"],)).rowcount
+            store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (row["id"],))
+        if removed:
+            shutil.rmtree(
+                os.path.join(app.settings.data_dir, "multipart", str(row["id"])),
+                ignore_errors=True,
+            )
+            counts["multipart"] += 1
+    temp_limit = (now - TEMP_MAX_AGE).timestamp()
+    pattern = os.path.join(glob.escape(app.settings.data_dir), "accounts", "*", "tmp")
+    for folder in glob.glob(pattern):
+        for prefix in ("up-", "cp-"):
+            for path in glob.glob(os.path.join(glob.escape(folder), prefix + "*")):
+                with contextlib.suppress(OSError):
+                    if os.lstat(path).st_mtime < temp_limit:
+                        os.unlink(path)
+                        counts["temp_files"] += 1
+    counts["oauth_codes"] = store.execute(
+        "DELETE FROM oauth_codes WHERE expires < ?", (now.timestamp(),)
+    ).rowcount
+    return counts
+
+
+class Sweeper:
+    """Runs :func:`sweep` in the background at most once per ``interval`` seconds.
+
+    :param app: the server app (its executor runs the sweep).
+    :param interval: seconds between sweeps.
+    """
+
+    def __init__(self, app: ServerApp, interval: float = INTERVAL) -> None:
+        self.app = app
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._next = 0.0  # the first call sweeps (start-up)
+        self._future: Future[Any] | None = None
+
+    def maybe_run(self) -> bool:
+        """Start a background sweep if one is due. :returns: True if one was started."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.interval
+        try:
+            self._future = self.app.executor.submit(self._run)
+        except RuntimeError:  # the executor is shut down: the app is closing
+            return False
+        return True
+
+    def wait(self, timeout: float = 30) -> None:
+        """Wait for the last started sweep to finish (tests)."""
+        if self._future is not None:
+            self._future.result(timeout=timeout)
+
+    def _run(self) -> None:
+        try:
+            counts = sweep(self.app)
+        except Exception:  # never let clean-up break anything; try again next interval
+            log.exception("state sweep failed")
+            return
+        if any(counts.values()):
+            log.info("swept stale state: %s", counts)

@@ -1,0 +1,471 @@
+"""Webhook notifications: tell an application's webhook URL that an account has new activity.
+
+When an application has a webhook configured, every change recorded through
+:meth:`ServerApp.record_activity <kloudless.server.app.ServerApp.record_activity>` makes the
+server send, from a background thread::
+
+    POST <webhook URL>
+    Content-Type: application/x-www-form-urlencoded
+    X-Kloudless-Signature: <base64 HMAC-SHA256 of the raw body, keyed with the signing key>
+
+    account=<account id>
+
+The receiver answers ``200`` (with the application id as the body, see
+:func:`kloudless.webhooks.validation_response`) and then reads the account's events.
+
+**Signing key.** API keys are stored hashed, so the server cannot sign with them. Each
+application with a webhook gets its own *webhook signing key* (``whsec_...``) instead, shown
+when the webhook is configured and when the key is rotated. It is kept in the database in clear
+(the server must compute HMACs with it), grants no API access (a leaked signing key lets
+someone forge "account X changed" pings, never read data), and receivers pass it to
+:func:`kloudless.webhooks.verify_signature` where the hosted Kloudless API used the API key.
+During a rotation receivers accept the old and the new key.
+
+**Validation.** Before the first notification (and whenever the URL changes) the server sends the
+same request with an empty body; the endpoint must answer ``200`` with the application id as the
+body. Otherwise the webhook is marked ``invalid`` and not used until it is configured again.
+
+**Delivery.** :meth:`WebhookDispatcher.notify` only records the account in memory (no I/O), so
+API requests never wait for a receiver. The worker thread sends one notification per account
+however many changes happened meanwhile (coalescing), retries connection errors, timeouts,
+``408``, ``429`` and ``5xx`` with exponential backoff (:class:`urllib3.util.Retry` computes the
+delays; bounded attempts), and gives up on other answers. Redirects are not followed.
+Notifications still pending when the server stops are dropped: receivers that must not miss
+anything also poll ``events`` with their stored cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
+
+from urllib3.exceptions import MaxRetryError
+from urllib3.util import Retry
+
+from ..webhooks import SIGNATURE_HEADER, compute_signature
+from .errors import invalid_parameters
+from .store import Store, new_secret, now_iso, register_migration
+
+if TYPE_CHECKING:
+    from .app import ServerApp
+
+__all__ = [
+    "DeliveryResult",
+    "attach",
+    "WebhookConfig",
+    "WebhookDispatcher",
+    "configure_webhook",
+    "get_webhook",
+    "remove_webhook",
+    "rotate_signing_key",
+    "send_http",
+    "validate_webhook",
+    "validate_webhook_url",
+]
+
+log = logging.getLogger("kloudless.server.webhooks")
+
+#: Schema version of the ``webhooks`` table (webhook range: 400-499).
+MIGRATION_VERSION = 400
+register_migration(
+    MIGRATION_VERSION,
+    """
+    CREATE TABLE webhooks (
+        app_id TEXT PRIMARY KEY REFERENCES apps(id) ON DELETE CASCADE,
+        url TEXT NOT NULL, signing_key TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending', error TEXT, checked TEXT,
+        created TEXT NOT NULL, modified TEXT NOT NULL)
+    """,
+)
+
+PENDING, VALID, INVALID = "pending", "valid", "invalid"
+MAX_URL_LENGTH = 2000
+#: Bytes of a receiver's answer that are read (the application id fits easily).
+MAX_ANSWER_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What a receiver answered: ``status`` (None when no HTTP answer came) and the body text."""
+
+    status: int | None
+    body: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """:returns: True for a 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """:returns: True when trying again later may help (no answer, 408, 429, 5xx)."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+#: ``sender(url, body, headers, timeout) -> DeliveryResult``; replaceable for tests.
+Sender = Callable[[str, bytes, "dict[str, str]", float], DeliveryResult]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """An application's webhook. ``signing_key`` is left out of the repr."""
+
+    app_id: str
+    url: str
+    state: str
+    error: str | None
+    checked: str | None
+    signing_key: str = field(repr=False)
+
+
+def send_http(url: str, body: bytes, headers: dict[str, str], timeout: float) -> DeliveryResult:
+    """POST ``body`` to ``url`` without following redirects or using proxies from the
+    environment; read at most :data:`MAX_ANSWER_BYTES` of the answer.
+
+    :returns: the answer; a connection failure or timeout gives ``status=None``.
+    """
+    import requests
+
+    with requests.Session() as session:
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        try:
+            with session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                raw = response.raw.read(MAX_ANSWER_BYTES, decode_content=True) or b""
+                return DeliveryResult(response.status_code, raw.decode("utf-8", "replace"))
+        except requests.RequestException as exc:
+            return DeliveryResult(None, error=type(exc).__name__)
+
+
+# -- configuration -------------------------------------------------------------------------------
+def validate_webhook_url(url: object) -> str:
+    """Check a webhook URL: absolute ``http(s)``, a host, no credentials, no fragment.
+
+    :returns: the URL. :raises ApiError: 400 ``invalid_parameters`` otherwise.
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise invalid_parameters(f"The webhook URL must be a string of 1-{MAX_URL_LENGTH} chars.")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise invalid_parameters("The webhook URL may not contain spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for an invalid port
+    except ValueError:
+        raise invalid_parameters("The webhook URL is not a valid URL.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid_parameters("The webhook URL must be an absolute http:// or https:// URL.")
+    if parts.username is not None or parts.password is not None:
+        raise invalid_parameters("The webhook URL may not contain credentials.")
+    if parts.fragment:
+        raise invalid_parameters("The webhook URL may not contain a fragment.")
+    return url
+
+
+def get_webhook(store: Store, app_id: str) -> WebhookConfig | None:
+    """:returns: the application's webhook, or None when it has none."""
+    row = store.one("SELECT * FROM webhooks WHERE app_id = ?", (app_id,))
+    if row is None:
+        return None
+    return WebhookConfig(
+        str(row["app_id"]),
+        str(row["url"]),
+        str(row["state"]),
+        row["error"],
+        row["checked"],
+        str(row["signing_key"]),
+    )
+
+
+def configure_webhook(store: Store, app_id: str, url: str) -> tuple[WebhookConfig, str | None]:
+    """Set (or change) the application's webhook URL; it is validated before first use.
+
+    :returns: ``(config, new signing key or None)``: the key is returned only when it was
+        created now, to be shown once. :raises ApiError: 400 for a bad URL or unknown app.
+    """
+    validate_webhook_url(url)
+    now = now_iso()
+    created: str | None = None
+    with store.transaction():
+        if store.get_app(app_id) is None:
+            raise invalid_parameters(f"Unknown application: {app_id[:100]}")
+        if get_webhook(store, app_id) is None:
+            created = "whsec_" + new_secret()
+            store.execute(
+                "INSERT INTO webhooks (app_id, url, signing_key, state, created, modified)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (app_id, url, created, PENDING, now, now),
+            )
+        else:
+            store.execute(
+                "UPDATE webhooks SET url = ?, state = ?, error = NULL, checked = NULL,"
+                " modified = ? WHERE app_id = ?",
+                (url, PENDING, now, app_id),
+            )
+    config = get_webhook(store, app_id)
+    assert config is not None
+    return config, created
+
+
+def rotate_signing_key(store: Store, app_id: str) -> str:
+    """Replace the signing key (the server signs with the new one at once).
+
+    :returns: the new key, shown once. :raises ApiError: 400 when the app has no webhook.
+    """
+    key = "whsec_" + new_secret()
+    cur = store.execute(
+        "UPDATE webhooks SET signing_key = ?, modified = ? WHERE app_id = ?",
+        (key, now_iso(), app_id),
+    )
+    if cur.rowcount == 0:
+        raise invalid_parameters("This application has no webhook.")
+    return key
+
+
+def remove_webhook(store: Store, app_id: str) -> bool:
+    """Remove the application's webhook (and its signing key). :returns: True if it existed."""
+    return store.execute("DELETE FROM webhooks WHERE app_id = ?", (app_id,)).rowcount > 0
+
+
+def _headers(body: bytes, key: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        SIGNATURE_HEADER: compute_signature(body, key),
+        "User-Agent": "kloudless-server-webhooks",
+    }
+
+
+def _set_state(store: Store, app_id: str, url: str, state: str, error: str | None) -> None:
+    # Only if the URL is still the one that was checked (it may have changed meanwhile).
+    store.execute(
+        "UPDATE webhooks SET state = ?, error = ?, checked = ? WHERE app_id = ? AND url = ?",
+        (state, error, now_iso(), app_id, url),
+    )
+
+
+def validate_webhook(
+    store: Store, app_id: str, *, timeout: float = 5.0, sender: Sender = send_http
+) -> WebhookConfig:
+    """Send the validation ping (empty body) and record the outcome (``valid``/``invalid``).
+
+    :returns: the updated config. :raises ApiError: 400 when the app has no webhook.
+    """
+    config = get_webhook(store, app_id)
+    if config is None:
+        raise invalid_parameters("This application has no webhook.")
+    answer = sender(config.url, b"", _headers(b"", config.signing_key), timeout)
+    if answer.status == 200 and answer.body.strip() == app_id:
+        _set_state(store, app_id, config.url, VALID, None)
+    else:
+        if answer.status is None:
+            reason = f"no answer ({answer.error})"
+        elif answer.status != 200:
+            reason = f"answered HTTP {answer.status}, not 200"
+        else:
+            reason = "the answer body was not the application id"
+        log.warning("webhook of application %s failed validation: %s", app_id, reason)
+        _set_state(store, app_id, config.url, INVALID, reason)
+    result = get_webhook(store, app_id)
+    assert result is not None
+    return result
+
+
+# -- delivery ------------------------------------------------------------------------------------
+@dataclass
+class _Pending:
+    due: float
+    retry: Retry
+
+
+class WebhookDispatcher:
+    """Delivers notifications from one background thread; plug :meth:`notify` into
+    ``app.activity_listeners``.
+
+    :param store: the server store.
+    :param timeout: seconds for each HTTP request to a receiver.
+    :param max_retries: retries after the first failed attempt (then the notification is dropped).
+    :param backoff_factor: first retry delay in seconds; it doubles with every retry.
+    :param backoff_max: longest delay between two attempts.
+    :param sender: how requests are sent (:func:`send_http`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        timeout: float = 5.0,
+        max_retries: int = 5,
+        backoff_factor: float = 1.0,
+        backoff_max: float = 120.0,
+        sender: Sender = send_http,
+    ) -> None:
+        self.store = store
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_factor = backoff_factor
+        self.backoff_max = backoff_max
+        self.sender = sender
+        self._cond = threading.Condition()
+        self._pending: dict[int, _Pending] = {}
+        self._inflight: set[int] = set()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def _new_retry(self) -> Retry:
+        return Retry(
+            total=self.max_retries,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            raise_on_status=False,
+        )
+
+    # -- API used by the application -----------------------------------------------------------
+    def notify(self, account_id: int, cursor: int) -> None:
+        """Note that ``account_id`` has new activity (an activity listener). Never blocks on I/O:
+        an account already waiting for its notification is not queued twice."""
+        with self._cond:
+            if self._stopping:
+                return
+            if account_id not in self._pending:
+                self._pending[account_id] = _Pending(time.monotonic(), self._new_retry())
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is pending or in flight (tests, orderly shutdown).
+
+        :returns: True if idle within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker; pending notifications are dropped. Safe to call twice."""
+        with self._cond:
+            self._stopping = True
+            dropped = len(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        if dropped:
+            log.info("dropping %d pending webhook notification(s) at shutdown", dropped)
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- worker --------------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="kloudless-webhooks", daemon=True
+            )
+            self._thread.start()
+
+    def _next(self) -> tuple[int, _Pending] | None:
+        """Wait for the next due account. :returns: None when stopping."""
+        with self._cond:
+            while not self._stopping:
+                ready = [
+                    (p.due, acc) for acc, p in self._pending.items() if acc not in self._inflight
+                ]
+                if not ready:
+                    self._cond.wait()
+                    continue
+                due, account_id = min(ready)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                item = self._pending.pop(account_id)
+                self._inflight.add(account_id)
+                return account_id, item
+        return None
+
+    def _run(self) -> None:
+        while True:
+            picked = self._next()
+            if picked is None:
+                return
+            account_id, item = picked
+            retry_at: float | None = None
+            try:
+                retry_at = self._attempt(account_id, item)
+            except Exception:  # the worker must survive anything (e.g. a closed store)
+                log.exception("webhook delivery for account %s failed", account_id)
+            with self._cond:
+                self._inflight.discard(account_id)
+                if retry_at is not None and not self._stopping:
+                    # New activity may have queued the account meanwhile: one ping covers both.
+                    current = self._pending.get(account_id)
+                    if current is None:
+                        self._pending[account_id] = _Pending(retry_at, item.retry)
+                    else:
+                        current.due = min(current.due, retry_at)
+                self._cond.notify_all()
+
+    def _attempt(self, account_id: int, item: _Pending) -> float | None:
+        """Deliver one notification. :returns: when to retry, or None when done or given up."""
+        account = self.store.get_account(account_id)
+        if account is None:
+            return None
+        app_id = str(account["app_id"])
+        config = get_webhook(self.store, app_id)
+        if config is None or config.state == INVALID:
+            return None
+        if config.state == PENDING:
+            config = validate_webhook(self.store, app_id, timeout=self.timeout, sender=self.sender)
+            if config.state != VALID:
+                return None
+        body = f"account={account_id}".encode("ascii")
+        answer = self.sender(config.url, body, _headers(body, config.signing_key), self.timeout)
+        if answer.ok:
+            return None
+        reason = f"HTTP {answer.status}" if answer.status is not None else str(answer.error)
+        if not answer.retryable:
+            log.warning("webhook of application %s refused a notification: %s", app_id, reason)
+            return None
+        try:
+            item.retry = item.retry.increment(
+                method="POST", url=config.url, error=_DeliveryFailed(reason)
+            )
+        except MaxRetryError:
+            log.warning(
+                "webhook of application %s: giving up on account %s after %d attempts (%s)",
+                app_id,
+                account_id,
+                self.max_retries + 1,
+                reason,
+            )
+            return None
+        delay = max(self.backoff_factor, item.retry.get_backoff_time())
+        return time.monotonic() + min(delay, self.backoff_max)
+
+
+class _DeliveryFailed(Exception):
+    """A failed attempt, as the error urllib3's :class:`Retry` counts."""
+
+
+def attach(app: ServerApp, **options: Any) -> WebhookDispatcher:
+    """Create a dispatcher for ``app`` and register it as an activity listener.
+
+    :param options: passed to :class:`WebhookDispatcher` (``timeout``, ``backoff_factor``, ...).
+    :returns: the dispatcher; call ``stop()`` before closing the store.
+    """
+    dispatcher = WebhookDispatcher(app.store, **options)
+    app.activity_listeners.append(dispatcher.notify)
+    return dispatcher
