@@ -31,6 +31,8 @@ from typing import Any
 
 import requests
 
+from .util import redact
+
 __all__ = [
     "APIException",
     "AuthorizationException",
@@ -190,7 +192,8 @@ class APIException(KloudlessException):
             parsed = None
         if isinstance(parsed, dict):
             error_data = parsed
-        text = response.text or ""
+        # An error body may echo what was sent (a token, a code): redact before it is kept.
+        text = redact(response.text or "")
         if len(text) > _MAX_BODY_IN_MESSAGE:
             text = text[:_MAX_BODY_IN_MESSAGE] + "..."
         request_id = _request_id(response, error_data)

@@ -55,7 +55,10 @@ _SECRET_NAMES = (
 _KV_RE = re.compile(r"(?i)(?<![\w-])((?:" + _SECRET_NAMES + r")=)([^&\s#'\"]+)")
 # "name": "value" / 'name': 'value' in JSON and dict reprs (the key must be quoted, so plain prose
 # such as "status code: 404" is left alone).
-_JSON_RE = re.compile(r"""(?i)(["'](?:""" + _SECRET_NAMES + r""")["']\s*:\s*["']?)([^"',}\s]+)""")
+# An optional backslash before each quote also catches JSON quoted inside a JSON string.
+_JSON_RE = re.compile(
+    r"""(?i)(\\?["'](?:""" + _SECRET_NAMES + r""")\\?["']\s*:\s*\\?["']?)([^"',}\s\\]+)"""
+)
 # Authorization headers in any form, and bare "Bearer <token>" / "APIKey <key>" values.
 _AUTH_HEADER_RE = re.compile(r"""(?i)(["']?authorization["']?\s*[:=]\s*["']?)([^"'\r\n,}]+)""")
 _SCHEME_RE = re.compile(r"(?i)\b(Bearer|APIKey|ApiKey|DeveloperKey|Basic)(\s+)([^\s\"',}]+)")
@@ -106,6 +109,9 @@ def redact(text: str) -> str:
     return _JSON_RE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+_TRACEBACK_FORMATTER = logging.Formatter()
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts secrets from the formatted message of every record.
 
@@ -125,8 +131,14 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None
+        # Format the traceback now (handlers would do it later, unredacted) and cache it: the
+        # standard Formatter uses a record's exc_text when it is set.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -11,6 +11,12 @@ When an account linked to your application has new activity, the API sends::
 and expects ``200`` with your **application id** as the response body. When the webhook is first
 configured, a validation request with an empty body is sent the same way.
 
+The key: the hosted Kloudless service signed with the application's API key. The local server
+(``kloudless serve``) stores API keys only as hashes, so it signs with a separate **webhook signing
+key** (``whsec_...``) that it shows once when the webhook URL is set (``kloudless apps webhook
+set URL``) and again when it is rotated. Wherever this module says "API key", pass the key your
+server signs with: the API key for a Kloudless-style service, the signing key for the local server.
+
 A receiver therefore does three things, all offered here without any framework dependency::
 
     from kloudless import webhooks

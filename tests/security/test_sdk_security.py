@@ -400,11 +400,6 @@ def test_error_body_with_secret_fields_is_redacted_in_logs(
         assert secret not in all_logs.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK gap: redact() misses secrets in JSON nested in a JSON string (escaped quotes: "
-    '\\"access_token\\": \\"...\\"), as in an error body whose message quotes JSON',
-)
 def test_error_body_with_nested_json_secret_is_redacted_in_logs(
     mock: responses.RequestsMock, all_logs: RecordAll
 ) -> None:
@@ -420,11 +415,6 @@ def test_error_body_with_nested_json_secret_is_redacted_in_logs(
     assert "nested-SECRET-abcdef" not in all_logs.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: RedactingFilter redacts record.exc_text only when already cached; the "
-    "traceback formatted later from exc_info is not redacted",
-)
 @pytest.mark.parametrize("label", sorted(ECHO_SECRETS))
 def test_logged_traceback_of_an_error_echoing_a_secret_is_redacted(
     mock: responses.RequestsMock, all_logs: RecordAll, label: str
@@ -443,10 +433,6 @@ def test_logged_traceback_of_an_error_echoing_a_secret_is_redacted(
         assert secret not in all_logs.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: APIException copies the raw error body into its message without redact()",
-)
 @pytest.mark.parametrize("label", sorted(ECHO_SECRETS))
 def test_error_body_echoing_a_secret_is_redacted_in_the_exception(
     mock: responses.RequestsMock, label: str

@@ -104,3 +104,28 @@ def test_full_flow_logs_no_secret(mocked: responses.RequestsMock, captured: Capt
     assert len(captured.lines) >= 10
     for secret in SECRETS:
         assert secret not in text, secret
+
+
+def test_stack_info_and_exception_tracebacks_are_redacted() -> None:
+    import io
+    import logging
+
+    from kloudless.util import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    log = logging.getLogger("kloudless-test-redaction")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise RuntimeError("refused Bearer stack-SECRET-123456")
+        except RuntimeError:
+            log.error("boom", exc_info=True, stack_info=True)
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Traceback" in text and "Stack (most recent call last)" in text
+    assert "stack-SECRET-123456" not in text
+    assert "[REDACTED]" in text
