@@ -188,7 +188,8 @@ class Session(requests.Session):
                 self.headers, "Idempotency-Key"
             ):
                 headers["Idempotency-Key"] = str(uuid.uuid4())
-        kwargs["headers"] = headers
+        # An empty dict would make requests merge it with the session's headers for nothing.
+        kwargs["headers"] = headers or None
         if "timeout" not in kwargs:
             kwargs["timeout"] = self.timeout
         if max_retries is not None and (isinstance(max_retries, bool) or max_retries < 0):

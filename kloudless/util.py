@@ -20,6 +20,7 @@ protect records of other libraries as well.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -222,6 +223,7 @@ def construct_kloudless_endpoint(
     return url_join(url_join(str(base), f"v{version}"), path)
 
 
+@functools.lru_cache(maxsize=256)  # called twice per request (URL check, auth) on few URLs
 def origin_of(url: str) -> tuple[str, str, int]:
     """Return ``(scheme, host, port)`` of ``url``, lower-cased, with default ports filled in.
 

@@ -96,16 +96,31 @@ class Response:
 
     def __init__(self, client: Client, url: str, response: requests.Response | None = None) -> None:
         parts = urlsplit(url)
+        request = getattr(response, "request", None)
+        self._set_fields(
+            client,
+            urlunsplit(parts._replace(query="")),
+            parse_qs(parts.query, keep_blank_values=True),
+            response,
+            request.url if request is not None and request.method == "GET" else None,
+        )
+
+    def _set_fields(
+        self,
+        client: Client,
+        url: str,
+        query_params: dict[str, list[str]],
+        response: requests.Response | None,
+        request_url: str | None,
+    ) -> None:
+        """Set the attributes every wrapper has (the one place that lists them)."""
         self.client = client
-        self.url = urlunsplit(parts._replace(query=""))
-        self.query_params: dict[str, list[str]] = parse_qs(parts.query, keep_blank_values=True)
+        self.url = url
+        self.query_params = query_params
         self.response = response
         # The URL (query included) to GET again on refresh(); None when the object did not come
         # from a GET of its own.
-        request = getattr(response, "request", None)
-        self._request_url: str | None = (
-            request.url if request is not None and request.method == "GET" else None
-        )
+        self._request_url = request_url
 
     def __getattr__(self, name: str) -> Any:
         # Only called for missing attributes. Looking in __dict__ directly avoids recursion while
@@ -243,12 +258,31 @@ class Resource(ResponseJson):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from_list = kwargs.pop("from_list", False)
         super().__init__(**kwargs)
         self.url = self._construct_url(self.data, self.url)
-        # A child of a list shares the list's response but is not what that request returned.
-        if from_list:
-            self._request_url = None
+
+    @classmethod
+    def _list_item(
+        cls,
+        data: Any,
+        list_url: str,
+        query_params: dict[str, list[str]],
+        client: Client,
+        response: requests.Response | None,
+    ) -> Resource:
+        """Build one item of a list page from the list's already parsed URL.
+
+        A 1000-item page would otherwise split and parse the same URL a thousand times. The item
+        shares the list's response but is not what that request returned, so it has no
+        request URL of its own to refresh from.
+        """
+        item = cls.__new__(cls)
+        item._set_fields(
+            client, list_url, {k: list(v) for k, v in query_params.items()}, response, None
+        )
+        item.data = data
+        item.url = cls._construct_url(data, list_url)
+        return item
 
     @staticmethod
     def _construct_url(data: Any, url: str) -> str:
@@ -318,13 +352,7 @@ class ResourceList(ResponseJson):
             self.next_page = data.get("next_page", empty)
         objects = data.get("objects") or []
         self.objects: list[Resource] = [
-            Resource(
-                data=o,
-                url=self.url,
-                client=self.client,
-                response=self.response,
-                from_list=True,
-            )
+            Resource._list_item(o, self.url, self.query_params, self.client, self.response)
             for o in objects
         ]
 

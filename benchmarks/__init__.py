@@ -1,0 +1,1 @@
+"""Benchmarks of the SDK and the local server (``python -m benchmarks``)."""

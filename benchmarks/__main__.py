@@ -1,0 +1,103 @@
+"""``python -m benchmarks [NAME ...] [--quick] [--size BYTES] [--record FILE]``.
+
+Runs the benchmarks (all, or the named ones: overhead, paging, downloads, uploads, server) and
+prints the machine description and one table per benchmark. ``--quick`` uses tiny sizes (the
+smoke test); ``--size`` sets the large-file size (default 1 GiB; suffixes K, M, G);
+``--record`` writes the tables into the results block of an reStructuredText file
+(``docs/performance.rst``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import time
+
+from ._util import GIB, Options, Table, machine_info, rst_escape, workdir
+
+NAMES = ("overhead", "paging", "downloads", "uploads", "server")
+BEGIN = ".. BEGIN BENCHMARK RESULTS"
+END = ".. END BENCHMARK RESULTS"
+
+
+def parse_size(text: str) -> int:
+    """:returns: bytes for ``1G``, ``256M``, ``64K`` or a plain number."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    factor = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2).upper()]
+    return int(match.group(1)) * factor
+
+
+def record(path: str, machine: list[tuple[str, str]], tables: list[Table], command: str) -> None:
+    """Replace the results block of ``path`` (between the BEGIN/END comments) with the tables."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path} has no '{BEGIN}' ... '{END}' block")
+    lines = [
+        BEGIN + " (written by python -m benchmarks --record; do not edit by hand)",
+        "",
+        f"Recorded on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with ``{command}``.",
+        "",
+        ".. list-table:: Machine",
+        "",
+    ]
+    for name, value in machine:
+        lines += [f"   * - {rst_escape(name)}", f"     - {rst_escape(value)}"]
+    lines.append("")
+    for table in tables:
+        lines += [table.render_rst(), ""]
+    block = "\n".join(lines)
+    text = text[:start] + block + text[end:]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """:returns: the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", choices=[[], *NAMES], metavar="NAME", help=", ".join(NAMES)
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--size", type=parse_size, default=GIB, help="large file size (1G)")
+    parser.add_argument("--record", metavar="FILE", help="write the tables into FILE")
+    args = parser.parse_args(argv)
+    names = args.names or list(NAMES)
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    machine = machine_info()
+    print("Machine")
+    print("=======")
+    for name, value in machine:
+        print(f"{name:20} {value}")
+    print(flush=True)
+    tables: list[Table] = []
+    started = time.perf_counter()
+    with workdir() as path:
+        opts = Options(quick=args.quick, size=args.size, workdir=path)
+        for name in names:
+            began = time.perf_counter()
+            module = importlib.import_module(f"{__package__}.{name}")
+            for table in module.run(opts):
+                tables.append(table)
+                print(table.render())
+                print(flush=True)
+            print(f"[{name}: {time.perf_counter() - began:.1f} s]\n", flush=True)
+    total = time.perf_counter() - started
+    print(f"All benchmarks: {total:.1f} s")
+    if args.record:
+        command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = re.sub(r"\s*--record(=|\s+)\S+", "", command).strip()
+        record(args.record, machine, tables, command)
+        print(f"Recorded in {args.record}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Run the local API server in this process until stdin closes (used by the benchmarks).
+
+Usage: ``python -m benchmarks._serve DATA_DIR [PART_SIZE] [LOG_FILE]``. The data dir must already
+be set up (see :func:`benchmarks._util.prepare_data_dir`). Prints ``READY <base_url>`` once the
+server listens on a free 127.0.0.1 port, then serves until its stdin is closed (or it gets
+SIGTERM), so the server never outlives the benchmark process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+
+def main(argv: list[str]) -> int:
+    """:param argv: ``[data_dir, part_size?, log_file?]``. :returns: the exit status."""
+    from kloudless.server.runner import ServerThread
+    from kloudless.server.settings import Settings
+
+    data_dir = argv[0]
+    part_size = int(argv[1]) if len(argv) > 1 else 8 * 1024 * 1024
+    if len(argv) > 2:
+        # One line per request, as `kloudless serve` writes it.
+        logging.basicConfig(
+            filename=argv[2], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+        )
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    server = ServerThread(
+        Settings(data_dir=data_dir, host="127.0.0.1", port=0, multipart_part_size=part_size)
+    )
+    server.start()
+    sys.stdout.write(f"READY {server.base_url}\n")
+    sys.stdout.flush()
+
+    def watch() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

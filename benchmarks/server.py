@@ -1,0 +1,199 @@
+"""Benchmark 5: the local server under 1, 4 and 16 concurrent clients.
+
+Workloads (each bounded in requests and in seconds, one thread and one ``requests.Session`` per
+client, the server in its own process):
+
+* listing a folder of 10,000 files, ``page_size`` 1000 (each request fetches one page, cycling
+  through the 10 pages). The files are created before the server starts: one real upload through
+  the storage backend, copied as 10,000 database rows (uploading them one by one through the API
+  would only measure the small-file upload below, for a minute);
+* downloading a 4 KiB file (``GET files/{id}/contents``);
+* uploading 4 KiB files (``POST storage/files``);
+* the baseline: a bare waitress serving 4 KiB of fixed bytes (:mod:`benchmarks._stub`), the
+  ceiling of the HTTP layer on this machine.
+
+Reported: requests/s, p50 and p99 latency, and the ratio of requests/s to the bare waitress.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import requests
+
+from ._util import Options, Table, local_server, percentile, stub_server
+
+SMALL = b"k" * 4096
+LEVELS = (1, 4, 16)
+
+
+@dataclass
+class Fixture:
+    """Ids created in the data dir before the server starts."""
+
+    listing: str = ""
+    small_file: str = ""
+    uploads: str = ""
+    files: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def populate(fixture: Fixture) -> Callable[[Any, int], None]:
+    """:returns: a ``populate(app, account_id)`` that fills :class:`Fixture`."""
+
+    def fill(app: Any, account_id: int) -> None:
+        from kloudless.server.connectors.local_storage import LocalStorage
+
+        storage = LocalStorage(app.store, app.settings.data_dir, account_id)
+        big = app.settings.max_upload_bytes
+        listing, _ = storage.create_folder("root", "listing", False)
+        uploads, _ = storage.create_folder("root", "uploads", False)
+        small = storage.upload("root", "small.bin", io.BytesIO(SMALL), False, big)
+        template = storage.upload(listing.id, "template.txt", io.BytesIO(SMALL), False, big)
+        row = dict(app.store.one("SELECT * FROM objects WHERE id = ?", (template.id,)))
+        columns = list(row)
+        marks = ",".join("?" * len(columns))
+        rows = []
+        for index in range(1, fixture.files):
+            row.update(id=f"file_bench{index:08d}", name=f"file-{index:06d}.txt")
+            rows.append([row[c] for c in columns])
+        with app.store.transaction() as conn:
+            conn.executemany(f"INSERT INTO objects ({','.join(columns)}) VALUES ({marks})", rows)
+        fixture.listing, fixture.uploads, fixture.small_file = listing.id, uploads.id, small.id
+
+    return fill
+
+
+def load(
+    clients: int,
+    request: Callable[[requests.Session, int], None],
+    max_requests: int,
+    seconds: float,
+) -> tuple[int, float, list[float]]:
+    """Run ``request(session, n)`` from ``clients`` threads until ``max_requests`` were sent or
+    ``seconds`` passed. :returns: ``(requests, elapsed seconds, latencies in seconds)``."""
+    counter = itertools.count()
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        with requests.Session() as session:
+            mine: list[float] = []
+            try:
+                while time.perf_counter() < deadline:
+                    number = next(counter)
+                    if number >= max_requests:
+                        break
+                    started = time.perf_counter()
+                    request(session, number)
+                    mine.append(time.perf_counter() - started)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            with lock:
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 120)
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"a client failed: {errors[0]!r}") from errors[0]
+    return len(latencies), elapsed, latencies
+
+
+def run(opts: Options) -> list[Table]:
+    """Run benchmark 5. :returns: its table."""
+    fixture = Fixture(files=2000 if opts.quick else 10000)
+    seconds = 0.5 if opts.quick else 3.0
+    limits = (
+        {"listing": 12, "download": 40, "upload": 40, "static": 40}
+        if opts.quick
+        else {"listing": 400, "download": 4000, "upload": 3000, "static": 6000}
+    )
+    pages = fixture.files // 1000
+    results: dict[tuple[str, int], tuple[int, float, list[float]]] = {}
+    with stub_server(opts, 0) as stub:
+        static = f"{stub.base_url}/static"
+
+        def get_static(session: requests.Session, n: int) -> None:
+            session.get(static, timeout=60).raise_for_status()
+
+        for level in LEVELS:
+            results[("static", level)] = load(level, get_static, limits["static"], seconds)
+    with local_server(opts, "server", populate=populate(fixture)) as server:
+        headers = server.headers()
+        base = server.account_url()
+        listing = f"{base}/storage/folders/{fixture.listing}/contents"
+        contents = f"{base}/storage/files/{fixture.small_file}/contents"
+        upload_url = f"{base}/storage/files"
+
+        def get_page(session: requests.Session, n: int) -> None:
+            page = n % pages + 1
+            response = session.get(
+                listing, params={"page": page, "page_size": 1000}, headers=headers, timeout=120
+            )
+            response.raise_for_status()
+            if len(response.json()["objects"]) != 1000:
+                raise RuntimeError(f"page {page} is not full")
+
+        def download(session: requests.Session, n: int) -> None:
+            response = session.get(contents, headers=headers, timeout=60)
+            response.raise_for_status()
+            if response.content != SMALL:
+                raise RuntimeError("wrong contents")
+
+        def upload(session: requests.Session, n: int) -> None:
+            meta = json.dumps({"name": f"small-{n:06d}.bin", "parent_id": fixture.uploads})
+            response = session.post(
+                upload_url,
+                data=SMALL,
+                headers={**headers, "X-Kloudless-Metadata": meta},
+                timeout=60,
+            )
+            response.raise_for_status()
+
+        workloads = {"listing": get_page, "download": download, "upload": upload}
+        for kind, request in workloads.items():
+            for level in LEVELS:
+                results[(kind, level)] = load(level, request, limits[kind], seconds)
+    table = Table(
+        f"5. Local server throughput ({fixture.files:,}-file folder, 4 KiB files)",
+        ["workload", "clients", "requests", "requests/s", "p50 ms", "p99 ms", "vs bare waitress"],
+    )
+    labels = {
+        "static": "bare waitress, 4 KiB GET (baseline)",
+        "listing": "list folder, page of 1000",
+        "download": "download 4 KiB file",
+        "upload": "upload 4 KiB file",
+    }
+    for kind in ("static", "listing", "download", "upload"):
+        for level in LEVELS:
+            count, elapsed, latencies = results[(kind, level)]
+            rps = count / elapsed if elapsed else 0.0
+            base_count, base_elapsed, _ = results[("static", level)]
+            base_rps = base_count / base_elapsed if base_elapsed else 0.0
+            table.add(
+                labels[kind],
+                level,
+                count,
+                f"{rps:,.0f}",
+                f"{percentile(latencies, 50) * 1e3:.1f}",
+                f"{percentile(latencies, 99) * 1e3:.1f}",
+                f"{rps / base_rps:.2f}x" if base_rps else "-",
+            )
+    table.notes.append(
+        f"Each cell: at most {seconds:g} s (or the request cap); one thread per client in one "
+        "client process, the server (8 waitress threads) in another."
+    )
+    return [table]
