@@ -7,17 +7,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import closing
 from typing import Any
 
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
 
 
-def _data_dir(parser: argparse.ArgumentParser) -> None:
+def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    """:returns: a new sub-command ``name`` (``kwargs`` go to ``add_parser``) that runs
+    ``func(args)`` on a data dir given by ``--data-dir``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
     parser.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
         help="server state directory (default: %(default)s or $KLOUDLESS_DATA_DIR)",
     )
+    return parser
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -124,8 +130,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         sys.stderr.write(f"kloudless: {exc}\n")
         return 2
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         try:
             # Same check as POST /v1/accounts: contacts the upstream, seals the password.
             config = get_connector(args.service).validate_config(settings, store)
@@ -139,14 +144,11 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
             token = store.create_token(app["id"], account_id)
         print(f"Created account {account_id} ({args.service}, {name[:255]!r}).")
         print(f"Bearer token (shown once): {token}")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_accounts_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         rows = store.list_accounts()
         print(f"{'ID':>6}  {'SERVICE':<10} {'ACTIVE':<6}  NAME")
         for row in rows:
@@ -154,14 +156,11 @@ def cmd_accounts_list(args: argparse.Namespace) -> int:
                 f"{row['id']:>6}  {row['service']:<10} {'yes' if row['active'] else 'no':<6}"
                 f"  {row['account']}"
             )
-    finally:
-        store.close()
     return 0
 
 
 def cmd_accounts_delete(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         row = store.get_account(args.account_id)
         if row is None or not store.delete_account(args.account_id):
             sys.stderr.write(f"kloudless: no account {args.account_id}\n")
@@ -175,28 +174,22 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
         except Exception as exc:  # the account is gone either way; report leftovers
             sys.stderr.write(f"kloudless: cleanup failed: {exc}\n")
         print(f"Deleted account {args.account_id}.")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         row = store.get_account(args.account_id)
         if row is None:
             sys.stderr.write(f"kloudless: no account {args.account_id}\n")
             return 1
         token = store.create_token(row["app_id"], args.account_id)
         print(f"Bearer token for account {args.account_id} (shown once): {token}")
-    finally:
-        store.close()
     return 0
 
 
 def cmd_apps_show(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         app = _first_app(store)
         print(f"Application {app['id']} ({app['name']}), created {app['created']}")
         if args.new_api_key:
@@ -205,8 +198,6 @@ def cmd_apps_show(args: argparse.Namespace) -> int:
             print(f"Application-level token (shown once): {store.create_token(app['id'], None)}")
         accounts = store.list_accounts(app["id"])
         print(f"{len(accounts)} account(s): {', '.join(str(a['id']) for a in accounts) or '-'}")
-    finally:
-        store.close()
     return 0
 
 
@@ -216,8 +207,7 @@ def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
     import json
     from urllib.parse import urlsplit
 
-    store = _store(args)
-    try:
+    with closing(_store(args)) as store:
         app = _first_app(store)
         uris: list[str] = json.loads(app["redirect_uris"] or "[]")
         if args.redirect_command == "add":
@@ -234,8 +224,6 @@ def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
         else:
             for uri in uris:
                 print(uri)
-    finally:
-        store.close()
     return 0
 
 
@@ -275,8 +263,7 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the server sub-commands to the ``kloudless`` parser."""
-    serve = subparsers.add_parser("serve", help="run the local Kloudless API server")
-    _data_dir(serve)
+    serve = _command(subparsers, "serve", cmd_serve, help="run the local Kloudless API server")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     serve.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
     serve.add_argument("--threads", type=int, default=8, help="worker threads")
@@ -303,18 +290,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="the OAuth consent page only creates new accounts (use when others can reach it)",
     )
-    serve.set_defaults(func=cmd_serve)
 
     accounts = subparsers.add_parser("accounts", help="manage accounts on a data dir")
     acc_sub = accounts.add_subparsers(dest="accounts_command", metavar="ACTION", required=True)
-    create = acc_sub.add_parser(
+    create = _command(
+        acc_sub,
         "create",
+        cmd_accounts_create,
         help="create an account (local, or a WebDAV/CalDAV server) and a token",
         description="Create an account and print a bearer token for it. For --service webdav "
         "or caldav the settings are checked against the server first, and the password is "
         "stored sealed (it is never printed).",
     )
-    _data_dir(create)
     create.add_argument(
         "--name", default=None, help="display name (default: 'local', or user@host for DAV)"
     )
@@ -336,31 +323,26 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="caldav: the calendar collection used as the primary calendar",
     )
-    create.set_defaults(func=cmd_accounts_create)
-    lst = acc_sub.add_parser("list", help="list accounts")
-    _data_dir(lst)
-    lst.set_defaults(func=cmd_accounts_list)
-    delete = acc_sub.add_parser("delete", help="delete an account and its files")
-    _data_dir(delete)
+    _command(acc_sub, "list", cmd_accounts_list, help="list accounts")
+    delete = _command(
+        acc_sub, "delete", cmd_accounts_delete, help="delete an account and its files"
+    )
     delete.add_argument("account_id", type=int)
-    delete.set_defaults(func=cmd_accounts_delete)
 
     tokens = subparsers.add_parser("tokens", help="manage bearer tokens")
     tok_sub = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
-    tcreate = tok_sub.add_parser("create", help="create a bearer token for an account")
-    _data_dir(tcreate)
+    tcreate = _command(
+        tok_sub, "create", cmd_tokens_create, help="create a bearer token for an account"
+    )
     tcreate.add_argument("account_id", type=int, metavar="ACCOUNT")
-    tcreate.set_defaults(func=cmd_tokens_create)
 
     apps = subparsers.add_parser("apps", help="show the application")
     app_sub = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
-    show = app_sub.add_parser("show", help="show the application id and its accounts")
-    _data_dir(show)
+    show = _command(app_sub, "show", cmd_apps_show, help="show the application id and its accounts")
     show.add_argument("--new-api-key", action="store_true", help="also create an API key")
     show.add_argument(
         "--app-token", action="store_true", help="also create an application-level token (meta API)"
     )
-    show.set_defaults(func=cmd_apps_show)
     redirect = app_sub.add_parser(
         "redirect-uri",
         help="manage the application's registered OAuth redirect URIs",
@@ -368,13 +350,9 @@ def register(subparsers: Any) -> None:
         "values. response_type=token needs a loopback or a registered redirect_uri.",
     )
     red_sub = redirect.add_subparsers(dest="redirect_command", metavar="ACTION", required=True)
-    radd = red_sub.add_parser("add", help="register a redirect URI")
-    _data_dir(radd)
+    radd = _command(red_sub, "add", cmd_apps_redirect_uri, help="register a redirect URI")
     radd.add_argument("url", metavar="URL")
-    radd.set_defaults(func=cmd_apps_redirect_uri)
-    rlist = red_sub.add_parser("list", help="list the registered redirect URIs")
-    _data_dir(rlist)
-    rlist.set_defaults(func=cmd_apps_redirect_uri)
+    _command(red_sub, "list", cmd_apps_redirect_uri, help="list the registered redirect URIs")
     webhook = app_sub.add_parser(
         "webhook",
         help="manage the application's webhook URL and signing key",
@@ -382,14 +360,11 @@ def register(subparsers: Any) -> None:
         "receivers verify it with kloudless.webhooks.verify_signature.",
     )
     hook_sub = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
-    hset = hook_sub.add_parser("set", help="set the webhook URL and validate it with a ping")
-    hset.add_argument("url", metavar="URL")
     for name, text in (
+        ("set", "set the webhook URL and validate it with a ping"),
         ("show", "show the webhook URL and its status"),
         ("remove", "remove the webhook and its signing key"),
         ("rotate-key", "replace the signing key (receivers accept old and new meanwhile)"),
     ):
-        hook_sub.add_parser(name, help=text)
-    for sub in hook_sub.choices.values():
-        _data_dir(sub)
-        sub.set_defaults(func=cmd_apps_webhook)
+        _command(hook_sub, name, cmd_apps_webhook, help=text)
+    hook_sub.choices["set"].add_argument("url", metavar="URL")

@@ -28,7 +28,15 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .errors import ApiError, invalid_parameters, not_found, not_implemented
+from .errors import (
+    ApiError,
+    forbidden,
+    invalid_parameters,
+    not_found,
+    not_implemented,
+    too_large,
+    too_many_requests,
+)
 from .settings import Settings
 from .store import Store, hash_secret
 
@@ -422,12 +430,11 @@ def parse_int(
 def read_limited(request: Request, limit: int, stream: IO[bytes] | None = None) -> bytes:
     """Read a whole (small) body, refusing more than ``limit`` bytes with a 413."""
     length = request.content_length
-    if length is not None and length > limit:
-        raise ApiError(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-    data = (stream or request.stream).read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, "request_too_large", f"The request body exceeds {limit} bytes.")
-    return data
+    if length is None or length <= limit:  # a declared oversize body is not read at all
+        data = (stream or request.stream).read(limit + 1)
+        if len(data) <= limit:
+            return data
+    raise too_large(f"The request body exceeds {limit} bytes.")
 
 
 class RateLimiter:
@@ -678,12 +685,7 @@ class ServerApp:
         """
         wait = self.auth_failures.blocked(f"addr:{ctx.request.remote_addr}")
         if wait is not None:
-            raise ApiError(
-                429,
-                "too_many_requests",
-                f"Too many failed authentications; retry after {wait} seconds.",
-                headers={"Retry-After": str(wait)},
-            )
+            raise too_many_requests("failed authentications", wait)
 
     def note_auth_failure(self, ctx: RequestContext) -> None:
         """Count one failed authentication of the client address."""
@@ -711,26 +713,15 @@ class ServerApp:
                 ctx.auth.kind == "apikey"
                 or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
             ):
-                raise ApiError(
-                    403,
-                    "forbidden",
-                    "This endpoint needs an API key or an application-level token.",
-                )
+                raise forbidden("This endpoint needs an API key or an application-level token.")
             if ctx.request.headers.get("X-Kloudless-As-User"):
-                raise ApiError(
-                    403,
-                    "forbidden",
+                raise forbidden(
                     "X-Kloudless-As-User is not supported: this server has no admin "
-                    "accounts to impersonate users of.",
+                    "accounts to impersonate users of."
                 )
         limited = self.rate_limiter.check(self._rate_key(ctx))
         if limited is not None:
-            raise ApiError(
-                429,
-                "too_many_requests",
-                f"Too many requests; retry after {limited} seconds.",
-                headers={"Retry-After": str(limited)},
-            )
+            raise too_many_requests("requests", limited)
 
         def call() -> Response:
             return route.handler(ctx, **args)

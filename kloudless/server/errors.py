@@ -66,3 +66,16 @@ def not_implemented(message: str) -> ApiError:
 def too_large(message: str) -> ApiError:
     """:returns: a 413 ``request_too_large`` error (body, upload or header over a limit)."""
     return ApiError(413, "request_too_large", message)
+
+
+def too_many_requests(what: str, wait: int) -> ApiError:
+    """:param what: what there were too many of (``requests``, ``failed authentications``).
+    :param wait: seconds to wait, sent as ``Retry-After``.
+    :returns: a 429 ``too_many_requests`` error.
+    """
+    return ApiError(
+        429,
+        "too_many_requests",
+        f"Too many {what}; retry after {wait} seconds.",
+        headers={"Retry-After": str(wait)},
+    )

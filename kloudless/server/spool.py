@@ -46,7 +46,13 @@ def spool_to_temp(
             out.flush()
             os.fsync(out.fileno())
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        remove_quietly(path)
         raise
     return path, size, digest.hexdigest()
+
+
+def remove_quietly(*paths: str) -> None:
+    """Remove temp files, ignoring those already gone (cleanup after a failure)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

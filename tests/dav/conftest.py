@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.test import Client
+from werkzeug.test import Client, TestResponse
 
 from .servers import PASSWORD, USERNAME, DavServer, ServerThread, closed_port
 
@@ -130,6 +130,15 @@ def creds(app: Any) -> Any:
 def api(app: Any) -> Client:
     """A werkzeug test client for the API server."""
     return Client(app)
+
+
+def error(response: TestResponse, status: int, code: str) -> dict[str, Any]:
+    """Check a JSON error response and return its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["status_code"], body["error_code"]) == (status, code)
+    assert body["id"] == response.headers["X-Request-Id"]
+    return dict(body)
 
 
 def connect_account(

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from werkzeug.test import Client, TestResponse
+from werkzeug.test import Client
 
+from .conftest import error
 from .servers import DavServer
 
 C = "/v1/accounts/me/cal"
-
-
-def error(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert (body["status_code"], body["error_code"]) == (status, code)
-    assert body["id"] == response.headers["X-Request-Id"]
-    return dict(body)
 
 
 def new_calendar(api: Client, auth: dict[str, str], name: str = "Team") -> dict[str, Any]:

@@ -13,18 +13,10 @@ from werkzeug.test import Client, TestResponse
 from kloudless.server.connectors import webdav, webdav_client
 from kloudless.server.connectors.webdav_auth import seal, unseal
 
-from .conftest import connect_account
+from .conftest import connect_account, error
 from .servers import DavServer
 
 S = "/v1/accounts/me/storage"
-
-
-def error(response: TestResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert (body["status_code"], body["error_code"]) == (status, code)
-    assert body["id"] == response.headers["X-Request-Id"]
-    return dict(body)
 
 
 def upload(

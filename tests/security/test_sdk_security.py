@@ -366,19 +366,25 @@ ECHO_SECRETS = {
 }
 
 
+def _error_for(mock: responses.RequestsMock, body: dict[str, Any]) -> exceptions.APIException:
+    """:returns: the SDK's error for a GET answered 400 with the JSON ``body``."""
+    mock.add("GET", ACC + "/bad", status=400, json=body)
+    with Account(token=TOKEN) as account:
+        with pytest.raises(exceptions.APIException) as info:
+            account.get("bad")
+    return info.value
+
+
 @pytest.mark.parametrize("label", sorted(ECHO_SECRETS))
 def test_error_body_echoing_a_secret_is_redacted_in_logs(
     mock: responses.RequestsMock, all_logs: RecordAll, label: str
 ) -> None:
     body = {"message": "rejected: " + ECHO_SECRETS[label], "error_code": "x", "id": "RID"}
-    mock.add("GET", ACC + "/bad", status=400, json=body)
+    error = _error_for(mock, body)
     from kloudless.util import logger
 
-    with Account(token=TOKEN) as account:
-        with pytest.raises(exceptions.APIException) as info:
-            account.get("bad")
-    logger.debug("failed: %s / %r", info.value, info.value)
-    logger.warning("failed: %s", info.value.message)
+    logger.debug("failed: %s / %r", error, error)
+    logger.warning("failed: %s", error.message)
     assert len(all_logs.records) >= 3
     for secret in (TOKEN, API_KEY, "oauth-code-SECRET-123"):
         assert secret not in all_logs.text
@@ -388,13 +394,10 @@ def test_error_body_with_secret_fields_is_redacted_in_logs(
     mock: responses.RequestsMock, all_logs: RecordAll
 ) -> None:
     fields = {"code": "c0de-SECRET-1", "client_secret": "cs-SECRET-2", "state": "st-SECRET-3"}
-    mock.add("GET", ACC + "/bad", status=400, json=dict(fields, access_token="at-SECRET-4"))
+    error = _error_for(mock, dict(fields, access_token="at-SECRET-4"))
     from kloudless.util import logger
 
-    with Account(token=TOKEN) as account:
-        with pytest.raises(exceptions.APIException) as info:
-            account.get("bad")
-    logger.debug("failed: %s / %r", info.value, info.value)
+    logger.debug("failed: %s / %r", error, error)
     assert "[REDACTED]" in all_logs.text
     for secret in [*fields.values(), "at-SECRET-4"]:
         assert secret not in all_logs.text
@@ -404,13 +407,10 @@ def test_error_body_with_nested_json_secret_is_redacted_in_logs(
     mock: responses.RequestsMock, all_logs: RecordAll
 ) -> None:
     inner = json.dumps({"access_token": "nested-SECRET-abcdef"})
-    mock.add("GET", ACC + "/bad", status=400, json={"message": "upstream said " + inner})
+    error = _error_for(mock, {"message": "upstream said " + inner})
     from kloudless.util import logger
 
-    with Account(token=TOKEN) as account:
-        with pytest.raises(exceptions.APIException) as info:
-            account.get("bad")
-    logger.debug("failed: %s", info.value)
+    logger.debug("failed: %s", error)
     assert "upstream said" in all_logs.text
     assert "nested-SECRET-abcdef" not in all_logs.text
 

@@ -263,21 +263,8 @@ def test_repeat_while_running_is_409_and_runs_once(
     app: ServerApp, client: Client, auth: dict[str, str]
 ) -> None:
     layer_of(app).wait_seconds = 0.0  # answer at once (the wait has its own tests below)
-    entered = threading.Event()
-    release = threading.Event()
-
-    def block(account_id: int, cursor: int) -> None:  # runs inside the first handler
-        entered.set()
-        release.wait(WAIT)
-
-    app.activity_listeners.append(block)
-    results: list[TestResponse] = []
-    first = threading.Thread(
-        target=lambda: results.append(post_folder(BufferedClient(app), auth, "busy"))
-    )
-    first.start()
+    first, release, results = blocked_first_request(app, auth, "busy")
     try:
-        assert entered.wait(WAIT)
         busy = post_folder(client, auth, "busy")
         assert_error(busy, 409, "idempotency_key_in_use")
         assert busy.headers["Retry-After"] == "1"
@@ -287,7 +274,6 @@ def test_repeat_while_running_is_409_and_runs_once(
     finally:
         release.set()
         first.join(WAIT)
-    app.activity_listeners.remove(block)
     assert not first.is_alive() and results[0].status_code == 201
     assert_same_response(results[0], post_folder(client, auth, "busy"))
     assert root_names(client, auth) == ["f"]

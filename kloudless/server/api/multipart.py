@@ -15,7 +15,6 @@ A failed complete puts the session back to ``open``. (A retried complete with th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import secrets
@@ -28,7 +27,7 @@ from werkzeug.wrappers import Response
 from ..app import RequestContext, Route, json_response, no_content, parse_int
 from ..connectors.base import validate_name
 from ..errors import ApiError, invalid_parameters, not_found, too_large
-from ..spool import spool_to_temp
+from ..spool import remove_quietly, spool_to_temp
 from ..store import now_iso
 from .storage import bind_activity, record_after, serialize
 
@@ -183,8 +182,7 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
                 "UPDATE multipart SET modified = ? WHERE id = ?", (now_iso(), session_id)
             )
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+        remove_quietly(temp)
         raise
     return json_response({"part_number": number, "size": received})
 

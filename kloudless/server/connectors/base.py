@@ -91,6 +91,25 @@ class FileContents:
     modified: str | None = None
 
 
+#: The capabilities of a read-write storage backend that offers every operation; a backend
+#: reports them with ``dict.fromkeys(READ_WRITE_CAPABILITIES, True)`` plus any of its own.
+READ_WRITE_CAPABILITIES = (
+    "can_upload_file",
+    "can_rename_file",
+    "can_move_file",
+    "can_copy_file",
+    "can_update_file_content",
+    "can_delete_file",
+    "can_create_folder",
+    "can_rename_folder",
+    "can_move_folder",
+    "can_copy_folder",
+    "can_delete_folder",
+    "multipart_uploads_supported_for_files",
+    "can_search_file_name",
+)
+
+
 class StorageBackend(abc.ABC):
     """Storage operations for one account. Ids are opaque, URL-safe strings; ``root`` is the
     root folder. Every method raises ApiError 404 for ids that do not exist in this account."""

@@ -23,8 +23,6 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -42,6 +40,7 @@ from kloudless.server.connectors.calendar_base import (
     EventRecord,
     Page,
 )
+from kloudless.server.connectors.pool import ClientPool
 from kloudless.server.connectors.webdav_auth import clean_settings, credentials, stored_config
 from kloudless.server.connectors.webdav_client import WebDAVClient, client_for
 from kloudless.server.connectors.webdav_errors import (
@@ -442,9 +441,8 @@ def require_dependencies() -> None:
         )
 
 
-_BACKENDS: OrderedDict[tuple[Any, ...], CalDAVCalendar] = OrderedDict()
-_BACKENDS_LOCK = threading.Lock()
 MAX_CACHED_BACKENDS = 64
+_BACKENDS: ClientPool[CalDAVCalendar] = ClientPool(MAX_CACHED_BACKENDS)
 
 
 def backend_for_settings(
@@ -452,25 +450,12 @@ def backend_for_settings(
 ) -> CalDAVCalendar:
     """:returns: a pooled backend for these settings (connections and discovery are reused)."""
     key = (url, username, hashlib.sha256(password.encode()).hexdigest(), primary)
-    with _BACKENDS_LOCK:
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            backend = CalDAVCalendar(url, username, password, primary)
-            _BACKENDS[key] = backend
-            while len(_BACKENDS) > MAX_CACHED_BACKENDS:
-                _, old = _BACKENDS.popitem(last=False)
-                old.close()
-        else:
-            _BACKENDS.move_to_end(key)
-        return backend
+    return _BACKENDS.get(key, lambda: CalDAVCalendar(url, username, password, primary))
 
 
 def close_backends() -> None:
     """Close every pooled backend (tests and server shutdown)."""
-    with _BACKENDS_LOCK:
-        while _BACKENDS:
-            _, backend = _BACKENDS.popitem()
-            backend.close()
+    _BACKENDS.close_all()
 
 
 # -- connection and the connector -----------------------------------------------------------------

@@ -44,9 +44,15 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import spool_to_temp
+from ..spool import remove_quietly, spool_to_temp
 from ..store import Store, now_iso
-from .base import FileContents, StorageBackend, StorageObject, validate_name
+from .base import (
+    READ_WRITE_CAPABILITIES,
+    FileContents,
+    StorageBackend,
+    StorageObject,
+    validate_name,
+)
 
 MAX_DEPTH = 1000
 ROOT = "root"
@@ -84,25 +90,7 @@ class LocalStorage(StorageBackend):
     :param account_id: the account.
     """
 
-    capabilities = dict.fromkeys(
-        (
-            "can_upload_file",
-            "can_rename_file",
-            "can_move_file",
-            "can_copy_file",
-            "can_update_file_content",
-            "can_delete_file",
-            "can_delete_file_permanently",
-            "can_create_folder",
-            "can_rename_folder",
-            "can_move_folder",
-            "can_copy_folder",
-            "can_delete_folder",
-            "multipart_uploads_supported_for_files",
-            "can_search_file_name",
-        ),
-        True,
-    )
+    capabilities = dict.fromkeys((*READ_WRITE_CAPABILITIES, "can_delete_file_permanently"), True)
     records_activity = True
 
     def __init__(self, store: Store, data_dir: str, account_id: int) -> None:
@@ -395,13 +383,13 @@ class LocalStorage(StorageBackend):
     ) -> StorageObject:
         validate_name(name)
         self._folder_row(parent_id)  # fail early, before reading the body
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"  # not under the lock
         temp, size, digest = self._write_temp(stream, max_bytes)
         blob: str | None = None
         old_blob: str | None = None
         try:
             with self._tree_change():
                 self._folder_row(parent_id)
-                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
                 now = now_iso()
                 existing = self._child(parent_id, name)
                 blob = self._commit_blob(temp)
@@ -442,8 +430,7 @@ class LocalStorage(StorageBackend):
                 result = self._object(self._row(file_id, "file"))
                 self._record("update" if old_blob is not None else "add", result)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            remove_quietly(temp)
             self._drop_blob(blob)
             raise
         self._drop_blob(old_blob)
@@ -485,8 +472,7 @@ class LocalStorage(StorageBackend):
                 result = self._object(self._row(file_id, "file"))
                 self._record("update", result)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            remove_quietly(temp)
             self._drop_blob(blob)
             raise
         self._drop_blob(old_blob)
@@ -554,9 +540,7 @@ class LocalStorage(StorageBackend):
                 self._drop_blob(blob)
             raise
         finally:
-            for temp in temps.values():
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
+            remove_quietly(*temps.values())
         return result
 
     def _copy_sources(self, object_id: str, kind: str) -> tuple[list[sqlite3.Row], dict[str, str]]:
@@ -592,14 +576,10 @@ class LocalStorage(StorageBackend):
                     temps[str(row["id"])] = temp
                     shutil.copyfile(self._blob_path(str(row["blob"])), temp)
             except FileNotFoundError:
-                for temp in temps.values():
-                    with contextlib.suppress(OSError):
-                        os.unlink(temp)
+                remove_quietly(*temps.values())
                 continue
             except BaseException:
-                for temp in temps.values():
-                    with contextlib.suppress(OSError):
-                        os.unlink(temp)
+                remove_quietly(*temps.values())
                 raise
             return rows, temps
         raise ApiError(409, "conflict", "The source changed during the copy; try again.")

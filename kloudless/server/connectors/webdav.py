@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from kloudless.server.connectors.base import (
+    READ_WRITE_CAPABILITIES,
     Connector,
     FileContents,
     StorageBackend,
@@ -169,24 +170,7 @@ class WebDAVStorage(StorageBackend):
     :param ctx: the request context (store, activity log); optional for direct use.
     """
 
-    capabilities = dict.fromkeys(
-        (
-            "can_upload_file",
-            "can_rename_file",
-            "can_move_file",
-            "can_copy_file",
-            "can_update_file_content",
-            "can_delete_file",
-            "can_create_folder",
-            "can_rename_folder",
-            "can_move_folder",
-            "can_copy_folder",
-            "can_delete_folder",
-            "multipart_uploads_supported_for_files",
-            "can_search_file_name",
-        ),
-        True,
-    )
+    capabilities = dict.fromkeys(READ_WRITE_CAPABILITIES, True)
 
     def __init__(
         self, client: WebDAVClient, account_id: int, ctx: RequestContext | None = None

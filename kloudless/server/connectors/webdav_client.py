@@ -12,9 +12,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import posixpath
-import threading
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from kloudless.server.connectors.pool import ClientPool
 from kloudless.server.connectors.webdav_errors import (
     BadGateway,
     GatewayTimeout,
@@ -546,33 +545,19 @@ def forwardable_headers(response: requests.Response) -> list[tuple[str, str]]:
 
 # -- a pool of clients, one per set of credentials ---------------------------------------------
 
-_CLIENTS: OrderedDict[tuple[Any, ...], WebDAVClient] = OrderedDict()
-_CLIENTS_LOCK = threading.Lock()
 MAX_CACHED_CLIENTS = 64
+_CLIENTS: ClientPool[WebDAVClient] = ClientPool(MAX_CACHED_CLIENTS)
 
 
 def client_for(url: str, username: str, password: str) -> WebDAVClient:
     """:returns: a pooled :class:`WebDAVClient` for these settings (connections are reused)."""
     key = (url, username, hashlib.sha256(password.encode()).hexdigest())
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = WebDAVClient(url, username, password)
-            _CLIENTS[key] = client
-            while len(_CLIENTS) > MAX_CACHED_CLIENTS:
-                _, old = _CLIENTS.popitem(last=False)
-                old.close()
-        else:
-            _CLIENTS.move_to_end(key)
-        return client
+    return _CLIENTS.get(key, lambda: WebDAVClient(url, username, password))
 
 
 def close_clients() -> None:
     """Close every pooled client (tests and server shutdown)."""
-    with _CLIENTS_LOCK:
-        while _CLIENTS:
-            _, client = _CLIENTS.popitem()
-            client.close()
+    _CLIENTS.close_all()
 
 
 __all__ = [
