@@ -153,6 +153,11 @@ def upload(args: argparse.Namespace, path: str) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            except KeyboardInterrupt as exc:  # Ctrl-C: the SDK attaches the session id
+                sid = getattr(exc, "kloudless_session_id", None)
+                hint = f"; resume with --session-id {sid}" if sid is not None else ""
+                print(f"\ninterrupted{hint}", file=sys.stderr)
+                return 130
         data = result.data
         print(f"uploaded {data['name']} ({data['size']} bytes) as {data['id']}")
         print(f"sha256 {local_sha}")
@@ -197,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before or after the upload itself
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

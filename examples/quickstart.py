@@ -25,7 +25,25 @@ def main() -> int:
         print("Set KLOUDLESS_TOKEN (and KLOUDLESS_BASE_URL) first, or run `make demo`.")
         return 2
     account = Account(token=token)
+    try:
+        return tour(account)
+    except exceptions.ConnectionException as error:
+        # The server is down or elsewhere: one line with the address, no traceback.
+        print(
+            f"error: {error}. Is `kloudless serve` running? (KLOUDLESS_BASE_URL sets the address)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        account.close()
 
+
+def tour(account: Account) -> int:
+    """Walk through storage, calendar, activity, raw data and pass-through.
+
+    :param account: the account to use.
+    :returns: the exit code.
+    """
     section("Account")
     info = account.get().data
     print(
@@ -116,7 +134,6 @@ def main() -> int:
             f"The local service has no upstream API: HTTP {error.status}"
             f" {error.error_data.get('error_code')}: {error.error_data.get('message')}"
         )
-    account.close()
     print("\nDone.")
     return 0
 

@@ -2,18 +2,27 @@
 
 The API notifies your application of new activity with a ``POST`` whose body is
 ``account=<account id>`` and whose ``X-Kloudless-Signature`` header is the base64 HMAC-SHA256 of the
-raw body keyed with your API key. It expects ``200`` with your application id as the body; the
-first request (the validation ping) has an empty body.
+raw body keyed with the server's signing key. It expects ``200`` with your application id as the
+body; the first request (the validation ping) has an empty body.
+
+Which key: the local server (``kloudless serve``) signs with a separate **webhook signing key**
+(``whsec_...``) that ``kloudless apps webhook set URL`` prints once; pass it with
+``--signing-key`` or ``KLOUDLESS_WEBHOOK_SIGNING_KEY``. A Kloudless-style service that signs with
+the application's API key works too: ``--api-key KEY`` is an alias of ``--signing-key``.
 
 This receiver uses only the standard library's HTTP server and :mod:`kloudless.webhooks`, listens
 on 127.0.0.1, refuses requests with a bad signature (401), and prints each notification. React to a
 notification by reading the account's activity from your stored cursor (see ``watch_events.py``).
 
-Run it::
+Run it with the local server::
 
-    KLOUDLESS_APP_ID=... KLOUDLESS_API_KEY=... python examples/webhook_receiver.py --port 8030
+    kloudless apps webhook set http://127.0.0.1:8030/    # prints the signing key (shown once)
+    export KLOUDLESS_WEBHOOK_SIGNING_KEY=whsec_...
+    KLOUDLESS_APP_ID=app_... python examples/webhook_receiver.py --port 8030
+    kloudless apps webhook set http://127.0.0.1:8030/    # again: the ping now validates
 
-During an API key rotation, pass the old key too: ``--api-key OLD --api-key NEW``.
+During a key rotation (``kloudless apps webhook rotate-key``), pass the old key too:
+``--signing-key OLD --signing-key NEW``.
 """
 
 from __future__ import annotations
@@ -31,19 +40,19 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class WebhookServer(ThreadingHTTPServer):
-    """An HTTP server that knows the application id and the API keys to check signatures with.
+    """An HTTP server that knows the application id and the keys to check signatures with.
 
     :param address: ``(host, port)`` to listen on; port 0 picks a free port.
     :param app_id: the application id, sent back in every successful answer.
-    :param api_keys: the API keys whose signatures are accepted (several during a rotation).
+    :param signing_keys: the keys whose signatures are accepted (several during a rotation).
     """
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], app_id: str, api_keys: list[str]) -> None:
+    def __init__(self, address: tuple[str, int], app_id: str, signing_keys: list[str]) -> None:
         super().__init__(address, WebhookHandler)
         self.app_id = app_id
-        self.api_keys = api_keys
+        self.signing_keys = signing_keys
         #: Account ids of the verified notifications received so far (for callers and tests).
         self.notifications: list[str] = []
         self.lock = threading.Lock()
@@ -85,7 +94,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         signature = self.headers.get(webhooks.SIGNATURE_HEADER)
-        if not webhooks.verify_signature(body, signature, self.server.api_keys):
+        if not webhooks.verify_signature(body, signature, self.server.signing_keys):
             self._reply(401, b"invalid signature\n")
             return
         if not webhooks.is_validation_request(body):
@@ -118,21 +127,21 @@ class WebhookHandler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    app_id: str, api_keys: list[str], host: str = "127.0.0.1", port: int = 8030
+    app_id: str, signing_keys: list[str], host: str = "127.0.0.1", port: int = 8030
 ) -> WebhookServer:
     """Create (but do not start) the webhook server.
 
     :param app_id: the application id.
-    :param api_keys: the accepted API keys.
+    :param signing_keys: the accepted signing keys (the API key for a Kloudless-style service).
     :param host: the address to bind (loopback by default).
     :param port: the port; 0 picks a free one.
     :returns: the server; call ``serve_forever()`` and later ``shutdown()``/``server_close()``.
     """
     if not app_id:
         raise ValueError("the application id is required")
-    if not api_keys:
-        raise ValueError("at least one API key is required")
-    return WebhookServer((host, port), app_id, api_keys)
+    if not signing_keys:
+        raise ValueError("at least one signing key is required")
+    return WebhookServer((host, port), app_id, signing_keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,16 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app-id", default=os.environ.get("KLOUDLESS_APP_ID"))
     parser.add_argument(
+        "--signing-key",
         "--api-key",
+        dest="signing_keys",
         action="append",
-        help="API key to check signatures with (repeat for rotation; default KLOUDLESS_API_KEY)",
+        metavar="KEY",
+        help="key to check signatures with: the whsec_... key printed by `kloudless apps webhook "
+        "set URL` (repeat during a rotation; default $KLOUDLESS_WEBHOOK_SIGNING_KEY). "
+        "--api-key is an alias, for services that sign with the API key",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8030)
     args = parser.parse_args(argv)
-    keys = args.api_key or [k for k in [os.environ.get("KLOUDLESS_API_KEY")] if k]
+    keys = args.signing_keys or [k for k in [os.environ.get("KLOUDLESS_WEBHOOK_SIGNING_KEY")] if k]
     if not args.app_id or not keys:
-        parser.error("set KLOUDLESS_APP_ID and KLOUDLESS_API_KEY (or pass --app-id/--api-key)")
+        parser.error(
+            "set KLOUDLESS_APP_ID and KLOUDLESS_WEBHOOK_SIGNING_KEY (or pass --app-id and "
+            "--signing-key; `kloudless apps webhook set URL` prints the signing key)"
+        )
     server = make_server(args.app_id, keys, args.host, args.port)
     print(f"Listening on http://{args.host}:{server.server_address[1]}/", flush=True)
     try:

@@ -76,19 +76,47 @@ def _wrap_network_error(error: requests.RequestException) -> exceptions.Kloudles
         reason = reason.reason
     request = getattr(error, "request", None)
     response = getattr(error, "response", None)
+    target = _target_of(getattr(request, "url", None))
     detail = f" ({type(reason).__name__ if reason is not None else type(error).__name__})"
     if isinstance(error, requests.ConnectTimeout):
         return exceptions.ConnectTimeoutException(
-            exceptions.ConnectTimeoutException.default_message + detail, request, response
+            _at(exceptions.ConnectTimeoutException.default_message, target) + detail,
+            request,
+            response,
         )
     if isinstance(error, requests.Timeout) or isinstance(reason, ReadTimeoutError):
         return exceptions.TimeoutException(
-            exceptions.TimeoutException.default_message + detail, request, response
+            _at(exceptions.TimeoutException.default_message, target) + detail, request, response
         )
-    message = exceptions.ConnectionException.default_message
+    message = _at(exceptions.ConnectionException.default_message, target)
     if isinstance(error, (ChunkedEncodingError, ContentDecodingError)):
         message = "The connection to the Kloudless API broke while the response was read."
     return exceptions.ConnectionException(message + detail, request, response)
+
+
+def _target_of(url: str | None) -> str | None:
+    """:returns: ``scheme://host:port`` of ``url``: no credentials, path or query string (they
+    may hold secrets), or None when unknown."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def _at(message: str, target: str | None) -> str:
+    """:returns: ``message`` with `` at TARGET`` inserted before its final period."""
+    if target is None:
+        return message
+    return f"{message.rstrip('.')} at {target}"
 
 
 def _has_header(headers: Any, name: str) -> bool:

@@ -11,6 +11,8 @@ behind as if it were complete:
   :data:`DEFAULT_MULTIPART_THRESHOLD`, and as a multipart upload above it: parts of the server's
   ``part_size``, in parallel when the server allows it, each retried on its own. An interrupted
   multipart upload raises :class:`UploadInterrupted`, whose ``session_id`` resumes it later.
+  Ctrl-C during a multipart upload stays a :class:`KeyboardInterrupt`, with the session id in
+  its ``kloudless_session_id`` attribute (and logged at WARNING) so that it can be resumed too.
 
 Progress callbacks are called as ``progress(done, total)`` with byte counts; ``total`` is ``None``
 when the size is unknown. They are called from one thread at a time, and an exception raised by a
@@ -655,6 +657,9 @@ def upload_file(
     * If a multipart upload fails after its session exists, :class:`UploadInterrupted` is raised
       (with the cause chained); pass its ``session_id`` back here with the same source to send
       only the missing parts. The session is not aborted automatically; see :func:`abort_upload`.
+    * Ctrl-C (:class:`KeyboardInterrupt`) during a multipart upload is re-raised as is, with the
+      session id set as its ``kloudless_session_id`` attribute (and logged at WARNING), e.g.
+      ``except KeyboardInterrupt as exc: resume_id = getattr(exc, "kloudless_session_id", None)``.
 
     A file object is uploaded from its current position to its end. A non-seekable stream is
     first copied to a temporary file so that its size is known and parts can be re-sent.
@@ -842,6 +847,18 @@ class _MultipartUpload:
             result = self.account.post(
                 self._session_path(sid, "/complete"), headers=_idempotency_headers()
             )
+        except KeyboardInterrupt as exc:
+            # Ctrl-C stays a KeyboardInterrupt (callers expect that) but keeps the resume point.
+            exc.kloudless_session_id = sid  # type: ignore[attr-defined]
+            logger.warning(
+                "Multipart upload %s interrupted after %d of %d bytes; resume it with "
+                "session_id=%r",
+                sid,
+                self.tracker.done,
+                self.src.size,
+                sid,
+            )
+            raise
         except Exception as exc:
             raise UploadInterrupted(
                 f"multipart upload {sid} stopped after {self.tracker.done} of {self.src.size} "

@@ -63,6 +63,45 @@ _JSON_RE = re.compile(
 # Authorization headers in any form, and bare "Bearer <token>" / "APIKey <key>" values.
 _AUTH_HEADER_RE = re.compile(r"""(?i)(["']?authorization["']?\s*[:=]\s*["']?)([^"'\r\n,}]+)""")
 _SCHEME_RE = re.compile(r"(?i)\b(Bearer|APIKey|ApiKey|DeveloperKey|Basic)(\s+)([^\s\"',}]+)")
+# Words that follow a scheme name in prose ("The Bearer token is invalid"): not credentials.
+_SCHEME_PROSE_WORDS = frozenset(
+    [
+        "token",
+        "tokens",
+        "key",
+        "keys",
+        "credential",
+        "credentials",
+        "header",
+        "headers",
+        "scheme",
+        "schemes",
+        "auth",
+        "authentication",
+        "authorization",
+        "is",
+        "was",
+        "are",
+        "must",
+        "required",
+        "missing",
+        "invalid",
+        "expired",
+        "revoked",
+        "or",
+        "and",
+        "not",
+    ]
+)
+
+
+def _redact_scheme(match: re.Match[str]) -> str:
+    """:returns: ``scheme + space + [REDACTED]``, or the match as is when the value is a word
+    of prose (e.g. "Bearer token") rather than a credential."""
+    if match.group(3).rstrip(".;:!?)").lower() in _SCHEME_PROSE_WORDS:
+        return match.group(0)
+    return match.group(1) + match.group(2) + REDACTED
+
 
 # Credentials known to the process (set by clients when created): replaced verbatim wherever they
 # appear. Bounded, so a long-running process creating many clients does not grow without limit.
@@ -105,7 +144,7 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + REDACTED, text)
-    text = _SCHEME_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _SCHEME_RE.sub(_redact_scheme, text)
     text = _KV_RE.sub(lambda m: m.group(1) + REDACTED, text)
     return _JSON_RE.sub(lambda m: m.group(1) + REDACTED, text)
 

@@ -17,6 +17,7 @@ import argparse
 import datetime as _dt
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -88,8 +89,11 @@ class Context:
         :raises CommandError: when no usable credentials are configured.
         """
         if self._account is None:
+            token = self.option("token", ENV_TOKEN)
+            if getattr(self.args, "api_key", None) and not getattr(self.args, "token", None):
+                token = None  # an explicit --api-key wins over $KLOUDLESS_TOKEN
             self._account = make_account(
-                token=self.option("token", ENV_TOKEN),
+                token=token,
                 api_key=self.option("api_key", ENV_API_KEY),
                 account_id=self.option("account", ENV_ACCOUNT),
                 base_url=self.option("base_url", ENV_BASE_URL),
@@ -222,7 +226,7 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
             output.error(f"the API server at {ctx.base_url} did not answer in time")
             return EXIT_FAILURE
         except requests.ConnectionError:
-            output.error(f"cannot connect to the API server at {ctx.base_url}")
+            output.error(f"cannot connect to the API server at {ctx.base_url}{_serve_hint(ctx)}")
             return EXIT_FAILURE
         except requests.RequestException as exc:
             output.error(f"request failed: {type(exc).__name__}")
@@ -248,6 +252,19 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
     run_command.__doc__ = handler.__doc__
     return run_command
+
+
+def _serve_hint(ctx: Context) -> str:
+    """:returns: a hint to start the local server when the API address is on this machine."""
+    from urllib.parse import urlsplit
+
+    from kloudless.util import is_loopback_host
+
+    try:
+        host = urlsplit(ctx.base_url).hostname or ""
+    except ValueError:
+        return ""
+    return "; is `kloudless serve` running?" if host and is_loopback_host(host) else ""
 
 
 def _start_logging(verbosity: int) -> logging.Handler | None:
@@ -473,6 +490,9 @@ def cmd_get(ctx: Context) -> int:
         path = safe_join(folder, item.get("name"))
     else:
         path = os.path.abspath(dest)
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):  # checked here: the download would name its temp file
+            raise CommandError(f"no such local folder: {os.path.dirname(dest) or folder}")
     if os.path.exists(path) and not ctx.args.force:
         raise CommandError(f"{path} exists; use --force to replace it")
     with progress_bar(str(item.get("name") or "download"), not ctx.args.no_progress) as callback:
@@ -524,6 +544,13 @@ def cmd_put(ctx: Context) -> int:
                     f"resume with: kloudless put {path} --session-id {exc.session_id}",
                     EXIT_FAILURE,
                 ) from exc
+            except KeyboardInterrupt as exc:
+                # The SDK attaches the multipart session id to Ctrl-C (None for small files).
+                sid = getattr(exc, "kloudless_session_id", None)
+                if sid is None:
+                    raise
+                output.info(f"interrupted; resume with: kloudless put {path} --session-id {sid}")
+                return EXIT_INTERRUPTED
         uploaded.append(_data(result))
     if ctx.json:
         output.print_json(uploaded if len(uploaded) > 1 else uploaded[0])
@@ -759,18 +786,14 @@ def cmd_cal_events(ctx: Context) -> int:
 
 
 def cmd_cal_add(ctx: Context) -> int:
-    """Create an event."""
-    start = parse_user_time(ctx.args.start, "--start")
+    """Create an event; a date-only ``--start`` makes an all-day event."""
     if ctx.args.end and ctx.args.duration:
         raise CommandError("give --end or --duration, not both")
-    if ctx.args.end:
-        end = parse_user_time(ctx.args.end, "--end")
+    day = _plain_date(ctx.args.start)
+    if day is not None:
+        start, end = _all_day_range(day, ctx.args.end, ctx.args.duration)
     else:
-        begin = output.parse_time(start)
-        assert begin is not None  # produced by parse_user_time
-        end = (begin + parse_duration(ctx.args.duration or "1h")).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if end <= start:
-        raise CommandError("the event must end after it starts")
+        start, end = _timed_range(ctx)
     body: dict[str, Any] = {"name": ctx.args.name, "start": start, "end": end}
     if ctx.args.description:
         body["description"] = ctx.args.description
@@ -783,6 +806,51 @@ def cmd_cal_add(ctx: Context) -> int:
     else:
         output.echo(output.render_table(_event_rows([event]), ["START", "END", "NAME", "ID"]))
     return 0
+
+
+def _plain_date(text: str | None) -> _dt.date | None:
+    """:returns: the date when ``text`` is a date without a time (``2030-05-02``), else None."""
+    raw = (text or "").strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        return None
+    try:
+        return _dt.date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _all_day_range(day: _dt.date, end_text: str | None, duration: str | None) -> tuple[str, str]:
+    """:returns: ``(start, end)`` dates of an all-day event; the end (exclusive, as in
+    iCalendar) defaults to the next day, or is ``--end DATE`` or ``--duration`` whole days.
+    :raises CommandError: for a timed ``--end``, a partial-day duration or an empty range."""
+    if end_text:
+        end = _plain_date(end_text)
+        if end is None:
+            raise CommandError("--end: an all-day event (date-only --start) needs a date end")
+    elif duration:
+        length = parse_duration(duration)
+        if length % _dt.timedelta(days=1):
+            raise CommandError("--duration: an all-day event lasts whole days (e.g. 2d)")
+        end = day + length
+    else:
+        end = day + _dt.timedelta(days=1)
+    if end <= day:
+        raise CommandError("the event must end after it starts")
+    return day.isoformat(), end.isoformat()
+
+
+def _timed_range(ctx: Context) -> tuple[str, str]:
+    """:returns: ``(start, end)`` UTC times of a timed event from the command's options."""
+    start = parse_user_time(ctx.args.start, "--start")
+    if ctx.args.end:
+        end = parse_user_time(ctx.args.end, "--end")
+    else:
+        begin = output.parse_time(start)
+        assert begin is not None  # produced by parse_user_time
+        end = (begin + parse_duration(ctx.args.duration or "1h")).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if end <= start:
+        raise CommandError("the event must end after it starts")
+    return start, end
 
 
 # -- activity events ----------------------------------------------------------------------------
@@ -1138,7 +1206,12 @@ def register(subparsers: Any) -> None:
 
     p = _add(cal_sub, "add", cmd_cal_add, "create an event", common)
     p.add_argument("name", metavar="NAME", help="event title")
-    p.add_argument("--start", required=True, metavar="TIME", help="e.g. 2024-05-01T14:00 (local)")
+    p.add_argument(
+        "--start",
+        required=True,
+        metavar="TIME",
+        help="e.g. 2024-05-01T14:00 (local); a date alone (2024-05-01) makes an all-day event",
+    )
     p.add_argument("--end", metavar="TIME", help="end time")
     p.add_argument("--duration", help="length instead of --end, e.g. 30m or 1h30m (default 1h)")
     p.add_argument("--calendar", metavar="CAL", help="calendar id or name (default primary)")

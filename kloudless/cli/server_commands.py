@@ -1,10 +1,15 @@
 """Server sub-commands: ``serve``, ``accounts create|list|delete``, ``tokens create``,
-``apps show``, ``apps redirect-uri add|list``. They work directly on a data dir (stop the
-server first or run them alongside: SQLite WAL handles both)."""
+``apps show``, ``apps redirect-uri add|list``, ``apps webhook ...``. They work directly on a
+data dir (stop the server first or run them alongside: SQLite WAL handles both).
+
+Only ``serve`` creates a data dir; the admin commands refuse a folder that holds no server
+store (``kloudless: error: no server data in DIR``), so a mistyped ``--data-dir`` never
+starts a second, empty server state with a new application."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from contextlib import closing
@@ -17,7 +22,7 @@ def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.A
     """:returns: a new sub-command ``name`` (``kwargs`` go to ``add_parser``) that runs
     ``func(args)`` on a data dir given by ``--data-dir``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(name, **kwargs)
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func if func is cmd_serve else _admin(func))
     parser.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
@@ -26,13 +31,42 @@ def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.A
     return parser
 
 
+class _NoServerData(Exception):
+    """The data dir given to an admin command holds no server store."""
+
+
 def _store(args: argparse.Namespace) -> Any:
+    """:returns: the store of an existing data dir. Admin commands never create one (a typo
+    in ``--data-dir`` must not silently start a new server state with a new application).
+    :raises _NoServerData: the data dir holds no store yet."""
     from kloudless.server.connectors.base import services
     from kloudless.server.settings import Settings
     from kloudless.server.store import Store
 
+    path = Settings(data_dir=args.data_dir).db_path
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise _NoServerData(f"--data-dir {args.data_dir} is a file, not a folder")
+    if not os.path.isfile(path):
+        raise _NoServerData(
+            f"no server data in {args.data_dir} (start it once with: "
+            f"kloudless serve --data-dir {args.data_dir})"
+        )
     services()  # connectors register their tables' migrations before the store opens
-    return Store(Settings(data_dir=args.data_dir).db_path)
+    return Store(path)
+
+
+def _admin(func: Any) -> Any:
+    """Wrap an admin command so that a missing store is one error line (exit status 1)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except _NoServerData as exc:
+            sys.stderr.write(f"kloudless: error: {exc}\n")
+            return 1
+
+    run.__doc__ = func.__doc__
+    return run
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -54,8 +88,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         oauth_pick_existing=not args.oauth_new_accounts_only,
         allowed_hosts=list(args.allowed_host or []),
     )
-    serve(settings)
+    from kloudless.server.runner import DataDirError
+
+    try:
+        serve(settings)
+    except DataDirError as exc:
+        sys.stderr.write(f"kloudless: error: {exc}\n")
+        return 1
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        sys.stderr.write(
+            f"kloudless: error: {args.host}:{args.port} is already in use"
+            " (is another server running?)\n"
+        )
+        return 1
     return 0
+
+
+def _port(text: str) -> int:
+    """:returns: ``text`` as a TCP port number (0 picks a free port).
+    :raises argparse.ArgumentTypeError: not an integer in 0..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, not {port}")
+    return port
 
 
 def _first_app(store: Any) -> Any:
@@ -265,7 +325,7 @@ def register(subparsers: Any) -> None:
     """Add the server sub-commands to the ``kloudless`` parser."""
     serve = _command(subparsers, "serve", cmd_serve, help="run the local Kloudless API server")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
-    serve.add_argument("--port", type=int, default=8002, help="port (default %(default)s)")
+    serve.add_argument("--port", type=_port, default=8002, help="port (default %(default)s)")
     serve.add_argument("--threads", type=int, default=8, help="worker threads")
     serve.add_argument(
         "--rate-limit",

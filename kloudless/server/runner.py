@@ -4,15 +4,18 @@ thread (the demo and the end-to-end tests)."""
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from .app import ServerApp
 from .bootstrap import Credentials, bootstrap
 from .settings import Settings
+from .store import _create_private
 
 log = logging.getLogger("kloudless.server")
 
@@ -36,6 +39,59 @@ def _create_server(app: ServerApp, host: str, port: int, threads: int) -> Any:
     if isinstance(server, MultiSocketServer):  # pragma: no cover - one host only
         raise RuntimeError("bind exactly one address")
     return server
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, the way waitress will (``SO_REUSEADDR``), and release it.
+
+    waitress leaks its sockets when its own bind fails, so a busy port is detected here first.
+
+    :raises OSError: the address cannot be bound (``EADDRINUSE`` when the port is taken).
+    """
+    import socket
+
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[
+        :1
+    ]:
+        with socket.socket(family, kind, proto) as probe:
+            if sys.platform != "win32":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+
+
+class DataDirError(Exception):
+    """The data dir cannot be used: it is a file, or another server is using it."""
+
+
+#: Name of the lock file that keeps a second ``kloudless serve`` off a data dir.
+LOCK_FILE = "serve.lock"
+
+
+def lock_data_dir(data_dir: str) -> IO[str] | None:
+    """Create the data dir (private, see :class:`~kloudless.server.store.Store`) and take an
+    exclusive lock on its :data:`LOCK_FILE`, held until the returned file is closed (or the
+    process ends). Platforms without :mod:`fcntl` get no lock (None).
+
+    :raises DataDirError: the data dir is a file, or another process holds the lock.
+    """
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DataDirError(f"--data-dir {data_dir} is a file, not a folder")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    _create_private(os.path.join(data_dir, LOCK_FILE))
+    handle = open(os.path.join(data_dir, LOCK_FILE), "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirError(
+            f"another `kloudless serve` is using {data_dir} (stop it first)"
+        ) from None
+    return handle
 
 
 def _stop_server(server: Any) -> None:
@@ -98,38 +154,80 @@ class ServerThread:
         self.stop()
 
 
-def print_credentials(creds: Credentials, out: TextIO) -> None:
-    """Print first-start secrets once, with a warning to store them."""
+def print_credentials(creds: Credentials, out: TextIO, base_url: str | None = None) -> None:
+    """Print first-start secrets once, with a warning to store them, as ``export`` lines that
+    can be pasted into a POSIX shell.
+
+    :param creds: the new application's credentials.
+    :param out: where to print them.
+    :param base_url: the server's address, printed as ``KLOUDLESS_BASE_URL`` when known.
+    """
+    values = [] if base_url is None else [("KLOUDLESS_BASE_URL", base_url)]
+    values += [
+        ("KLOUDLESS_APP_ID", creds.app_id),
+        ("KLOUDLESS_API_KEY", creds.api_key),
+        ("KLOUDLESS_ACCOUNT_ID", str(creds.account_id)),
+        ("KLOUDLESS_TOKEN", creds.token),
+    ]
     out.write(
         "Created a new application and a local account (shown once, store them safely):\n"
-        f"  KLOUDLESS_APP_ID={creds.app_id}\n"
-        f"  KLOUDLESS_API_KEY={creds.api_key}\n"
-        f"  KLOUDLESS_ACCOUNT_ID={creds.account_id}\n"
-        f"  KLOUDLESS_TOKEN={creds.token}\n"
+        + "".join(f"  export {name}={shlex.quote(value)}\n" for name, value in values)
     )
     out.flush()
 
 
-def run_forever(settings: Settings, out: TextIO = sys.stdout) -> None:
-    """Serve until Ctrl-C or SIGTERM, logging one line per request with its request id."""
+def client_base_url(settings: Settings, port: int) -> str:
+    """:returns: the URL clients on this machine use: ``public_base_url`` when set, else the
+    bound address (a wildcard bind is reached through the loopback address)."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def run_forever(settings: Settings, out: TextIO | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM, logging one line per request with its request id.
+
+    :param settings: the server settings.
+    :param out: where the start-up lines go (default: the current ``sys.stdout``).
+    :raises OSError: the address cannot be bound (e.g. ``EADDRINUSE``).
+    """
+    out = out or sys.stdout
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if os.path.exists(settings.data_dir) and not os.path.isdir(settings.data_dir):
+        raise DataDirError(f"--data-dir {settings.data_dir} is a file, not a folder")
+    _check_port_free(settings.host, settings.port)  # before a first start creates anything
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        _serve_locked(settings, out)
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock
+
+
+def _serve_locked(settings: Settings, out: TextIO) -> None:
+    """:func:`run_forever` once the data dir is locked."""
     app = ServerApp(settings)
-    creds = bootstrap(app.store)
-    if creds is not None:
-        print_credentials(creds, out)
-    server = _create_server(app, settings.host, settings.port, settings.threads)
+    try:
+        server = _create_server(app, settings.host, settings.port, settings.threads)
+    except BaseException:  # e.g. the port is in use: release the database before reporting it
+        app.close()
+        raise
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    out.write(
-        f"Serving the Kloudless API on http://{settings.host}:{server.effective_port}"
-        f" (data dir {settings.data_dir}); Ctrl-C stops.\n"
-    )
-    out.flush()
     try:
+        creds = bootstrap(app.store)
+        if creds is not None:
+            print_credentials(creds, out, client_base_url(settings, int(server.effective_port)))
+        out.write(
+            f"Serving the Kloudless API on http://{settings.host}:{server.effective_port}"
+            f" (data dir {settings.data_dir}); Ctrl-C stops.\n"
+        )
+        out.flush()
         server.run()
     except KeyboardInterrupt:
         pass

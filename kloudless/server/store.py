@@ -131,16 +131,41 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def _create_private(path: str) -> None:
+    """Create ``path``'s missing directories with mode ``0700`` and the file itself, if
+    missing, with mode ``0600`` (modes set explicitly: the umask does not matter)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    missing: list[str] = []
+    parent = directory
+    while parent and not os.path.exists(parent) and parent not in missing:
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for created in missing:
+        os.chmod(created, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Store:
     """Thread-safe access to the server's SQLite database.
 
-    :param path: database file (its directory is created).
+    :param path: database file. A missing directory is created private (``0700``) and a new
+        database file ``0600`` whatever the umask: it holds hashed keys, sealed upstream
+        passwords and webhook signing keys (SQLite gives its ``-wal``/``-shm`` files the same
+        mode).
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        _create_private(path)
         self._local = threading.local()
         self._after_commit = threading.local()
         self._all: list[sqlite3.Connection] = []

@@ -332,6 +332,7 @@ def test_server_down(cli: Cli, creds: Credentials) -> None:
         port = sock.getsockname()[1]
     result = cli("ls", "--base-url", f"http://127.0.0.1:{port}", "--retries", "0")
     assert_one_line_error(result, 1, "cannot connect", str(port))
+    assert "is `kloudless serve` running?" in result.err
     assert_one_line_error(cli("ls", "--retries", "-1"), 2, "--retries")
     assert_one_line_error(cli("ls", "--timeout", "0"), 2, "--timeout")
 
@@ -419,3 +420,72 @@ def test_progress_bars_on_a_terminal(
     assert (tmp_path / "copy.bin").read_bytes() == local.read_bytes()
     silent = cli("put", str(local), "--no-progress")
     assert silent.code == 0 and silent.err == ""
+
+
+def test_put_ctrl_c_prints_the_resume_hint(
+    cli: Cli, creds: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kloudless import transfer
+
+    payload = os.urandom(3 * 1024 * 1024)
+    local = tmp_path / "stopped.bin"
+    local.write_bytes(payload)
+    send_part = transfer._MultipartUpload._send_part
+
+    def ctrl_c_on_part_1(self: Any, session_id: str, number: int) -> None:
+        if number == 1:  # after the session was created on the server
+            raise KeyboardInterrupt
+        send_part(self, session_id, number)
+
+    monkeypatch.setattr(transfer._MultipartUpload, "_send_part", ctrl_c_on_part_1)
+    stopped = cli("put", str(local), "--multipart-threshold", "64K", "--no-progress")
+    assert stopped.code == 130
+    assert "Traceback" not in stopped.err
+    hint = f"resume with: kloudless put {local} --session-id "
+    assert hint in stopped.err, stopped.err
+    session_id = stopped.err.split(hint, 1)[1].split()[0]
+
+    monkeypatch.setattr(transfer._MultipartUpload, "_send_part", send_part)
+    resumed = cli("put", str(local), "--session-id", session_id, "--json", "--no-progress")
+    assert resumed.code == 0, resumed.err
+    assert json.loads(resumed.out)["size"] == len(payload)
+
+
+def test_events_cursor_ahead_is_one_error_line(cli: Cli, creds: Credentials) -> None:
+    result = cli("events", "--cursor", "999999")
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert "ahead of the latest event" in result.err
+
+
+def test_cal_add_date_only_is_an_all_day_event(cli: Cli, creds: Credentials) -> None:
+    one = cli("cal", "add", "Holiday", "--start", "2030-05-02", "--json")
+    assert one.code == 0, one.err
+    event = json.loads(one.out)
+    assert event["all_day"] is True
+    assert (event["start"], event["end"]) == ("2030-05-02", "2030-05-03")
+    trip = json.loads(
+        cli("cal", "add", "Trip", "--start", "2030-06-01", "--duration", "3d", "--json").out
+    )
+    assert (trip["all_day"], trip["end"]) == (True, "2030-06-04")
+    assert cli("cal", "add", "Bad", "--start", "2030-06-01", "--duration", "90m").code == 2
+    assert cli("cal", "add", "Bad", "--start", "2030-06-01", "--end", "2030-06-01T10:00").code == 2
+
+
+def test_api_key_flag_wins_over_token_env(
+    cli: Cli, creds: Credentials, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    put_text(cli, tmp_path, "mine.txt", "m")
+    monkeypatch.setenv("KLOUDLESS_TOKEN", "tok_stale-token-from-env")  # would answer 401
+    result = cli("ls", "--api-key", creds.api_key, "--account", str(creds.account_id), "--json")
+    assert result.code == 0, result.err
+    assert [item["name"] for item in json.loads(result.out)] == ["mine.txt"]
+
+
+def test_get_into_a_missing_local_folder(cli: Cli, creds: Credentials, tmp_path: Path) -> None:
+    put_text(cli, tmp_path, "here.txt", "h")
+    missing = tmp_path / "missing" / "dir"
+    result = cli("get", "/here.txt", str(missing / "x.txt"))
+    assert_one_line_error(result, 2)
+    assert result.err == f"kloudless: error: no such local folder: {missing}\n"
+    assert not missing.exists()

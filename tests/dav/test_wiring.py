@@ -284,6 +284,7 @@ def test_cli_creates_webdav_account(
     from kloudless.server import Settings, create_app
 
     data = str(tmp_path / "cli-data")
+    create_app(Settings(data_dir=data)).close()  # admin commands need an existing store
     base = ["accounts", "create", "--data-dir", data, "--service", "webdav"]
     base += ["--url", webdav_folder.url, "--username", webdav_folder.username]
     status, out, err = _cli(monkeypatch, capsys, "wrong-pw-456\n", *base, "--password-stdin")
@@ -317,7 +318,10 @@ def test_cli_password_file_and_usage_errors(
     capsys: pytest.CaptureFixture[str],
     webdav_folder: DavServer,
 ) -> None:
+    from kloudless.server import Settings, create_app
+
     data = str(tmp_path / "cli-data")
+    create_app(Settings(data_dir=data)).close()  # admin commands need an existing store
     secret = tmp_path / "pw.txt"
     secret.write_text(webdav_folder.password + "\n", encoding="utf-8")
     base = ["accounts", "create", "--data-dir", data]

@@ -48,6 +48,16 @@ def test_serve_process(tmp_path: Any) -> None:
                 break
             lines.append(line)
         token = next(ln.split("=", 1)[1].strip() for ln in lines if "KLOUDLESS_TOKEN=" in ln)
+        # First start: copy-pasteable shell lines, including where the server is.
+        exports = [ln.strip() for ln in lines if ln.strip().startswith("export ")]
+        assert exports[0] == f"export KLOUDLESS_BASE_URL=http://127.0.0.1:{port}"
+        assert [ln.split("=", 1)[0] for ln in exports] == [
+            "export KLOUDLESS_BASE_URL",
+            "export KLOUDLESS_APP_ID",
+            "export KLOUDLESS_API_KEY",
+            "export KLOUDLESS_ACCOUNT_ID",
+            "export KLOUDLESS_TOKEN",
+        ]
         response = requests.get(
             f"http://127.0.0.1:{port}/v1/accounts/me",
             headers={"Authorization": f"Bearer {token}"},

@@ -32,11 +32,14 @@ def creds(live_server: Any) -> Any:
 
 @pytest.fixture
 def example_server() -> Iterator[Any]:
-    """Start example servers (``start(name, args, creds)``); all are stopped at the end."""
+    """Start example servers (``start(name, args, creds, extra_env=None)``); all are stopped at
+    the end."""
     started: list[ExampleServer] = []
 
-    def start(name: str, args: list[str], creds: Any) -> ExampleServer:
-        server = ExampleServer(name, args, creds)
+    def start(
+        name: str, args: list[str], creds: Any, extra_env: dict[str, str] | None = None
+    ) -> ExampleServer:
+        server = ExampleServer(name, args, creds, extra_env)
         started.append(server)
         return server
 

@@ -72,13 +72,17 @@ def run_example(
 class ExampleServer:
     """An example HTTP server running as a child process; its URL is read from its first line."""
 
-    def __init__(self, name: str, args: list[str], creds: Any) -> None:
+    def __init__(
+        self, name: str, args: list[str], creds: Any, extra_env: dict[str, str] | None = None
+    ) -> None:
+        env = example_env(creds)
+        env.update(extra_env or {})
         self.process = subprocess.Popen(
             [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=example_env(creds),
+            env=env,
             cwd=str(ROOT),
         )
         self.lines: queue.Queue[str] = queue.Queue()

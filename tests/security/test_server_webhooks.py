@@ -402,8 +402,10 @@ def test_cli_webhook_commands(
     tmp_path: Any, loopback: Callable[[Reply], LoopbackServer], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kloudless.cli import main
+    from kloudless.server import Settings, create_app
 
     data = str(tmp_path / "cli-data")
+    create_app(Settings(data_dir=data)).close()  # admin commands need an existing store
     assert main(["apps", "show", "--data-dir", data]) == 0
     app_id = re.search(r"KLOUDLESS_APP_ID=(\S+)", capsys.readouterr().out)
     assert app_id is not None

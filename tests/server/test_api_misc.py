@@ -107,6 +107,9 @@ def test_events_flow(client: Client, auth: dict[str, str]) -> None:
         "/v1/accounts/me/events", headers=auth, query_string={"cursor": latest}
     ).get_json()
     assert empty["objects"] == [] and empty["cursor"] == latest
+    ahead = client.get("/v1/accounts/me/events", headers=auth, query_string={"cursor": latest + 1})
+    assert_error(ahead, 400, "invalid_parameters")
+    assert "ahead of the latest event" in ahead.get_json()["message"]
 
 
 def test_events_bad_params(client: Client, auth: dict[str, str]) -> None:

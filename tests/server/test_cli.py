@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import sys
 from typing import Any
 
 import pytest
@@ -16,8 +19,16 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return status, capsys.readouterr().out
 
 
+def _new_store(data: str) -> None:
+    """Create an empty server store in ``data`` (as the first ``kloudless serve`` does)."""
+    from kloudless.server import Settings, create_app
+
+    create_app(Settings(data_dir=data)).close()
+
+
 def test_apps_show_bootstraps_once(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "d")
+    _new_store(data)
     status, out = _run(capsys, "apps", "show", "--data-dir", data)
     assert status == 0 and "KLOUDLESS_API_KEY=key_" in out and "KLOUDLESS_TOKEN=tok_" in out
     status, out = _run(capsys, "apps", "show", "--data-dir", data)
@@ -28,6 +39,7 @@ def test_apps_show_bootstraps_once(tmp_path: Any, capsys: pytest.CaptureFixture[
 
 def test_accounts_and_tokens(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "d")
+    _new_store(data)
     _run(capsys, "apps", "show", "--data-dir", data)
     status, out = _run(capsys, "accounts", "create", "--data-dir", data, "--name", "bob")
     assert status == 0 and "Created account 2" in out
@@ -54,3 +66,110 @@ def test_accounts_and_tokens(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "serve" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["accounts", "list"],
+        ["accounts", "create"],
+        ["accounts", "delete", "1"],
+        ["tokens", "create", "1"],
+        ["apps", "show"],
+        ["apps", "webhook", "show"],
+        ["apps", "webhook", "set", "http://127.0.0.1:9/"],
+        ["apps", "redirect-uri", "list"],
+    ],
+)
+def test_admin_commands_do_not_create_a_data_dir(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    data = tmp_path / "typo"
+    assert main([*argv, "--data-dir", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"kloudless: error: no server data in {data} "
+        f"(start it once with: kloudless serve --data-dir {data})\n"
+    )
+    assert not data.exists()
+
+
+def test_serve_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", "99999"])
+    assert info.value.code == 2
+    assert "port must be between 0 and 65535" in capsys.readouterr().err
+
+
+def test_serve_port_in_use(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.endswith(
+        f"kloudless: error: 127.0.0.1:{port} is already in use (is another server running?)\n"
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # nothing created for a server that cannot start
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_new_data_dir_is_private(tmp_path: Any, umask: int) -> None:
+    from kloudless.server import Settings, create_app
+
+    data = tmp_path / "private" / "data"
+    old = os.umask(umask)
+    try:
+        create_app(Settings(data_dir=str(data))).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "kloudless.sqlite3").stat().st_mode) == 0o600
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from kloudless.version import VERSION
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"kloudless {VERSION}\n"
+
+
+def test_serve_data_dir_is_a_file(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    assert main(["serve", "--data-dir", str(path), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"kloudless: error: --data-dir {path} is a file, not a folder\n"
+    assert main(["accounts", "list", "--data-dir", str(path)]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert path.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks")
+def test_second_serve_on_one_data_dir_refuses(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kloudless.server.runner import lock_data_dir
+
+    data = str(tmp_path / "d")
+    first = lock_data_dir(data)  # what a running `kloudless serve` holds
+    assert first is not None
+    try:
+        assert main(["serve", "--data-dir", data, "--port", "0"]) == 1
+        err = capsys.readouterr().err
+        assert (
+            err == f"kloudless: error: another `kloudless serve` is using {data} (stop it first)\n"
+        )
+    finally:
+        first.close()
+    second = lock_data_dir(data)  # released on exit: the next server may start
+    assert second is not None
+    second.close()

@@ -482,3 +482,21 @@ def test_other_request_errors_pass_through(mocked: responses.RequestsMock) -> No
 def test_negative_max_retries_per_call_refused(mocked: responses.RequestsMock) -> None:
     with Client(token="T") as client, pytest.raises(exceptions.InvalidParameter):
         client.get("x", max_retries=-1)
+
+
+def test_connection_error_names_the_target_without_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setitem(configuration, "max_retries", 0)
+    with Client(token="SECRET-TOK", base_url=f"http://127.0.0.1:{port}") as client:
+        with pytest.raises(exceptions.ConnectionException) as info:
+            client.get("storage/files/x", params={"access_token": "QSECRET"})
+    message = str(info.value)
+    assert message == (
+        f"Could not connect to the Kloudless API at http://127.0.0.1:{port} (NewConnectionError)"
+    )

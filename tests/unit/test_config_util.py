@@ -177,6 +177,7 @@ def test_is_loopback_host(host: str, expected: bool) -> None:
         ("{'Authorization': 'APIKey k3y'}", "k3y"),
         ('{"Authorization": "rawvalue"}', "rawvalue"),
         ("header Bearer tok123", "tok123"),
+        ("Bearer zzz is invalid", "zzz"),
         ("GET /cb?code=C0DE&state=ST4TE&x=1", "C0DE"),
         ("GET /cb?code=C0DE&state=ST4TE&x=1", "ST4TE"),
         ("grant_type=authorization_code&code=AC&client_secret=CS99", "CS99"),
@@ -200,6 +201,9 @@ def test_redact(text: str, secret: str) -> None:
         "barcode=123",
         "statement: fine",
         "error code: not_found",
+        "The Bearer token is invalid or revoked.",
+        "An API Key or Bearer Token must be provided",
+        "Send the APIKey header; Basic auth is not supported.",
     ],
 )
 def test_redact_leaves_ordinary_text(text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
 import pathlib
 import re
@@ -968,3 +969,27 @@ def test_abort_upload(account: Account, mocked: Any) -> None:
     abort_upload(account, "S1")
     assert mocked.calls[-1].request.method == "DELETE"
     assert mocked.calls[-1].request.url == f"{BASE}/storage/multipart/S1"
+
+
+def test_ctrl_c_during_multipart_upload_keeps_the_session_id(
+    account: Account, mocked: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = MultipartServer(mocked)
+
+    def stop_after_first_part(done: int, total: int | None) -> None:
+        if done >= 10:
+            raise KeyboardInterrupt
+
+    with caplog.at_level(logging.WARNING, logger="kloudless"):
+        with pytest.raises(KeyboardInterrupt) as info:  # still a KeyboardInterrupt
+            upload_file(
+                account,
+                io.BytesIO(BIG),
+                name="p",
+                multipart_threshold=1,
+                max_workers=1,
+                progress=stop_after_first_part,
+            )
+    assert getattr(info.value, "kloudless_session_id", None) == "S1"
+    assert "session_id='S1'" in caplog.text
+    assert server.completes == []

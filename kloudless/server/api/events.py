@@ -66,6 +66,11 @@ def list_events(ctx: RequestContext, account_id: str) -> Response:
         raise invalid_parameters("Parameter 'cursor' must not be negative.")
     if cursor > SQLITE_MAX_INT:
         raise invalid_parameters("Parameter 'cursor' is too large.")
+    # A cursor past the newest event would silently skip the events that come next.
+    if cursor > max(ctx.store.latest_cursor(i) for i in ids):
+        raise invalid_parameters(
+            "Parameter 'cursor' is ahead of the latest event (see events/latest)."
+        )
     page_size = parse_int(
         ctx.request.args.get("page_size"),
         "page_size",
