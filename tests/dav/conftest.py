@@ -8,7 +8,6 @@ working under a fresh folder (WebDAV) or a fresh calendar (CalDAV).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,32 +16,22 @@ from typing import Any
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from .servers import PASSWORD, USERNAME, DavServer, ServerThread, closed_port
+from .servers import (
+    PASSWORD,
+    USERNAME,
+    DavServer,
+    ServerThread,
+    caldav_app,
+    closed_port,
+    webdav_app,
+)
 
 
 @pytest.fixture(scope="session")
 def webdav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServer]:
     """A WsgiDAV server sharing a temporary folder at ``/dav/`` with basic auth."""
-    from wsgidav.wsgidav_app import WsgiDAVApp
-
     root = tmp_path_factory.mktemp("webdav-root")
-    config = {
-        "provider_mapping": {"/dav": str(root)},
-        "simple_dc": {"user_mapping": {"*": {USERNAME: {"password": PASSWORD}}}},
-        "http_authenticator": {
-            "domain_controller": None,
-            "accept_basic": True,
-            "accept_digest": False,
-            "default_to_digest": False,
-        },
-        "dir_browser": {"enable": False},
-        "verbose": 0,
-        "logging": {"enable": False},
-        "lock_storage": True,
-        "property_manager": True,
-    }
-    logging.getLogger("wsgidav").setLevel(logging.ERROR)
-    app = WsgiDAVApp(config)
+    app = webdav_app(root)
     runner = ServerThread(app)
     url = f"http://127.0.0.1:{runner.port}/dav/"
     runner.start(url, (USERNAME, PASSWORD))
@@ -53,30 +42,8 @@ def webdav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServe
 @pytest.fixture(scope="session")
 def caldav_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServer]:
     """A Radicale server storing calendars in a temporary folder, htpasswd (plain) auth."""
-    import radicale
-    from radicale import config as radicale_config
-
     base = tmp_path_factory.mktemp("radicale")
-    users = base / "users"
-    users.write_text(f"{USERNAME}:{PASSWORD}\n", encoding="utf-8")
-    configuration = radicale_config.load()
-    configuration.update(
-        {
-            "auth": {
-                "type": "htpasswd",
-                "htpasswd_filename": str(users),
-                "htpasswd_encryption": "plain",
-                "delay": "0",
-            },
-            "storage": {"filesystem_folder": str(base / "collections")},
-            "rights": {"type": "owner_only"},
-            "logging": {"level": "warning", "mask_passwords": "True"},
-        },
-        "kloudless tests",
-        privileged=True,
-    )
-    logging.getLogger("radicale").setLevel(logging.ERROR)
-    app = radicale.Application(configuration)
+    app = caldav_app(base)
     runner = ServerThread(app)
     url = f"http://127.0.0.1:{runner.port}/"
     runner.start(url, (USERNAME, PASSWORD))

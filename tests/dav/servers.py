@@ -83,6 +83,61 @@ class ServerThread:
         self.thread.join(timeout=5)
 
 
+def webdav_app(root: Path, username: str = USERNAME, password: str = PASSWORD) -> Any:
+    """:returns: a WsgiDAV app sharing ``root`` at ``/dav/`` with basic auth for one user."""
+    import logging
+
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    logging.getLogger("wsgidav").setLevel(logging.ERROR)
+    return WsgiDAVApp(
+        {
+            "provider_mapping": {"/dav": str(root)},
+            "simple_dc": {"user_mapping": {"*": {username: {"password": password}}}},
+            "http_authenticator": {
+                "domain_controller": None,
+                "accept_basic": True,
+                "accept_digest": False,
+                "default_to_digest": False,
+            },
+            "dir_browser": {"enable": False},
+            "verbose": 0,
+            "logging": {"enable": False},
+            "lock_storage": True,
+            "property_manager": True,
+        }
+    )
+
+
+def caldav_app(base: Path, username: str = USERNAME, password: str = PASSWORD) -> Any:
+    """:returns: a Radicale app storing calendars under ``base``, htpasswd (plain) auth."""
+    import logging
+
+    import radicale
+    from radicale import config as radicale_config
+
+    users = base / "users"
+    users.write_text(f"{username}:{password}\n", encoding="utf-8")
+    configuration = radicale_config.load()
+    configuration.update(
+        {
+            "auth": {
+                "type": "htpasswd",
+                "htpasswd_filename": str(users),
+                "htpasswd_encryption": "plain",
+                "delay": "0",
+            },
+            "storage": {"filesystem_folder": str(base / "collections")},
+            "rights": {"type": "owner_only"},
+            "logging": {"level": "warning", "mask_passwords": "True"},
+        },
+        "kloudless tests",
+        privileged=True,
+    )
+    logging.getLogger("radicale").setLevel(logging.ERROR)
+    return radicale.Application(configuration)
+
+
 def closed_port() -> int:
     """:returns: a loopback port on which nothing listens."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
