@@ -1,28 +1,37 @@
 # Two commands do everything on a machine with python3, pip and make:
 #   make demo   - virtualenv, install with the server extra, run examples/quickstart.py on a local server
 #   make test   - virtualenv, install everything, lint, type-check, test, build the docs
+#   make dist   - build the wheel and the sdist into dist/ and check them with twine
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_STAMP := $(VENV)/.installed-server
 
-.PHONY: help demo test lint typecheck unit docs readme bench clean
+.PHONY: help demo test lint typecheck unit docs readme bench dist clean
 
 help:
 	@echo "make demo   run the quickstart against a throw-away local server"
 	@echo "make test   lint, type-check, run every test, build the docs"
 	@echo "make bench  run the benchmarks (see docs/performance.rst)"
+	@echo "make dist   build the wheel and the sdist into dist/ (twine-checked)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The distribution is kloudless-compat (see README: "kloudless" on the index is the defunct 2.x SDK).
+# A "kloudless" distribution left in the environment (2.x, or this project before the rename) would
+# shadow this one, so it goes first.
+UNINSTALL_OLD := $(BIN)/python -m pip uninstall --quiet --yes kloudless 2>/dev/null || true
+
 $(DEV_STAMP): pyproject.toml setup.py | $(BIN)/python
+	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(DEV_STAMP) $(SERVER_STAMP)
 
 $(SERVER_STAMP): pyproject.toml setup.py | $(BIN)/python
+	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install --quiet -e ".[server,cli]"
 	touch $(SERVER_STAMP)
 
@@ -49,6 +58,11 @@ test: lint typecheck unit docs readme
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
+
+dist: $(DEV_STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage docs/_build

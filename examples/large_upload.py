@@ -13,7 +13,8 @@ Run it against the local server::
     KLOUDLESS_TOKEN=... KLOUDLESS_BASE_URL=http://localhost:8002 \\
         python examples/large_upload.py --size 64M --verify
 
-The progress bar needs tqdm (``pip install kloudless[cli]``); without it the upload is silent.
+The progress bar needs tqdm (``pip install "kloudless-compat[cli]"``); without it the upload is
+silent.
 """
 
 from __future__ import annotations

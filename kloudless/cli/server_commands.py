@@ -75,7 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from kloudless.server import serve
         from kloudless.server.settings import Settings
     except ImportError as exc:  # pragma: no cover - missing extra
-        sys.stderr.write(f"kloudless: the server needs `pip install kloudless[server]` ({exc})\n")
+        sys.stderr.write(
+            f"kloudless: error: the server needs `pip install kloudless-compat[server]` ({exc})\n"
+        )
         return 1
     settings = Settings(
         data_dir=args.data_dir,

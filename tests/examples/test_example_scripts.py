@@ -302,8 +302,9 @@ def test_webhook_receiver_accepts_rotated_keys(example_server: Any, creds: Any) 
 
 def test_examples_readme_install_line_and_settings() -> None:
     text = (Path(__file__).resolve().parents[2] / "examples" / "README.rst").read_text()
-    installs = re.findall(r'pip install "kloudless\[[^\]]*\]"', text)
-    assert installs == ['pip install "kloudless[server,cli]"']  # one line for every example
+    installs = re.findall(r'pip install "kloudless[-\w]*\[[^\]]*\]"', text)
+    # One line for every example, under the distribution's own name (not the defunct 2.x one).
+    assert installs == ['pip install "kloudless-compat[server,cli]"']
     for name in ("KLOUDLESS_REDIRECT_URL", "KLOUDLESS_WEBHOOK_SIGNING_KEY"):
         assert f"``{name}``" in text
     assert "kloudless apps webhook set http://127.0.0.1:8030/" in text

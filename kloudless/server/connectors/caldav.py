@@ -437,7 +437,7 @@ def require_dependencies() -> None:
     if MISSING_DEPENDENCY is not None:
         raise not_implemented(
             f"The caldav connector needs the {MISSING_DEPENDENCY!r} package: "
-            "pip install 'kloudless[caldav]'."
+            "pip install 'kloudless-compat[caldav]'."
         )
 
 
