@@ -13,7 +13,14 @@ import importlib
 import sys
 
 #: Modules contributing sub-commands (server management, then client commands).
-COMMAND_MODULES = ["kloudless.cli.server_commands", "kloudless.cli.client_commands"]
+COMMAND_MODULES = [
+    "kloudless.cli.server_commands",
+    "kloudless.cli.storage",
+    "kloudless.cli.transfers",
+    "kloudless.cli.calendars",
+    "kloudless.cli.events",
+    "kloudless.cli.passthrough",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

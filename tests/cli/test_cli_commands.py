@@ -283,7 +283,7 @@ def test_events_follow_stops_cleanly_on_ctrl_c(
     def interrupt(_seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kloudless.cli.client_commands.time.sleep", interrupt)
+    monkeypatch.setattr("kloudless.cli.events.time.sleep", interrupt)
     result = cli("events", "--follow")
     assert result.code == 0
     assert "Traceback" not in result.err and "cursor:" in result.err

@@ -10,13 +10,8 @@ import json
 import pytest
 
 from kloudless.cli import output
-from kloudless.cli.client_commands import (
-    _byte_count,
-    describe_api_error,
-    parse_duration,
-    parse_user_time,
-)
-from kloudless.cli.errors import CommandError
+from kloudless.cli.argtypes import byte_count, parse_duration, parse_user_time
+from kloudless.cli.errors import CommandError, describe_api_error
 from kloudless.cli.progress import progress_bar
 from kloudless.cli.resolve import is_path, split_path
 
@@ -101,14 +96,14 @@ def test_parse_duration() -> None:
             parse_duration(bad)
 
 
-def test_byte_count() -> None:
-    assert _byte_count("1024") == 1024
-    assert _byte_count("8M") == 8 * 1024 * 1024
-    assert _byte_count("1KiB") == 1024
-    assert _byte_count("1.5k") == 1536
+def testbyte_count() -> None:
+    assert byte_count("1024") == 1024
+    assert byte_count("8M") == 8 * 1024 * 1024
+    assert byte_count("1KiB") == 1024
+    assert byte_count("1.5k") == 1536
     for bad in ("0", "lots", "-1"):
         with pytest.raises(argparse.ArgumentTypeError):
-            _byte_count(bad)
+            byte_count(bad)
 
 
 def test_paths() -> None:

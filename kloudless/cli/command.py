@@ -1,0 +1,215 @@
+"""The frame every client command runs in: shared options, one error policy, logging.
+
+A command is a function taking a :class:`~kloudless.cli.context.Context` and returning an exit
+code. :func:`add_command` registers it as a sub-command with the shared connection options
+(:func:`common_options`) and wraps it in :func:`guarded`, which turns every expected failure into
+one ``kloudless: error: ...`` line on stderr and an exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+import requests
+
+from kloudless import exceptions
+
+from . import output
+from .context import Context
+from .env import ENV_ACCOUNT, ENV_API_KEY, ENV_BASE_URL, ENV_TOKEN
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError, describe_api_error
+
+#: A command: takes the context, returns the exit code.
+Handler = Callable[[Context], int]
+
+
+def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command so every expected failure becomes one stderr line and an exit code.
+
+    API errors, network errors, local file errors, missing credentials and Ctrl-C never show a
+    traceback; anything else is a bug and propagates.
+
+    :param handler: the command, taking a :class:`Context` and returning an exit code.
+    :returns: a function taking the parsed arguments and returning the exit code.
+    """
+
+    def run_command(args: argparse.Namespace) -> int:
+        ctx = Context(args)
+        log_handler = _start_logging(int(getattr(args, "verbose", 0) or 0))
+        try:
+            return int(handler(ctx) or 0)
+        except CommandError as exc:
+            output.error(exc.message)
+            return exc.exit_code
+        except exceptions.APIException as exc:
+            output.error(describe_api_error(exc))
+            return EXIT_FAILURE
+        except requests.Timeout:
+            output.error(f"the API server at {ctx.base_url} did not answer in time")
+            return EXIT_FAILURE
+        except requests.ConnectionError:
+            output.error(f"cannot connect to the API server at {ctx.base_url}{_serve_hint(ctx)}")
+            return EXIT_FAILURE
+        except requests.RequestException as exc:
+            output.error(f"request failed: {type(exc).__name__}")
+            return EXIT_FAILURE
+        except exceptions.KloudlessException as exc:
+            # SDK-side errors such as InvalidParameter; network ones were handled above.
+            output.error(str(exc) or type(exc).__name__)
+            return EXIT_FAILURE
+        except KeyboardInterrupt:
+            output.info("interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # The reader went away (e.g. `kloudless ls | head`): stop quietly.
+            _silence_stdout()
+            return EXIT_FAILURE
+        except OSError as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            output.error(f"{exc.strerror or exc}{where}")
+            return EXIT_FAILURE
+        finally:
+            ctx.close()
+            _stop_logging(log_handler)
+
+    run_command.__doc__ = handler.__doc__
+    return run_command
+
+
+def _serve_hint(ctx: Context) -> str:
+    """:returns: a hint to start the local server when the API address is on this machine."""
+    from urllib.parse import urlsplit
+
+    from kloudless.util import is_loopback_host
+
+    try:
+        host = urlsplit(ctx.base_url).hostname or ""
+    except ValueError:
+        return ""
+    return "; is `kloudless serve` running?" if host and is_loopback_host(host) else ""
+
+
+def _start_logging(verbosity: int) -> logging.Handler | None:
+    """Show the SDK's log on stderr for ``-v`` (INFO: retries) or ``-vv`` (DEBUG: every request).
+
+    The handler carries the SDK's redacting filter, so tokens and keys never reach the terminal.
+    """
+    if verbosity <= 0:
+        return None
+    from kloudless.util import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{output.PROG}: %(levelname)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    sdk_logger = logging.getLogger("kloudless")
+    sdk_logger.addHandler(handler)
+    sdk_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    return handler
+
+
+def _stop_logging(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        sdk_logger = logging.getLogger("kloudless")
+        sdk_logger.removeHandler(handler)
+        sdk_logger.setLevel(logging.NOTSET)
+        handler.close()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+EPILOG = """\
+credentials: --token or KLOUDLESS_TOKEN (a bearer token), or --api-key/KLOUDLESS_API_KEY
+  with --account/KLOUDLESS_ACCOUNT_ID; server: --base-url or KLOUDLESS_BASE_URL
+  (default http://localhost:8002). Files and folders are ids or paths such as /docs/a.txt."""
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every client command accepts (credentials, server, ``--json``).
+
+    Defaults are suppressed so options given before the command name on the main parser (if it
+    defines them too) are not overwritten by the subcommand's defaults.
+
+    :returns: a parent parser for ``add_parser(..., parents=[...])``.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument("--token", default=argparse.SUPPRESS, help=f"bearer token [{ENV_TOKEN}]")
+    group.add_argument(
+        "--api-key", default=argparse.SUPPRESS, help=f"application API key [{ENV_API_KEY}]"
+    )
+    group.add_argument(
+        "--account",
+        default=argparse.SUPPRESS,
+        metavar="ID",
+        help=f"account id, needed with an API key [{ENV_ACCOUNT}]",
+    )
+    group.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help=f"API server [{ENV_BASE_URL}, default http://localhost:8002]",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="give up on a request after this long (default: the SDK's 10 s connect, 60 s read)",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="retries after network errors and 429/5xx answers (default 3; 0 disables)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="log retries (-v) or every request (-vv) on stderr; secrets are redacted",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON for scripts instead of tables",
+    )
+    return parent
+
+
+def add_command(
+    subparsers: Any,
+    name: str,
+    handler: Handler,
+    help_text: str,
+    parents: list[argparse.ArgumentParser],
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=description or help_text,
+        epilog=EPILOG,
+        parents=parents,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=guarded(handler))
+    return parser
+
+
+def response_data(response: Any) -> dict[str, Any]:
+    """:returns: a copy of the JSON object of an SDK response ({} when it has none)."""
+    data = getattr(response, "data", None)
+    return dict(data) if isinstance(data, dict) else {}
