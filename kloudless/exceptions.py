@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from .util import redact
+from .redaction import redact
 
 __all__ = [
     "APIException",

@@ -39,7 +39,7 @@ def _store(args: argparse.Namespace) -> Any:
     """:returns: the store of an existing data dir. Admin commands never create one (a typo
     in ``--data-dir`` must not silently start a new server state with a new application).
     :raises _NoServerData: the data dir holds no store yet."""
-    from kloudless.server.connectors.base import services
+    from kloudless.server.connectors.registry import services
     from kloudless.server.settings import Settings
     from kloudless.server.store import Store
 
@@ -184,7 +184,7 @@ def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account (checking upstream settings first) and a bearer token for it."""
     from kloudless.server.api.accounts import default_account_name
-    from kloudless.server.connectors.base import get_connector
+    from kloudless.server.connectors.registry import get_connector
     from kloudless.server.errors import ApiError
 
     try:
@@ -227,7 +227,7 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
         if row is None or not store.delete_account(args.account_id):
             sys.stderr.write(f"kloudless: no account {args.account_id}\n")
             return 1
-        from kloudless.server.connectors.base import get_connector
+        from kloudless.server.connectors.registry import get_connector
 
         try:
             get_connector(str(row["service"])).on_account_deleted(

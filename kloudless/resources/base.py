@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from ..exceptions import InvalidParameter, NoNextPage, NotFoundException
@@ -19,7 +19,22 @@ from ..util import url_join
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from ..client import Client
+
+class ResourceClient(Protocol):
+    """What a resource needs from its client (a :class:`kloudless.client.Client` or a
+    :class:`kloudless.account.Account`): the five verbs, each joining ``path`` onto the
+    client's URL and wrapping the response."""
+
+    def get(self, path: str = "", **kwargs: Any) -> Any: ...
+
+    def post(self, path: str = "", data: Any = None, json: Any = None, **kwargs: Any) -> Any: ...
+
+    def put(self, path: str = "", data: Any = None, **kwargs: Any) -> Any: ...
+
+    def patch(self, path: str = "", data: Any = None, **kwargs: Any) -> Any: ...
+
+    def delete(self, path: str = "", **kwargs: Any) -> Any: ...
+
 
 __all__ = [
     "Empty",
@@ -94,7 +109,9 @@ class Response:
     :ivar response: ``requests.Response`` if available.
     """
 
-    def __init__(self, client: Client, url: str, response: requests.Response | None = None) -> None:
+    def __init__(
+        self, client: ResourceClient, url: str, response: requests.Response | None = None
+    ) -> None:
         parts = urlsplit(url)
         request = getattr(response, "request", None)
         self._set_fields(
@@ -107,7 +124,7 @@ class Response:
 
     def _set_fields(
         self,
-        client: Client,
+        client: ResourceClient,
         url: str,
         query_params: dict[str, list[str]],
         response: requests.Response | None,
@@ -267,7 +284,7 @@ class Resource(ResponseJson):
         data: Any,
         list_url: str,
         query_params: dict[str, list[str]],
-        client: Client,
+        client: ResourceClient,
         response: requests.Response | None,
     ) -> Resource:
         """Build one item of a list page from the list's already parsed URL.

@@ -42,15 +42,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, cast
+from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from werkzeug.wrappers import Response
 
 from .errors import ApiError
+from .responses import error_response
+from .settings import Settings
 from .store import Store, register_migration
 
 if TYPE_CHECKING:
-    from .app import RequestContext, ServerApp
+    from .context import HandlerWrapper, RequestContext
 
 log = logging.getLogger("kloudless.server")
 
@@ -288,7 +290,7 @@ class IdempotencyLayer:
             except ApiError as exc:
                 if exc.status >= 500:
                     raise
-                response = ctx.app.error_response(ctx, exc)
+                response = error_response(exc, ctx.request_id)
             stored = self._storable(response)
             if stored is not None and body.drain(self.drain_limit):
                 self._finish(req, claim, body, stored, ctx.request_id)
@@ -480,7 +482,15 @@ def _short(path: str) -> str:
     return path if len(path) <= 200 else path[:200] + "..."
 
 
-def install(app: ServerApp) -> IdempotencyLayer:
+class WrapperHost(Protocol):
+    """Where the layer plugs in (a :class:`~kloudless.server.app.ServerApp`)."""
+
+    store: Store
+    settings: Settings
+    handler_wrappers: list[HandlerWrapper]
+
+
+def install(app: WrapperHost) -> IdempotencyLayer:
     """Create the layer for ``app`` and append it to ``app.handler_wrappers``.
 
     :param app: the server application (its store must be open).

@@ -4,7 +4,8 @@
 seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
 ``cp-*``) older than a day and expired OAuth codes. :class:`Sweeper` runs it at start-up and
 then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
-executor (never on a request thread), so it stops with :meth:`ServerApp.close`.
+executor (never on a request thread), so it stops with the server
+(:meth:`kloudless.server.core.Core.close`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Executor, Future
+from typing import Any, Protocol
 
 from .availability import parse_datetime
-
-if TYPE_CHECKING:
-    from .app import ServerApp
+from .settings import Settings
+from .store import Store
 
 log = logging.getLogger("kloudless.server")
 
@@ -34,6 +34,17 @@ MULTIPART_MAX_IDLE = dt.timedelta(days=7)
 TEMP_MAX_AGE = dt.timedelta(days=1)
 
 
+class SweepHost(Protocol):
+    """What a sweep needs: the server's settings (data dir), store and background executor
+    (a :class:`~kloudless.server.core.Core`)."""
+
+    settings: Settings
+    store: Store
+
+    @property
+    def executor(self) -> Executor: ...
+
+
 def _older(value: object, limit: dt.datetime) -> bool:
     try:
         return parse_datetime(str(value)) < limit
@@ -41,7 +52,7 @@ def _older(value: object, limit: dt.datetime) -> bool:
         return True  # unreadable timestamps cannot be from this version: stale
 
 
-def sweep(app: ServerApp, now: dt.datetime | None = None) -> dict[str, int]:
+def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     """Remove stale state once.
 
     :param now: the current time (tests pass a later one).
@@ -87,11 +98,11 @@ def sweep(app: ServerApp, now: dt.datetime | None = None) -> dict[str, int]:
 class Sweeper:
     """Runs :func:`sweep` in the background at most once per ``interval`` seconds.
 
-    :param app: the server app (its executor runs the sweep).
+    :param app: the server (its executor runs the sweep).
     :param interval: seconds between sweeps.
     """
 
-    def __init__(self, app: ServerApp, interval: float = INTERVAL) -> None:
+    def __init__(self, app: SweepHost, interval: float = INTERVAL) -> None:
         self.app = app
         self.interval = interval
         self._lock = threading.Lock()

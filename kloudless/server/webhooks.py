@@ -1,7 +1,7 @@
 """Webhook notifications: tell an application's webhook URL that an account has new activity.
 
 When an application has a webhook configured, every change recorded through
-:meth:`ServerApp.record_activity <kloudless.server.app.ServerApp.record_activity>` makes the
+:meth:`ActivityLog.record <kloudless.server.activity.ActivityLog.record>` makes the
 server send, from a background thread::
 
     POST <webhook URL>
@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from urllib3.exceptions import MaxRetryError
@@ -49,9 +49,6 @@ from urllib3.util import Retry
 from ..webhooks import SIGNATURE_HEADER, compute_signature
 from .errors import invalid_parameters
 from .store import Store, new_secret, now_iso, register_migration
-
-if TYPE_CHECKING:
-    from .app import ServerApp
 
 __all__ = [
     "DeliveryResult",
@@ -460,7 +457,17 @@ class _DeliveryFailed(Exception):
     """A failed attempt, as the error urllib3's :class:`Retry` counts."""
 
 
-def attach(app: ServerApp, **options: Any) -> WebhookDispatcher:
+class ActivitySource(Protocol):
+    """Where a dispatcher plugs in: a store and its activity listeners (a
+    :class:`~kloudless.server.core.Core`)."""
+
+    store: Store
+
+    @property
+    def activity_listeners(self) -> list[Callable[[int, int], None]]: ...
+
+
+def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     """Create a dispatcher for ``app`` and register it as an activity listener.
 
     :param options: passed to :class:`WebhookDispatcher` (``timeout``, ``backoff_factor``, ...).

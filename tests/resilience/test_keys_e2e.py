@@ -127,7 +127,7 @@ def test_truncated_json_answer_raises_an_sdk_exception(server: Server, proxy: Fa
 
 # -- a retry that arrives while the first attempt still runs --------------------------------------
 def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) -> None:
-    from kloudless.server.app import RequestContext
+    from kloudless.server.context import RequestContext
     from kloudless.server.errors import ApiError
 
     app = server.thread.app

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import kloudless.server.app as server_app
+import kloudless.server.ratelimit as ratelimit
 from kloudless import exceptions
 from kloudless.server.settings import Settings
 
@@ -52,9 +52,9 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 def clock(limited_server: Server, monkeypatch: pytest.MonkeyPatch) -> SteppingClock:
     stepping = SteppingClock()
     fake_time = types.SimpleNamespace(time=stepping, monotonic=time.monotonic)
-    monkeypatch.setattr(server_app, "time", fake_time)
+    monkeypatch.setattr(ratelimit, "time", fake_time)
     # A fresh limiter: every test starts at the beginning of an empty window.
-    limited_server.thread.app.rate_limiter = server_app.RateLimiter(LIMIT)
+    limited_server.thread.app.rate_limiter = ratelimit.RateLimiter(LIMIT)
     return stepping
 
 

@@ -576,7 +576,8 @@ def test_changes_are_logged(env: Env) -> None:
 
 
 def test_service_without_calendar_answers_501(env: Env) -> None:
-    from kloudless.server.connectors.base import Connector, register
+    from kloudless.server.connectors.base import Connector
+    from kloudless.server.connectors.registry import register
 
     class NoCalendar(Connector):
         service = "test_no_calendar"

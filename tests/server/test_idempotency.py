@@ -13,8 +13,9 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Response
 
 from kloudless.server import Settings, create_app, idempotency
-from kloudless.server.app import RequestContext, ServerApp
+from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials, bootstrap
+from kloudless.server.context import RequestContext
 from kloudless.server.idempotency import MAX_KEY_LENGTH, HashingStream, IdempotencyLayer
 
 from .conftest import BufferedClient, assert_error

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import kloudless
-from kloudless import config, configuration, util
+from kloudless import config, configuration, redaction, util
 from kloudless.util import construct_kloudless_endpoint, is_loopback_host, redact, url_join
 
 
@@ -221,8 +221,8 @@ def test_registered_secrets_are_redacted_verbatim() -> None:
 def test_registered_secrets_are_bounded() -> None:
     for n in range(300):
         util.register_secret(f"bounded-secret-{n:04d}")
-    assert len(util._KNOWN_SECRETS) <= 256
-    assert "bounded-secret-0299" in util._KNOWN_SECRETS
+    assert len(redaction._KNOWN_SECRETS) <= 256
+    assert "bounded-secret-0299" in redaction._KNOWN_SECRETS
 
 
 def test_redacting_filter_handles_args_exc_text_and_bad_formats() -> None:

@@ -1,1 +1,39 @@
-"""API areas; each module exposes ``ROUTES`` (a list of :class:`kloudless.server.app.Route`)."""
+"""API areas; each module exposes ``ROUTES`` (a list of :class:`kloudless.server.routing.Route`).
+
+:data:`ROUTES` is the server's one routing table: a new area module is imported and its
+``ROUTES`` listed here.
+"""
+
+from __future__ import annotations
+
+from ..routing import Route
+from . import (
+    accounts,
+    calendar,
+    events,
+    links,
+    meta,
+    multipart,
+    oauth,
+    raw,
+    storage,
+    tasks,
+    unsupported,
+)
+
+#: Every route, in matching order (``unsupported`` last: it answers what the others do not).
+ROUTES: list[Route] = [
+    *oauth.ROUTES,
+    *accounts.ROUTES,
+    *storage.ROUTES,
+    *multipart.ROUTES,
+    *links.ROUTES,
+    *events.ROUTES,
+    *raw.ROUTES,
+    *meta.ROUTES,
+    *tasks.ROUTES,
+    *unsupported.ROUTES,
+    *calendar.ROUTES,
+]
+
+__all__ = ["ROUTES"]

@@ -8,10 +8,13 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route, json_response, no_content, parse_bool
-from ..connectors.base import get_connector
+from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import account_label
+from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
+from ..params import parse_bool
+from ..responses import json_response, no_content
+from ..routing import Route
 from ..store import now_iso
 
 
@@ -44,7 +47,7 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
     }
     if full:
         capabilities: dict[str, Any] = {}
-        storage = connector.storage(ctx, row) if "storage" in connector.apis else None
+        storage = connector.storage(ctx.account_env(row)) if "storage" in connector.apis else None
         if storage is not None:
             capabilities = {k: {"value": v} for k, v in storage.capabilities.items()}
         data["properties"] = {"capabilities": capabilities}

@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route, json_response, no_content, object_list
 from ..availability import find_availability, parse_datetime, parse_duration
 
 # Imported for its side effect: it registers the calendar tables' migration before any store
@@ -42,14 +41,16 @@ from ..connectors.calendar_base import (
     clean_calendar_input,
     clean_event_input,
 )
+from ..context import RequestContext
 from ..errors import (
     ApiError,
     forbidden,
     invalid_parameters,
     naming_conflict,
     not_found,
-    not_implemented,
 )
+from ..responses import json_response, no_content, object_list
+from ..routing import Route
 
 __all__ = ["ROUTES", "serialize_calendar", "serialize_event"]
 
@@ -98,10 +99,7 @@ def _backend(ctx: RequestContext, account_id: str) -> tuple[int, CalendarBackend
     :raises ApiError: 404 for an unknown account, 501 when its service has no calendar API.
     """
     account = ctx.account(account_id)
-    backend = ctx.connector(account).calendar(ctx, account)
-    if backend is None:
-        raise not_implemented(f"The {account['service']} service has no calendar API.")
-    return int(account["id"]), backend
+    return int(account["id"]), ctx.calendar(account)
 
 
 def serialize_calendar(

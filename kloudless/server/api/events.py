@@ -8,8 +8,11 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from ..app import SQLITE_MAX_INT, RequestContext, Route, json_response, parse_int
+from ..context import RequestContext
 from ..errors import invalid_parameters
+from ..params import SQLITE_MAX_INT, parse_int
+from ..responses import json_response
+from ..routing import Route
 
 #: Human-readable action symbols per event type (the ``action`` field).
 ACTIONS = {

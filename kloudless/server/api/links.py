@@ -13,9 +13,11 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from ..app import AUTH_NONE, RequestContext, Route, json_response, no_content
 from ..availability import format_utc, parse_datetime
+from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found
+from ..responses import json_response, no_content
+from ..routing import AUTH_NONE, Route
 from ..store import now_iso
 from .storage import send_contents
 

@@ -8,8 +8,10 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from .. import webhooks
-from ..app import AUTH_APP, RequestContext, Route, json_response
+from ..context import RequestContext
 from ..errors import invalid_parameters, not_found
+from ..responses import json_response
+from ..routing import AUTH_APP, Route
 from ..store import now_iso
 
 
@@ -86,7 +88,7 @@ def _patch_webhook(ctx: RequestContext, app_id: str, body: dict[str, Any]) -> di
             _, key = webhooks.configure_webhook(ctx.store, app_id, body["webhook_url"])
             if key is not None:
                 shown["webhook_signing_key"] = key
-            dispatcher = ctx.app.webhooks
+            dispatcher = ctx.core.webhooks
             webhooks.validate_webhook(
                 ctx.store, app_id, timeout=dispatcher.timeout, sender=dispatcher.sender
             )

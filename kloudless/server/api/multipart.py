@@ -24,12 +24,15 @@ from typing import IO, Any
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route, json_response, no_content, parse_int
 from ..connectors.base import validate_name
+from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found, too_large
+from ..params import parse_int
+from ..responses import json_response, no_content
+from ..routing import Route
 from ..spool import remove_quietly, spool_to_temp
 from ..store import now_iso
-from .storage import bind_activity, record_after, serialize
+from .storage import record_after, serialize, storage_backend
 
 A = "/accounts/<account_id>/storage/multipart"
 
@@ -255,7 +258,7 @@ def _complete(
     directory = _dir(ctx, session_id)
     stream = _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)])
     try:
-        storage = bind_activity(ctx, acc, ctx.storage(account))
+        storage = storage_backend(ctx, account)
         overwrite = bool(row["overwrite"])
         obj = storage.upload(
             str(row["parent_id"]),

@@ -40,10 +40,13 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from ..app import AUTH_NONE, LOOPBACK_HOSTS, RequestContext, Route, json_response
-from ..connectors.base import get_connector
+from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL
+from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
+from ..hosts import LOOPBACK_HOSTS
+from ..responses import json_response
+from ..routing import AUTH_NONE, Route
 from ..store import hash_secret
 from .accounts import default_account_name
 
@@ -352,9 +355,9 @@ def exchange_code(ctx: RequestContext) -> Response:
     header = ctx.request.headers.get("Authorization", "")
     if not secret and header.lower().startswith("apikey "):
         secret = header[7:].strip()
-    ctx.app.check_auth_failures(ctx)
+    ctx.check_auth_failures()
     if not client_id or not secret or ctx.store.app_for_api_key(secret) != client_id:
-        ctx.app.note_auth_failure(ctx)
+        ctx.note_auth_failure()
         raise ApiError(401, "unauthorized", "Invalid client_id or client_secret.")
     code = form.get("code", "")
     redirect_uri = form.get("redirect_uri", "")
@@ -397,7 +400,7 @@ def exchange_code(ctx: RequestContext) -> Response:
 
 
 def verify_token(ctx: RequestContext) -> Response:
-    ctx.app.check_auth_failures(ctx)
+    ctx.check_auth_failures()
     header = ctx.request.headers.get("Authorization", "").strip()
     scheme, _, token = header.partition(" ")
     row: Any | None = (
@@ -406,7 +409,7 @@ def verify_token(ctx: RequestContext) -> Response:
         else None
     )
     if row is None:
-        ctx.app.note_auth_failure(ctx)
+        ctx.note_auth_failure()
         raise ApiError(400, "invalid_token", "The Bearer token is invalid or revoked.")
     return json_response(
         {

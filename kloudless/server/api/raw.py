@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route
+from ..connectors.base import PassthroughRequest
+from ..context import RequestContext
 from ..errors import invalid_parameters, not_implemented
+from ..routing import Route
 
 
 def passthrough(ctx: RequestContext, account_id: str) -> Response:
@@ -17,7 +19,18 @@ def passthrough(ctx: RequestContext, account_id: str) -> Response:
         raise invalid_parameters(
             "Pass-through needs the X-Kloudless-Raw-Method and X-Kloudless-Raw-URI headers."
         )
-    response = ctx.connector(account).passthrough(ctx, account)
+    request = ctx.request
+    call = PassthroughRequest(
+        method=method,
+        uri=uri,
+        headers=list(request.headers.items()),
+        raw_headers=request.headers.get("X-Kloudless-Raw-Headers", ""),
+        query=list(request.args.items(multi=True)),
+        body=ctx.body_stream(),
+        content_length=request.content_length,
+        chunked=bool(request.environ.get("wsgi.input_terminated")),
+    )
+    response = ctx.connector(account).passthrough(ctx.account_env(account), call)
     if response is None:
         raise not_implemented(
             f"The {account['service']} service has no upstream API to pass requests through to."

@@ -9,10 +9,12 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
-from ..app import RequestContext, Route, json_response, no_content
 from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
+from ..context import RequestContext
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
+from ..responses import json_response, no_content
+from ..routing import Route
 from .tasks import run_maybe_async
 
 A = "/accounts/<account_id>/storage"
@@ -53,15 +55,11 @@ def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[
     return data
 
 
-def bind_activity(ctx: RequestContext, acc: int, storage: StorageBackend) -> StorageBackend:
-    """Let a backend that records activity inside its own transaction (``records_activity``)
-    append this request's events. :returns: ``storage``."""
-
-    def record(type_: str, obj: StorageObject) -> None:
-        ctx.record_activity(acc, type_, serialize(ctx, acc, obj), obj.id)
-
-    storage.activity_recorder = record
-    return storage
+def storage_backend(ctx: RequestContext, account: Any) -> StorageBackend:
+    """:returns: the account's storage backend, whose activity events carry the objects' API
+    JSON (:func:`serialize`). :raises ApiError: 501 when the service has no storage API."""
+    acc = int(account["id"])
+    return ctx.storage(account, lambda obj: serialize(ctx, acc, obj))
 
 
 def record_after(
@@ -74,8 +72,7 @@ def record_after(
 
 def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
     account = ctx.account(account_id)
-    acc = int(account["id"])
-    return acc, bind_activity(ctx, acc, ctx.storage(account))
+    return int(account["id"]), storage_backend(ctx, account)
 
 
 def _id(value: str) -> str:

@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
-from ..app import RequestContext, Route, json_response
+from ..context import RequestContext
 from ..errors import ApiError, not_found
+from ..responses import error_body, json_response
+from ..routing import Route
 from ..store import now_iso
 
 log = logging.getLogger("kloudless.server")
@@ -64,28 +66,20 @@ def run_maybe_async(ctx: RequestContext, account_id: int, work: Work) -> Respons
             state = "SUCCESS"
         except ApiError as exc:
             status, state = exc.status, "FAILURE"
-            body = {
-                "status_code": exc.status,
-                "error_code": exc.error_code,
-                "message": exc.message,
-                "id": ctx.request_id,
-                **exc.extra,
-            }
+            body = error_body(exc, ctx.request_id)
         except Exception:
             log.exception("task %s failed", task_id)
             status, state = 500, "FAILURE"
-            body = {
-                "status_code": 500,
-                "error_code": "internal_error",
-                "message": "The task failed; see the server log.",
-                "id": ctx.request_id,
-            }
+            body = error_body(
+                ApiError(500, "internal_error", "The task failed; see the server log."),
+                ctx.request_id,
+            )
         ctx.store.execute(
             "UPDATE tasks SET state = ?, result = ?, status_code = ?, modified = ? WHERE id = ?",
             (state, json.dumps(body), status, now_iso(), task_id),
         )
 
-    ctx.app.executor.submit(run)
+    ctx.core.executor.submit(run)
     return json_response(task_json(ctx, account_id, task_id, "PENDING"), 202)
 
 

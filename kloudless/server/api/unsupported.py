@@ -7,9 +7,11 @@ from typing import Callable
 
 from werkzeug.wrappers import Response
 
-from ..app import AUTH_NONE, RequestContext, Route, json_response
-from ..connectors.base import get_connector, services
+from ..connectors.registry import get_connector, services
+from ..context import RequestContext
 from ..errors import not_implemented
+from ..responses import json_response
+from ..routing import AUTH_NONE, Route
 
 A = "/accounts/<account_id>"
 

@@ -1,31 +1,35 @@
-"""Connector interfaces and the registry keyed by service name.
+"""Connector interfaces.
 
-An account's ``service`` (``local``, ``webdav``, ``caldav``, ...) maps to a :class:`Connector`.
-A connector offers optional backends: :meth:`Connector.storage` returns a
-:class:`StorageBackend` bound to one account, :meth:`Connector.calendar` a calendar backend (see
-``calendar_base.py``), and :meth:`Connector.passthrough` handles ``POST accounts/{id}/raw``.
-Returning None (the default) means "not supported": the API answers 501 ``not_implemented``.
+An account's ``service`` (``local``, ``webdav``, ``caldav``, ...) maps to a :class:`Connector`
+(the table is in :mod:`~kloudless.server.connectors.registry`). A connector offers optional
+backends: :meth:`Connector.storage` returns a :class:`StorageBackend` bound to one account,
+:meth:`Connector.calendar` a calendar backend (see ``calendar_base.py``), and
+:meth:`Connector.passthrough` handles ``POST accounts/{id}/raw``. Returning None (the default)
+means "not supported": the API answers 501 ``not_implemented``.
+
+A connector is given what it needs explicitly, in an :class:`AccountEnv` (the store, the server
+settings, the account row, the account's activity recorder), never the HTTP request context;
+pass-through gets a :class:`PassthroughRequest` built by the API layer.
 
 Backends raise :class:`~kloudless.server.errors.ApiError` for user-facing failures (404 for
-unknown ids, 409 for name conflicts, ...). They never see HTTP requests directly, except
-pass-through.
+unknown ids, 409 for name conflicts, ...).
 """
 
 from __future__ import annotations
 
 import abc
+import json
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any
 
+from ..activity import ActivityRecorder
 from ..errors import ApiError
+from ..settings import Settings
+from ..store import Store
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
-
-    from ..app import RequestContext
-    from ..store import Store
 
 #: Most bytes in one name, and the characters names may not contain.
 MAX_NAME_BYTES = 255
@@ -57,6 +61,57 @@ def validate_name(name: Any, what: str = "name") -> str:
             400, "invalid_parameters", f"'{what}' is longer than {MAX_NAME_BYTES} bytes of UTF-8."
         )
     return name
+
+
+@dataclass(frozen=True)
+class AccountEnv:
+    """What a connector's backend gets for one account (instead of the HTTP request).
+
+    :param store: the server's store (for local state: rows, snapshots, intents).
+    :param settings: the server settings (data dir, limits).
+    :param account: the account row (``id``, ``app_id``, ``service``, ``account``, ``config``).
+    :param activity: records the account's changes (see :mod:`kloudless.server.activity`).
+    """
+
+    store: Store
+    settings: Settings
+    account: sqlite3.Row
+    activity: ActivityRecorder
+
+    @property
+    def account_id(self) -> int:
+        """The account's numeric id."""
+        return int(self.account["id"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The account's stored connector config (sealed credentials stay sealed)."""
+        value = json.loads(self.account["config"] or "{}")
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class PassthroughRequest:
+    """A ``POST accounts/{id}/raw`` call as the API layer parsed it, for
+    :meth:`Connector.passthrough`.
+
+    :param method: the upstream method (``X-Kloudless-Raw-Method``).
+    :param uri: the upstream URI (``X-Kloudless-Raw-URI``).
+    :param headers: the request's headers, in order (the connector drops the API's own).
+    :param raw_headers: the ``X-Kloudless-Raw-Headers`` JSON text ("" when absent).
+    :param query: the query parameters, in order.
+    :param body: the body stream; ``content_length`` its declared size, ``chunked`` true for a
+        body of unknown size.
+    """
+
+    method: str
+    uri: str
+    headers: list[tuple[str, str]]
+    raw_headers: str
+    query: list[tuple[str, str]]
+    body: IO[bytes]
+    content_length: int | None
+    chunked: bool
 
 
 @dataclass
@@ -118,13 +173,10 @@ class StorageBackend(abc.ABC):
     capabilities: dict[str, bool] = {}
 
     #: True when the backend appends the activity event itself, inside the transaction of
-    #: the change, through :attr:`activity_recorder` (so event order is change order and a
-    #: crash cannot keep a change without its event). Otherwise the API records it afterwards.
+    #: the change, through its :class:`AccountEnv` ``activity`` recorder (so event order is
+    #: change order and a crash cannot keep a change without its event). Otherwise the API
+    #: records it afterwards.
     records_activity: bool = False
-    #: ``recorder(type_, obj)`` set by the API layer before a change (see
-    #: :attr:`records_activity`); ``type_`` is ``add``, ``update``, ``rename``, ``move``,
-    #: ``copy`` or ``delete``.
-    activity_recorder: Callable[[str, StorageObject], None] | None = None
 
     @abc.abstractmethod
     def get(self, object_id: str, kind: str) -> StorageObject:
@@ -211,7 +263,8 @@ class StorageBackend(abc.ABC):
 
 
 class Connector:
-    """A service. Subclass it and override the backends it offers, then :func:`register` it.
+    """A service. Subclass it and override the backends it offers, then list an instance in
+    :mod:`~kloudless.server.connectors.registry`.
 
     :param service: service identifier stored on accounts (``local``).
     :param service_name: display name (``Local``).
@@ -222,15 +275,15 @@ class Connector:
     service_name: str = ""
     apis: tuple[str, ...] = ()
 
-    def storage(self, ctx: RequestContext, account: sqlite3.Row) -> StorageBackend | None:
+    def storage(self, env: AccountEnv) -> StorageBackend | None:
         """:returns: the account's storage backend, or None when unsupported."""
         return None
 
-    def calendar(self, ctx: RequestContext, account: sqlite3.Row) -> Any | None:
+    def calendar(self, env: AccountEnv) -> Any | None:
         """:returns: the account's calendar backend (a ``CalendarBackend``), or None."""
         return None
 
-    def passthrough(self, ctx: RequestContext, account: sqlite3.Row) -> Response | None:
+    def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         """Forward ``POST accounts/{id}/raw`` upstream. :returns: the response, or None when
         the service has no upstream HTTP API (the API then answers 501)."""
         return None
@@ -246,48 +299,5 @@ class Connector:
         """
         return config
 
-    def on_account_deleted(self, ctx_store: Any, account_id: int, data_dir: str) -> None:
+    def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         """Clean up connector state after an account is deleted (files on disk, ...)."""
-
-
-_REGISTRY: dict[str, Connector] = {}
-_LOADED: list[bool] = []
-
-
-def register(connector: Connector) -> Connector:
-    """Register a connector under its ``service`` name (later registrations replace earlier).
-
-    :returns: the connector (so it can be used as a decorator on an instance factory).
-    """
-    _REGISTRY[connector.service] = connector
-    return connector
-
-
-def _load_builtin() -> None:
-    # Import side effects register the built-in connectors; optional ones may be missing.
-    import importlib
-
-    if _LOADED:
-        return
-    _LOADED.append(True)
-    for name in ("local", "webdav", "caldav"):
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{name}":
-                raise
-
-
-def get_connector(service: str) -> Connector:
-    """:returns: the connector of ``service``. :raises ApiError: 501 for an unknown service."""
-    _load_builtin()
-    connector = _REGISTRY.get(service)
-    if connector is None:
-        raise ApiError(501, "not_implemented", f"No connector for service {service!r}.")
-    return connector
-
-
-def services() -> Iterable[str]:
-    """:returns: the registered service names."""
-    _load_builtin()
-    return sorted(_REGISTRY)

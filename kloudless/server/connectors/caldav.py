@@ -21,14 +21,12 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import json
-import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from kloudless.server.connectors.base import Connector, register
+from kloudless.server.connectors.base import AccountEnv, Connector, PassthroughRequest
 from kloudless.server.connectors.calendar_base import (
     PRIMARY,
     CalendarBackend,
@@ -51,6 +49,7 @@ from kloudless.server.connectors.webdav_errors import (
     ServiceUnauthorized,
     error_for_status,
 )
+from kloudless.server.connectors.webdav_passthrough import forward_request
 from kloudless.server.errors import invalid_parameters, not_implemented
 
 try:  # icalendar and caldav come with the `caldav` extra; the server runs without them
@@ -64,7 +63,6 @@ else:
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-    from kloudless.server.app import RequestContext
     from kloudless.server.store import Store
 
 #: Most events read for one listing (the CalDAV query returns them all at once).
@@ -500,23 +498,15 @@ class CalDAVConnector(Connector):
     service_name = "CalDAV"
     apis = ("calendar", "events")
 
-    def _settings(
-        self, ctx: RequestContext, account: sqlite3.Row
-    ) -> tuple[dict[str, Any], tuple[str, str, str]]:
-        config = json.loads(account["config"] or "{}")
-        return config, credentials(config, ctx.store.server_secret())
-
-    def calendar(self, ctx: RequestContext, account: sqlite3.Row) -> Any | None:
+    def calendar(self, env: AccountEnv) -> Any | None:
         require_dependencies()
-        config, (url, username, password) = self._settings(ctx, account)
-        return backend_for_settings(url, username, password, config.get("primary_calendar"))
+        url, username, password = credentials(env.config, env.store.server_secret())
+        return backend_for_settings(url, username, password, env.config.get("primary_calendar"))
 
-    def passthrough(self, ctx: RequestContext, account: sqlite3.Row) -> Response | None:
-        from kloudless.server.connectors.webdav_passthrough import forward_request
-
-        _, (url, username, password) = self._settings(ctx, account)
+    def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
+        url, username, password = credentials(env.config, env.store.server_secret())
         client: WebDAVClient = client_for(url, username, password)
-        return forward_request(ctx, client)
+        return forward_request(request, client, env.settings.max_upload_bytes)
 
     def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
         """Check the settings against the server (see :func:`connect`).
@@ -526,7 +516,7 @@ class CalDAVConnector(Connector):
         return connect(config, store.server_secret() if store is not None else None)
 
 
-CALDAV = register(CalDAVConnector())
+CALDAV = CalDAVConnector()
 
 __all__ = [
     "CALDAV",

@@ -1,16 +1,15 @@
 """The ``local`` connector: storage on disk (``local_storage``) and calendars in SQLite
-(``local_calendar``, when present). It has no upstream, so pass-through answers 501."""
+(``local_calendar``). It has no upstream, so pass-through answers 501."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING, Any
+import shutil
+from typing import Any
 
-from .base import Connector, StorageBackend, register
+from ..store import Store
+from .base import AccountEnv, Connector, StorageBackend
+from .local_calendar import LocalCalendar
 from .local_storage import LocalStorage, account_dir
-
-if TYPE_CHECKING:
-    from ..app import RequestContext
 
 
 class LocalConnector(Connector):
@@ -20,26 +19,14 @@ class LocalConnector(Connector):
     service_name = "Local"
     apis = ("storage", "calendar", "events")
 
-    def storage(self, ctx: RequestContext, account: sqlite3.Row) -> StorageBackend | None:
-        return LocalStorage(ctx.store, ctx.settings.data_dir, int(account["id"]))
+    def storage(self, env: AccountEnv) -> StorageBackend | None:
+        return LocalStorage(env.store, env.settings.data_dir, env.account_id, env.activity)
 
-    def calendar(self, ctx: RequestContext, account: sqlite3.Row) -> Any | None:
-        try:
-            from . import local_calendar
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.local_calendar":
-                raise
-            return None
-        # Contract with the calendar helper: local_calendar.backend_for(ctx, account_row).
-        factory = getattr(local_calendar, "backend_for", None)
-        if factory is None:
-            return None
-        return factory(ctx, account)
+    def calendar(self, env: AccountEnv) -> Any | None:
+        return LocalCalendar(env.store, env.account_id, str(env.account["account"] or "Calendar"))
 
-    def on_account_deleted(self, ctx_store: Any, account_id: int, data_dir: str) -> None:
-        import shutil
-
+    def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         shutil.rmtree(account_dir(data_dir, account_id), ignore_errors=True)
 
 
-LOCAL = register(LocalConnector())
+LOCAL = LocalConnector()

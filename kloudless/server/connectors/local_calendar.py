@@ -15,7 +15,7 @@ import sqlite3
 import weakref
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..store import Store, now_iso, register_migration
 from .calendar_base import (
@@ -30,10 +30,7 @@ from .calendar_base import (
     is_all_day,
 )
 
-if TYPE_CHECKING:
-    from ..app import RequestContext
-
-__all__ = ["LocalCalendar", "backend_for"]
+__all__ = ["LocalCalendar"]
 
 MIGRATION_VERSION = 100
 
@@ -88,16 +85,6 @@ def _dump(value: Any) -> str | None:
 
 def _load(value: str | None) -> Any:
     return None if value is None else json.loads(value)
-
-
-def backend_for(ctx: RequestContext, account: sqlite3.Row) -> LocalCalendar:
-    """Build the calendar backend of a ``local`` account (called by the local connector).
-
-    :param ctx: the request context (gives the store).
-    :param account: the account row.
-    :returns: the account's :class:`LocalCalendar`.
-    """
-    return LocalCalendar(ctx.store, int(account["id"]), str(account["account"] or "Calendar"))
 
 
 class LocalCalendar(CalendarBackend):

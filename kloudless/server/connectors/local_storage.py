@@ -17,8 +17,8 @@ purge trashed objects), so ``permanent=false`` is accepted but rows and blobs ar
 either way (blobs after the transaction commits). Rows with ``trashed = 1`` left by older
 versions stay invisible.
 
-Activity events are appended through :attr:`activity_recorder` inside the transaction of the
-change they describe. Copies read the source bytes into temp files *before* the transaction,
+Activity events are appended through the account's activity recorder inside the transaction of
+the change they describe. Copies read the source bytes into temp files *before* the transaction,
 so the database write lock is never held during a byte copy.
 """
 
@@ -35,6 +35,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ..activity import ActivityRecorder
 from ..availability import parse_datetime
 from ..errors import (
     ApiError,
@@ -88,14 +89,23 @@ class LocalStorage(StorageBackend):
 
     :param store: the server store. :param data_dir: the server data dir.
     :param account_id: the account.
+    :param activity: records each change inside its transaction (None: changes unrecorded,
+        for tools and benchmarks that use the backend directly).
     """
 
     capabilities = dict.fromkeys((*READ_WRITE_CAPABILITIES, "can_delete_file_permanently"), True)
     records_activity = True
 
-    def __init__(self, store: Store, data_dir: str, account_id: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: str,
+        account_id: int,
+        activity: ActivityRecorder | None = None,
+    ) -> None:
         self.store = store
         self.account_id = int(account_id)
+        self.activity = activity
         self.base = account_dir(data_dir, self.account_id)
         self.blobs = os.path.join(self.base, "blobs")
         self.tmp = os.path.join(self.base, "tmp")
@@ -254,8 +264,8 @@ class LocalStorage(StorageBackend):
 
     def _record(self, type_: str, obj: StorageObject) -> None:
         """Append the change's activity event (call inside the change's transaction)."""
-        if self.activity_recorder is not None:
-            self.activity_recorder(type_, obj)
+        if self.activity is not None:
+            self.activity.record(type_, obj)
 
     def _commit_blob(self, temp_path: str) -> str:
         blob = secrets.token_hex(16)

@@ -31,22 +31,22 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import mimetypes
 import posixpath
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
+from kloudless.server.activity import ActivityRecorder
 from kloudless.server.connectors.base import (
     READ_WRITE_CAPABILITIES,
+    AccountEnv,
     Connector,
     FileContents,
+    PassthroughRequest,
     StorageBackend,
     StorageObject,
-    register,
     validate_name,
 )
 from kloudless.server.connectors.webdav_auth import (
@@ -79,7 +79,6 @@ from kloudless.server.errors import (
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-    from kloudless.server.app import RequestContext
     from kloudless.server.store import Store
 
 ROOT = "root"
@@ -167,17 +166,23 @@ class WebDAVStorage(StorageBackend):
 
     :param client: the account's WebDAV client.
     :param account_id: the account (for the change-detection snapshots and activity).
-    :param ctx: the request context (store, activity log); optional for direct use.
+    :param store: the server's store (change-detection snapshots); optional for direct use.
+    :param activity: records the upstream changes found by listings; optional too.
     """
 
     capabilities = dict.fromkeys(READ_WRITE_CAPABILITIES, True)
 
     def __init__(
-        self, client: WebDAVClient, account_id: int, ctx: RequestContext | None = None
+        self,
+        client: WebDAVClient,
+        account_id: int,
+        store: Store | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.client = client
         self.account_id = int(account_id)
-        self.ctx = ctx
+        self.store = store
+        self.activity = activity
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -461,7 +466,7 @@ class WebDAVStorage(StorageBackend):
     # -- change detection ----------------------------------------------------------------------
 
     def _snapshots(self) -> Snapshots | None:
-        return None if self.ctx is None else Snapshots(self.ctx.store, self.account_id)
+        return None if self.store is None else Snapshots(self.store, self.account_id)
 
     def _detect_changes(self, folder: str, members: list[DAVResource]) -> None:
         """Log upstream changes in ``folder`` since its last listing, then store the snapshot."""
@@ -492,12 +497,8 @@ class WebDAVStorage(StorageBackend):
                     snapshots.forget(path, subtree=True)
 
     def _log(self, type_: str, obj: StorageObject) -> None:
-        if self.ctx is None:
-            return
-        from kloudless.server.api.storage import serialize
-
-        data = serialize(self.ctx, self.account_id, obj)
-        self.ctx.record_activity(self.account_id, type_, data, obj.id)
+        if self.activity is not None:
+            self.activity.record(type_, obj)
 
     def _note(self, res: DAVResource) -> StorageObject:
         """Record an API-made change in its folder's snapshot (so it is not reported again).
@@ -549,16 +550,15 @@ class WebDAVConnector(Connector):
     service_name = "WebDAV"
     apis = ("storage", "events")
 
-    def client(self, ctx: RequestContext, account: sqlite3.Row) -> WebDAVClient:
+    def client(self, env: AccountEnv) -> WebDAVClient:
         """:returns: the pooled client of an account, from its stored credentials."""
-        config = json.loads(account["config"] or "{}")
-        return client_for(*credentials(config, ctx.store.server_secret()))
+        return client_for(*credentials(env.config, env.store.server_secret()))
 
-    def storage(self, ctx: RequestContext, account: sqlite3.Row) -> StorageBackend | None:
-        return WebDAVStorage(self.client(ctx, account), int(account["id"]), ctx)
+    def storage(self, env: AccountEnv) -> StorageBackend | None:
+        return WebDAVStorage(self.client(env), env.account_id, env.store, env.activity)
 
-    def passthrough(self, ctx: RequestContext, account: sqlite3.Row) -> Response | None:
-        return forward_request(ctx, self.client(ctx, account))
+    def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
+        return forward_request(request, self.client(env), env.settings.max_upload_bytes)
 
     def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
         """Check the settings against the server (see :func:`connect`).
@@ -567,11 +567,11 @@ class WebDAVConnector(Connector):
         """
         return connect(config, store.server_secret() if store is not None else None)
 
-    def on_account_deleted(self, ctx_store: Any, account_id: int, data_dir: str) -> None:
-        Snapshots(ctx_store, account_id).delete_all()
+    def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
+        Snapshots(store, account_id).delete_all()
 
 
-WEBDAV = register(WebDAVConnector())
+WEBDAV = WebDAVConnector()
 
 __all__ = [
     "ROOT",

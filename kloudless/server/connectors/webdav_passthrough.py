@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from kloudless.server.connectors.base import PassthroughRequest
 from kloudless.server.connectors.webdav_client import (
     HOP_BY_HOP,
     WebDAVClient,
@@ -23,14 +24,12 @@ from kloudless.server.errors import invalid_parameters, too_large
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-    from kloudless.server.app import RequestContext
-
 _CHUNK = 64 * 1024
 
 
-def raw_headers(ctx: RequestContext) -> dict[str, str]:
+def raw_headers(text: str) -> dict[str, str]:
     """:returns: the ``X-Kloudless-Raw-Headers`` JSON object. :raises ApiError: 400 if invalid."""
-    text = ctx.request.headers.get("X-Kloudless-Raw-Headers", "").strip()
+    text = text.strip()
     if not text:
         return {}
     try:
@@ -81,7 +80,7 @@ def _api_header(name: str) -> bool:
     )
 
 
-def forward_request(ctx: RequestContext, client: WebDAVClient) -> Response:
+def forward_request(request: PassthroughRequest, client: WebDAVClient, max_bytes: int) -> Response:
     """Forward ``POST accounts/{id}/raw`` to a DAV upstream and relay its answer unchanged.
 
     Method from ``X-Kloudless-Raw-Method``; URI from ``X-Kloudless-Raw-URI`` (relative to the
@@ -91,30 +90,27 @@ def forward_request(ctx: RequestContext, client: WebDAVClient) -> Response:
     ``X-Kloudless-Raw-Headers`` (JSON); the request's query parameters and body. The upstream's
     status, headers (minus hop-by-hop ones) and body bytes are streamed back.
 
+    :param max_bytes: the largest body passed through (413 above).
     :raises ApiError: 400 for bad raw headers or a URI off the account's host/root; upstream
         transport failures as 502/503/504.
     """
     from werkzeug.wrappers import Response
 
-    request = ctx.request
-    method = request.headers.get("X-Kloudless-Raw-Method", "").strip()
-    uri = request.headers.get("X-Kloudless-Raw-URI", "").strip()
-    headers = {k: v for k, v in request.headers.items() if not _api_header(k)}
-    explicit = raw_headers(ctx)
+    headers = {k: v for k, v in request.headers if not _api_header(k)}
+    explicit = raw_headers(request.raw_headers)
     for name in explicit:  # X-Kloudless-Raw-Headers win, whatever their case
         for key in [k for k in headers if k.lower() == name.lower()]:
             del headers[key]
     headers.update(explicit)
     body: Any = None
-    limit = ctx.settings.max_upload_bytes
-    if request.content_length and request.content_length > limit:
-        raise too_large(f"The pass-through body exceeds {limit} bytes.")
+    if request.content_length and request.content_length > max_bytes:
+        raise too_large(f"The pass-through body exceeds {max_bytes} bytes.")
     if request.content_length:
-        body = _SizedStream(request.stream, request.content_length)
-    elif request.environ.get("wsgi.input_terminated"):
-        body = _chunks(request.stream)
+        body = _SizedStream(request.body, request.content_length)
+    elif request.chunked:
+        body = _chunks(request.body)
     try:
-        upstream = client.forward(method, uri, headers, list(request.args.items(multi=True)), body)
+        upstream = client.forward(request.method, request.uri, headers, request.query, body)
     except ValueError as exc:
         raise invalid_parameters(f"Cannot pass the request through: {exc}.") from None
     return Response(

@@ -1,0 +1,70 @@
+"""The server without HTTP: what handlers, connectors' factories and background jobs share.
+
+:class:`Core` owns the settings, the store, the activity log, the background executor (tasks,
+sweeps), webhook delivery and the sweeper. The WSGI application
+(:class:`~kloudless.server.app.ServerApp`) is a :class:`Core` plus routing, authentication and
+the JSON error contract. Any request can reach any process: nothing here must be shared
+between processes except through the store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+from . import webhooks
+from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
+from .connectors import caldav, webdav_client
+from .connectors.base import AccountEnv, Connector
+from .connectors.registry import get_connector
+from .settings import Settings
+from .store import Store
+from .sweep import Sweeper
+
+__all__ = ["Core"]
+
+
+class Core:
+    """Settings, store, activity log, executor, webhooks and sweeper of one server process.
+
+    :param settings: the server settings; the data dir is created if missing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Connectors and API modules register their tables' migrations at import time (the
+        # imports above and the app's), so the store is opened only now.
+        self.store = Store(settings.db_path)
+        #: The one activity log (events API, webhooks).
+        self.activity = ActivityLog(self.store)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kloudless-task")
+        #: Webhook delivery (a background thread started on the first activity).
+        self.webhooks = webhooks.attach(self)
+        self.sweeper = Sweeper(self)
+        self.sweeper.maybe_run()  # start-up sweep, in the background
+
+    @property
+    def activity_listeners(self) -> list[ActivityListener]:
+        """Called after every committed activity append (``listener(account_id, cursor)``)."""
+        return self.activity.listeners
+
+    def connector(self, account: sqlite3.Row) -> Connector:
+        """:returns: the :class:`~kloudless.server.connectors.base.Connector` of the account."""
+        return get_connector(str(account["service"]))
+
+    def account_env(
+        self, account: sqlite3.Row, ip: str | None = None, describe: Describe | None = None
+    ) -> AccountEnv:
+        """:returns: what the account's connector is given: store, settings, account row and an
+        activity recorder (``ip`` stored with its events, ``describe`` building their metadata).
+        """
+        recorder = ActivityRecorder(self.activity, int(account["id"]), ip, describe)
+        return AccountEnv(self.store, self.settings, account, recorder)
+
+    def close(self) -> None:
+        """Stop background work, close pooled upstream (DAV) connections and the database."""
+        self.webhooks.stop()
+        self.executor.shutdown(wait=True)
+        webdav_client.close_clients()
+        caldav.close_backends()
+        self.store.close()

@@ -1,0 +1,69 @@
+"""Building responses: JSON bodies, the paging envelope and the JSON error contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from .errors import ApiError
+
+__all__ = ["error_body", "error_response", "json_response", "no_content", "object_list"]
+
+
+def object_list(
+    objects: Sequence[dict[str, Any]],
+    api: str,
+    page: Any,
+    next_page: Any,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Build the ``object_list`` envelope (the one paging envelope builder).
+
+    :param page: this page's identifier; :param next_page: the next one, or None at the end.
+    """
+    envelope: dict[str, Any] = {
+        "api": api,
+        "type": "object_list",
+        "page": page,
+        "next_page": next_page,
+        "count": len(objects),
+        "objects": list(objects),
+    }
+    if total is not None:
+        envelope["total"] = total
+    return envelope
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """:returns: a JSON response (``application/json``)."""
+    return Response(
+        json.dumps(data, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def no_content() -> Response:
+    """:returns: an empty 204 response."""
+    return Response(status=204)
+
+
+def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
+    """:returns: the JSON error ``{status_code, error_code, message, id}`` (+ extra keys)."""
+    body: dict[str, Any] = {
+        "status_code": exc.status,
+        "error_code": exc.error_code,
+        "message": exc.message,
+        "id": request_id,
+    }
+    body.update(exc.extra)
+    return body
+
+
+def error_response(exc: ApiError, request_id: str) -> Response:
+    """:returns: the JSON error response for ``exc``."""
+    return json_response(error_body(exc, request_id), exc.status, exc.headers)

@@ -1,0 +1,55 @@
+"""The routing table's vocabulary: :class:`Route`, the auth levels, and the URL map.
+
+Each ``api/<area>.py`` module lists its routes in ``ROUTES``; :mod:`kloudless.server.api`
+collects them in one table, which :func:`url_map` mounts under ``/v1`` (and ``/v2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Response
+
+AUTH_NONE = "none"  # no credentials needed (OAuth pages, public links)
+AUTH_ANY = "any"  # Bearer token or API key
+AUTH_APP = "app"  # API key or application-level bearer token
+
+#: ``handler(ctx, **url_vars) -> Response``.
+Handler = Callable[..., Response]
+
+__all__ = ["AUTH_ANY", "AUTH_APP", "AUTH_NONE", "Handler", "Route", "url_map"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One routing rule.
+
+    :param path: werkzeug rule under ``/v1`` (e.g. ``/accounts/<account_id>/storage/quota``);
+        ``prefix=False`` mounts it at the site root instead.
+    :param methods: accepted HTTP methods.
+    :param handler: ``handler(ctx, **url_vars) -> Response``.
+    :param auth: :data:`AUTH_ANY` (default), :data:`AUTH_APP` or :data:`AUTH_NONE`.
+    """
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Handler
+    auth: str = AUTH_ANY
+    prefix: bool = True
+
+
+def url_map(routes: Sequence[Route]) -> Map:
+    """:returns: the werkzeug map whose endpoints are indexes into ``routes``."""
+    rules = Map(strict_slashes=False, merge_slashes=False)
+    for index, route in enumerate(routes):
+        if not route.prefix:
+            rules.add(Rule(route.path, methods=list(route.methods), endpoint=index))
+            continue
+        # This server implements API v1; /v2 paths are served by the same handlers so that
+        # 2.x SDK code pinning api_version=2 keeps working.
+        for version in ("/v1", "/v2"):
+            rules.add(Rule(version + route.path, methods=list(route.methods), endpoint=index))
+    return rules
