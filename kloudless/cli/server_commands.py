@@ -89,6 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_base_url=args.public_url,
         oauth_pick_existing=not args.oauth_new_accounts_only,
         allowed_hosts=list(args.allowed_host or []),
+        connections_per_address=args.connections_per_address,
     )
     from kloudless.server.runner import DataDirError
 
@@ -346,6 +347,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="also answer requests for this Host name (repeatable; '*' = any). The bound host, "
         "localhost, 127.0.0.1, [::1] and the --public-url host are always accepted",
+    )
+    serve.add_argument(
+        "--connections-per-address",
+        type=int,
+        default=100,
+        metavar="N",
+        help="most open connections from one client address (0 = no limit; raise it behind a "
+        "reverse proxy, whose connections all come from one address)",
     )
     serve.add_argument(
         "--oauth-new-accounts-only",

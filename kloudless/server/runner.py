@@ -21,24 +21,43 @@ log = logging.getLogger("kloudless.server")
 
 
 def _create_server(app: ServerApp, host: str, port: int, threads: int) -> Any:
-    from waitress import create_server
-    from waitress.server import MultiSocketServer
+    """:returns: the hardened waitress server of :mod:`kloudless.server.serving` for ``app``."""
+    from .serving import create_server
 
-    # waitress buffers each request body (spooling large ones to disk) before the app runs, so
-    # a dropped upload never reaches the app; its own body limit must not undercut ours.
-    body_limit = max(app.settings.max_upload_bytes, app.settings.max_json_bytes) + 1024 * 1024
-    server = create_server(
+    settings = app.settings
+    # waitress receives each body (into the data dir) before the app runs; its own body limit
+    # must not undercut ours.
+    body_limit = max(settings.max_upload_bytes, settings.max_json_bytes) + 1024 * 1024
+    return create_server(
         app,
         host=host,
         port=port,
         threads=threads,
-        ident="kloudless",
-        clear_untrusted_proxy_headers=True,
-        max_request_body_size=body_limit,
+        data_dir=settings.data_dir,
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        min_body_rate=settings.min_body_rate,
+        connection_limit=settings.connection_limit,
+        connections_per_address=settings.connections_per_address,
+        min_free_bytes=settings.min_free_bytes,
+        max_body_bytes=body_limit,
     )
-    if isinstance(server, MultiSocketServer):  # pragma: no cover - one host only
-        raise RuntimeError("bind exactly one address")
-    return server
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise this process's soft limit of open files towards ``wanted`` (capped by the hard
+    limit), so that the connection limit, not the file limit, is what clients meet."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # pragma: no cover - not allowed here
+            log.warning("cannot raise the open files limit to %d", target)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -208,6 +227,7 @@ def run_forever(settings: Settings, out: TextIO | None = None) -> None:
 
 def _serve_locked(settings: Settings, out: TextIO) -> None:
     """:func:`run_forever` once the data dir is locked."""
+    raise_open_files_limit(settings.connection_limit + 256)
     app = ServerApp(settings)
     try:
         server = _create_server(app, settings.host, settings.port, settings.threads)

@@ -21,8 +21,25 @@ class Settings:
     data_dir: str = "kloudless-data"
     host: str = "127.0.0.1"
     port: int = 8002
-    #: waitress worker threads.
+    #: waitress worker threads (they run the app; the sockets are served by one I/O thread).
     threads: int = 8
+    #: Seconds a client has to send a request line and its headers (counted from the request's
+    #: first byte, or from connecting for a connection's first request); later: JSON 408.
+    header_timeout: float = 10.0
+    #: Seconds a connection may stay idle: between requests, while a body stalls, and while a
+    #: response is not being read (the send timeout for stalled readers).
+    idle_timeout: float = 30.0
+    #: Least average bytes per second a request body must keep (checked after
+    #: :attr:`header_timeout` seconds); slower bodies get a JSON 408.
+    min_body_rate: int = 1024
+    #: Open connections at which each new connection evicts the one idle longest.
+    connection_limit: int = 1000
+    #: Most open connections from one client address (0: no limit); more get a JSON 429. Behind
+    #: a reverse proxy every connection comes from the proxy: raise it or set it to 0 there.
+    connections_per_address: int = 100
+    #: Free space kept on the data dir's disk: uploads that would leave less get 507
+    #: ``insufficient_storage``, so that deletes (and their database commits) still fit.
+    min_free_bytes: int = 64 * MIB
     #: Largest accepted upload (single POST/PUT, a multipart session's total size).
     max_upload_bytes: int = 5 * 1024 * MIB
     #: Largest accepted JSON (or form) request body.

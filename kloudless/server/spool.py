@@ -1,10 +1,20 @@
-"""Spooling a request body to a temp file: the one place uploads and multipart parts are
-written before they are renamed into place."""
+"""Spooling a request body to a file in the data dir: the one place uploads and multipart parts
+are written before they are renamed into place.
+
+The HTTP server (:mod:`kloudless.server.serving`) already writes each large request body into
+``<data dir>/tmp/body-*`` (a :class:`SpooledBody`) while it receives it, on the filesystem where
+the file will end up. :func:`spool_to_temp` then *adopts* that file (a rename, no copy) instead of
+copying it, so an upload needs its size on disk once, plus a bounded overhead (the in-memory part
+of waitress's buffer). Bodies that arrive any other way (the test client, a body a wrapper has
+already consumed) are copied.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import tempfile
 from typing import IO, Callable
@@ -12,6 +22,74 @@ from typing import IO, Callable
 from .errors import ApiError
 
 CHUNK = 256 * 1024
+
+#: ``errno`` values meaning "no room left" (a full disk or a disk quota).
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+#: Folder of the data dir where the HTTP server spools request bodies.
+SPOOL_DIR = "tmp"
+#: File name prefix of spooled request bodies (the sweeper removes stale ones).
+SPOOL_PREFIX = "body-"
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """:returns: whether ``exc`` is an ``OSError`` for a full disk (or an exceeded disk quota)."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
+def insufficient_storage(message: str = "The server's disk is full.") -> ApiError:
+    """:returns: a 507 ``insufficient_storage`` error."""
+    return ApiError(507, "insufficient_storage", message)
+
+
+class SpooledBody(io.BufferedRandom):
+    """A request body being written to (or read from) a named file in the data dir.
+
+    Closing it removes the file unless :meth:`adopt` moved it to its next place first.
+    """
+
+    path: str
+    adopted: bool
+
+    @classmethod
+    def create(cls, directory: str) -> SpooledBody:
+        """:returns: a new empty body file in ``directory`` (created private).
+
+        :raises OSError: the file cannot be created (``ENOSPC`` when the disk is full).
+        """
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=directory, prefix=SPOOL_PREFIX)
+        body = cls(io.FileIO(fd, "r+"))
+        body.path = path
+        body.adopted = False
+        return body
+
+    def adopt(self, directory: str, prefix: str) -> str:
+        """Move the file into ``directory`` under a new ``prefix`` name (same filesystem: a
+        rename), fsync'ed; it is the caller's from now on.
+
+        :returns: the new path.
+        :raises OSError: the rename failed (e.g. another filesystem); the file stays here.
+        """
+        self.flush()
+        os.fsync(self.fileno())
+        fd, target = tempfile.mkstemp(dir=directory, prefix=prefix)  # reserves a unique name
+        os.close(fd)
+        try:
+            os.replace(self.path, target)
+        except OSError:
+            remove_quietly(target)
+            raise
+        self.adopted = True
+        return target
+
+    def close(self) -> None:
+        """Close the file, and remove it unless it was adopted."""
+        if self.closed:
+            return
+        super().close()
+        if not self.adopted:
+            remove_quietly(self.path)
 
 
 def spool_to_temp(
@@ -21,14 +99,20 @@ def spool_to_temp(
     limit: int,
     too_big: Callable[[], ApiError],
 ) -> tuple[str, int, str]:
-    """Copy ``stream`` into a new fsync'ed temp file in ``directory``.
+    """Put ``stream`` into a new fsync'ed temp file in ``directory``: adopt it when it is a
+    :class:`SpooledBody` positioned at its start, else copy it.
 
     :param prefix: temp file name prefix (the sweeper removes stale ``up-`` files).
     :param limit: most bytes accepted; one more raises ``too_big()``.
     :param too_big: builds the error for an over-long stream.
     :returns: ``(path, size, sha256 hex digest)``; the caller renames or unlinks the file.
-    :raises ApiError: ``too_big()``; the temp file is removed on any failure.
+    :raises ApiError: ``too_big()``; 507 ``insufficient_storage`` when the disk is full; the
+        temp file is removed on any failure.
     """
+    if isinstance(stream, SpooledBody) and not stream.closed and stream.tell() == 0:
+        adopted = _adopt(stream, directory, prefix, limit, too_big)
+        if adopted is not None:
+            return adopted
     fd, path = tempfile.mkstemp(dir=directory, prefix=prefix)
     digest = hashlib.sha256()
     size = 0
@@ -45,9 +129,39 @@ def spool_to_temp(
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+    except OSError as exc:
+        remove_quietly(path)
+        if is_no_space(exc):
+            raise insufficient_storage() from None
+        raise
     except BaseException:
         remove_quietly(path)
         raise
+    return path, size, digest.hexdigest()
+
+
+def _adopt(
+    body: SpooledBody, directory: str, prefix: str, limit: int, too_big: Callable[[], ApiError]
+) -> tuple[str, int, str] | None:
+    """Hash ``body`` and move it into ``directory``. :returns: like :func:`spool_to_temp`, or
+    None when it cannot be moved (another filesystem): the caller copies it then."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = body.read(CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise too_big()
+        digest.update(chunk)
+    try:
+        path = body.adopt(directory, prefix)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        body.seek(0)
+        return None
     return path, size, digest.hexdigest()
 
 

@@ -2,7 +2,8 @@
 
 :func:`sweep` removes finished tasks older than a day, multipart sessions idle for more than
 seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
-``cp-*``) older than a day and expired OAuth codes. :class:`Sweeper` runs it at start-up and
+``cp-*``, and request bodies the HTTP server spooled, ``tmp/body-*``) older than a day and
+expired OAuth codes. :class:`Sweeper` runs it at start-up and
 then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
 executor (never on a request thread), so it stops with the server
 (:meth:`kloudless.server.core.Core.close`).
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from .availability import parse_datetime
 from .settings import Settings
+from .spool import SPOOL_DIR, SPOOL_PREFIX
 from .store import Store
 
 log = logging.getLogger("kloudless.server")
@@ -82,8 +84,11 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
             counts["multipart"] += 1
     temp_limit = (now - TEMP_MAX_AGE).timestamp()
     pattern = os.path.join(glob.escape(app.settings.data_dir), "accounts", "*", "tmp")
-    for folder in glob.glob(pattern):
-        for prefix in ("up-", "cp-"):
+    # Request bodies the HTTP server spooled (data dir tmp/body-*) that a crash left behind.
+    folders: list[tuple[str, tuple[str, ...]]] = [(f, ("up-", "cp-")) for f in glob.glob(pattern)]
+    folders.append((os.path.join(app.settings.data_dir, SPOOL_DIR), (SPOOL_PREFIX,)))
+    for folder, prefixes in folders:
+        for prefix in prefixes:
             for path in glob.glob(os.path.join(glob.escape(folder), prefix + "*")):
                 with contextlib.suppress(OSError):
                     if os.lstat(path).st_mtime < temp_limit:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, cast
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
@@ -13,6 +13,7 @@ from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..context import RequestContext
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
+from ..file_slice import FileSlice
 from ..responses import json_response, no_content
 from ..routing import Route
 from .tasks import run_maybe_async
@@ -302,7 +303,27 @@ def send_contents(
     except BaseException:
         stream.close()
         raise
+    if response.status_code == 206 and _seekable(stream):
+        # Serve the range as a file of its own, so that the server's file wrapper streams it
+        # without a worker (werkzeug's range iterator would pin one to a slow reader).
+        first, last = _content_range(response.headers["Content-Range"])
+        window = cast(IO[bytes], FileSlice(stream, first, last - first + 1))
+        response.response = wrap_file(environ, window)
     return response
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _content_range(header: str) -> tuple[int, int]:
+    """:returns: ``(first, last)`` of a ``bytes first-last/size`` header werkzeug wrote."""
+    span = header.split(" ", 1)[1].split("/", 1)[0]
+    first, last = span.split("-", 1)
+    return int(first), int(last)
 
 
 # -- search, recent, quota ----------------------------------------------------------------------

@@ -1,0 +1,520 @@
+"""The HTTP server under the app: waitress, extended so that a few slow, broken or hostile
+clients cannot take it away from everyone else.
+
+waitress fits this job because its workers never touch a socket: one I/O thread reads every
+request in full before a worker runs it, and writes every response; a file response
+(``wsgi.file_wrapper``) is streamed by that I/O thread after the worker has returned. So a slow
+sender or a stalled reader costs a socket and a buffer, never a worker. This module adds what
+waitress lacks (``HACKING.md`` explains the choice and the measurements):
+
+* **Deadlines**: the request line and headers must arrive within
+  :attr:`~kloudless.server.settings.Settings.header_timeout` seconds of the first byte (or of the
+  connection, for its first request), and a body must keep an average of
+  :attr:`~kloudless.server.settings.Settings.min_body_rate` bytes per second; late requests get
+  a JSON ``408``. waitress's own idle timeout (``channel_timeout``) is the send timeout for
+  stalled readers.
+* **Connection limits that protect new clients**: at
+  :attr:`~kloudless.server.settings.Settings.connection_limit` open connections, each new one
+  evicts the connection that has been idle longest without a request in progress; one client
+  address holds at most
+  :attr:`~kloudless.server.settings.Settings.connections_per_address` connections (more get a
+  JSON ``429``).
+* **A look at the headers before the body**: the app's ``preflight(environ)`` (host, route,
+  authentication, quota) runs as soon as the headers are in; a refusal is answered before any
+  of the body is stored. Accepted bodies over waitress's in-memory buffer go to
+  ``<data dir>/tmp/body-*`` (:class:`~kloudless.server.spool.SpooledBody`), where the app
+  adopts them without a copy; a full disk there is a JSON ``507``.
+* **The JSON error contract** for everything waitress answers by itself (bad request lines,
+  oversized headers, 408, 413, 500), followed by a lingering close that reads and drops a bounded
+  amount of the unread body, so that the client sees the answer rather than a reset.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import time
+import uuid
+from collections import Counter
+from typing import Any, Callable
+
+from waitress.buffers import FileBasedBuffer, OverflowableBuffer
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.receiver import ChunkedReceiver, FixedStreamReceiver
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import Error
+
+from .spool import SPOOL_DIR, SpooledBody, is_no_space
+
+log = logging.getLogger("kloudless.server")
+
+#: The app's look at a request's headers: ``preflight(environ) -> None`` (go on) or
+#: ``(status line, headers, body)`` (answer this instead, without reading the body).
+Preflight = Callable[[dict[str, Any]], "tuple[str, list[tuple[str, str]], bytes] | None"]
+
+#: After an early answer, read and drop at most this much of the unread body ...
+LINGER_BYTES = 4 * 1024 * 1024
+#: ... for at most this many seconds, before closing (so the client reads the answer).
+LINGER_SECONDS = 2.0
+
+#: ``error_code`` of the statuses waitress answers by itself.
+ERROR_CODES = {
+    400: "bad_request",
+    408: "request_timeout",
+    413: "request_too_large",
+    429: "too_many_requests",
+    431: "request_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+    507: "insufficient_storage",
+}
+
+
+class RequestTimeout(Error):
+    code = 408
+    reason = "Request Timeout"
+
+
+class InsufficientStorage(Error):
+    code = 507
+    reason = "Insufficient Storage"
+
+
+class AppAnswer(Error):
+    """An answer the app's preflight gave: ``(status line, headers, body)``."""
+
+    def __init__(self, answer: tuple[str, list[tuple[str, str]], bytes]) -> None:
+        super().__init__("")
+        self.answer = answer
+        self.code = int(answer[0].split(" ", 1)[0])
+
+
+def json_error(status: int, reason: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """:returns: ``(status line, headers, body)`` of a JSON error in the API's contract."""
+    request_id = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "status_code": status,
+            "error_code": ERROR_CODES.get(status, "internal_error"),
+            "message": message,
+            "id": request_id,
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+    headers = [("Content-Type", "application/json"), ("X-Request-Id", request_id)]
+    return f"{status} {reason}", headers, body
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own error answers in the JSON contract, then a lingering close."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if isinstance(error, AppAnswer):
+            status, headers, body = error.answer
+        else:
+            message = f"{error.reason}: {error.body}" if error.body else error.reason
+            status, headers, body = json_error(error.code, error.reason, message)
+            log.info(
+                "%s %s %s (answered by the HTTP server) request_id=%s",
+                getattr(self.request, "command", "-") or "-",
+                "-",
+                error.code,
+                headers[1][1],
+            )
+        self.status = status
+        self.response_headers.extend(headers)
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.channel.linger = True
+        self.write(body)
+
+
+class DataDirBuffer(OverflowableBuffer):
+    """waitress's request body buffer, overflowing into a :class:`SpooledBody` in the data dir
+    instead of the system temp dir; a full disk switches it to dropping the rest (the parser
+    then answers 507)."""
+
+    def __init__(self, overflow: int, directory: str) -> None:
+        super().__init__(overflow)
+        self.directory = directory
+        self.failed = False
+
+    def _set_large_buffer(self) -> None:
+        old: Any = getattr(self, "buf", None)
+        try:
+            self.buf = FileBasedBuffer(SpooledBody.create(self.directory), old)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if hasattr(old, "close"):
+            old.close()
+        self.overflowed = True
+
+    def append(self, s: bytes) -> None:
+        if self.failed:
+            return
+        try:
+            super().append(s)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        if not is_no_space(exc):
+            log.error("cannot spool a request body: %s", exc)
+        self.failed = True
+        self.no_space = is_no_space(exc)
+        if self.buf is not None:
+            self.buf.close()
+        self.buf = None
+        self.strbuf = b""
+        self.overflowed = True  # keep append() from trying to overflow again
+
+
+class Parser(HTTPRequestParser):
+    """waitress's parser with a preflight of the app once the headers are in, bodies spooled
+    into the data dir, and the times the deadlines need."""
+
+    channel: Channel
+    body_rcv: Any
+
+    def __init__(self, adj: Any, channel: Channel | None = None) -> None:
+        super().__init__(adj)
+        if channel is not None:
+            self.channel = channel
+        self.started = time.time()
+        self.headers_done_at = 0.0
+        self.buffer: DataDirBuffer | None = None
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        self.headers_done_at = time.time()
+        if self.body_rcv is None or not hasattr(self, "channel"):
+            return
+        server = self.channel.server
+        self.buffer = DataDirBuffer(self.adj.inbuf_overflow, server.spool_dir)
+        if self.chunked:
+            self.body_rcv = ChunkedReceiver(self.buffer)
+        else:
+            self.body_rcv = FixedStreamReceiver(self.content_length, self.buffer)
+        answer = server.preflight_request(self.channel, self)
+        if answer is not None:
+            self.error = answer
+            self.completed = True
+
+    def received(self, data: bytes) -> int:
+        consumed: int = super().received(data)
+        buffer = self.buffer
+        if buffer is not None and buffer.failed and not self.completed:
+            self.error = (
+                InsufficientStorage("The server's disk is full.")
+                if getattr(buffer, "no_space", False)
+                else Error("The request body could not be stored.")
+            )
+            self.completed = True
+        return consumed
+
+
+class Channel(HTTPChannel):
+    """One client connection: our parser, JSON errors, deadlines and a lingering close."""
+
+    parser_class = Parser
+    error_task_class = JsonErrorTask
+    server: Server
+
+    def __init__(self, server: Server, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
+        self.linger = False
+        self.draining_until = 0.0
+        self.drained = 0
+        self.served = False
+        self.address = addr[0] if isinstance(addr, tuple) and addr else str(addr)
+        super().__init__(server, sock, addr, adj, map=map)
+        # The parser needs its channel (for the preflight and the spool dir).
+        self.parser_class = functools.partial(Parser, channel=self)  # type: ignore[assignment]
+
+    def add_channel(self, map: Any = None) -> None:
+        super().add_channel(map)
+        self.server.per_address[self.address] += 1
+
+    def del_channel(self, map: Any = None) -> None:
+        if self._fileno in self.server.active_channels:
+            counts = self.server.per_address
+            counts[self.address] -= 1
+            if counts[self.address] <= 0:
+                del counts[self.address]
+        super().del_channel(map)
+
+    def received(self, data: bytes) -> bool:
+        served_before = len(self.requests)
+        result: bool = super().received(data)
+        if len(self.requests) > served_before:
+            self.served = True
+        return result
+
+    # -- lingering close -------------------------------------------------------------------
+    def handle_close(self) -> None:
+        if self.linger and self.connected and not self.draining_until:
+            self.linger = False
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            else:
+                self.draining_until = time.monotonic() + LINGER_SECONDS
+                return
+        self.draining_until = 0.0
+        super().handle_close()
+
+    def readable(self) -> bool:
+        if self.draining_until:
+            return True
+        return bool(super().readable())
+
+    def writable(self) -> bool:
+        if self.draining_until:
+            return time.monotonic() > self.draining_until  # then handle_write closes
+        return bool(super().writable())
+
+    def handle_write(self) -> None:
+        if self.draining_until:
+            self.handle_close()
+            return
+        super().handle_write()
+
+    def handle_read(self) -> None:
+        if not self.draining_until:
+            super().handle_read()
+            return
+        try:
+            data = self.socket.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.drained += len(data)
+        if not data or self.drained > LINGER_BYTES or time.monotonic() > self.draining_until:
+            self.handle_close()
+
+
+class Server(TcpWSGIServer):
+    """waitress's TCP server with eviction at the connection limit, a per-address limit and
+    the deadlines of :mod:`kloudless.server.serving` (checked once a second)."""
+
+    channel_class = Channel
+
+    def __init__(self, *args: Any, limits: Limits, preflight: Preflight | None, **kw: Any):
+        self.limits = limits
+        self.preflight = preflight
+        self.spool_dir = limits.spool_dir
+        self.per_address: Counter[str] = Counter()
+        super().__init__(*args, **kw)
+
+    # -- connections -----------------------------------------------------------------------
+    def handle_accept(self) -> None:
+        try:
+            accepted = self.accept()
+        except OSError:
+            return
+        if accepted is None:
+            return
+        conn, addr = accepted
+        try:
+            self.set_socket_options(conn)
+        except OSError:  # the client is already gone
+            conn.close()
+            return
+        addr = self.fix_addr(addr)
+        address = addr[0] if isinstance(addr, tuple) and addr else str(addr)
+        limit = self.limits.connections_per_address
+        if limit and self.per_address[address] >= limit:
+            _refuse(conn, 429, "Too Many Requests", "Too many connections from this address.")
+            return
+        if len(self.active_channels) >= self.limits.connection_limit and not self._evict_one():
+            _refuse(conn, 503, "Service Unavailable", "Too many connections; try again soon.")
+            return
+        self.channel_class(self, conn, addr, self.adj, map=self._map)
+
+    def _evict_one(self) -> bool:
+        """Close the connection idle longest with no request being run or answered.
+
+        :returns: whether one was closed.
+        """
+        candidates = [
+            c
+            for c in self.active_channels.values()
+            if not c.requests and not c.total_outbufs_len and not _receiving_body(c)
+        ]
+        if not candidates:
+            return False
+        victim = min(candidates, key=lambda c: c.last_activity)
+        victim.handle_close()
+        return True
+
+    # -- the app's look at the headers -----------------------------------------------------
+    def preflight_request(self, channel: Channel, request: Parser) -> Error | None:
+        """:returns: the error to answer instead of reading ``request``'s body, or None."""
+        if self.preflight is not None:
+            environ = WSGITask(channel, request).get_environment()
+            try:
+                answer = self.preflight(environ)
+            except Exception:
+                log.exception("preflight failed")
+                answer = json_error(500, "Internal Server Error", "The request failed.")
+            if answer is not None:
+                return AppAnswer(answer)
+        if request.content_length and not request.chunked:
+            try:
+                free = shutil.disk_usage(self.spool_dir).free
+            except OSError:
+                return None
+            if free - request.content_length < self.limits.min_free_bytes:
+                return InsufficientStorage("The server's disk is full.")
+        return None
+
+    # -- deadlines -------------------------------------------------------------------------
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        limits = self.limits
+        for channel in list(self.active_channels.values()):
+            if channel.requests or channel.will_close:
+                continue
+            request = channel.request
+            if request is None:
+                if not channel.served and now - channel.creation_time > limits.header_timeout:
+                    channel.will_close = True  # never sent a request
+                continue
+            if not request.headers_finished:
+                if now - request.started > limits.header_timeout:
+                    _expire(channel, "The request headers took too long to arrive.")
+            elif request.body_rcv is not None and not request.completed:
+                elapsed = now - request.headers_done_at
+                if elapsed > limits.header_timeout and (
+                    request.body_bytes_received < limits.min_body_rate * elapsed
+                ):
+                    _expire(channel, "The request body arrived too slowly.")
+
+
+def _receiving_body(channel: Channel) -> bool:
+    request = channel.request
+    return request is not None and request.headers_finished and not request.completed
+
+
+def _expire(channel: Channel, message: str) -> None:
+    """Answer ``channel``'s half-received request with a JSON 408 (from the I/O thread)."""
+    with channel.requests_lock:
+        request = channel.request
+        if request is None or channel.requests or request.completed:
+            return
+        if not request.headers_finished:
+            request.parse_header(b"GET / HTTP/1.0\r\n")
+        request.error = RequestTimeout(message)
+        request.completed = True
+        channel.request = None
+        channel.requests.append(request)
+    channel.server.add_task(channel)
+
+
+def _refuse(conn: socket.socket, status: int, reason: str, message: str) -> None:
+    """Answer a connection that is not accepted with a JSON error, then close it."""
+    line, headers, body = json_error(status, reason, message)
+    head = f"HTTP/1.1 {line}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+    if status in (429, 503):
+        head += "Retry-After: 1\r\n"
+    try:
+        conn.setblocking(False)
+        conn.send(head.encode("latin-1") + b"\r\n" + body)
+    except OSError:
+        pass
+    conn.close()
+
+
+class Limits:
+    """What :class:`Server` enforces (from :class:`~kloudless.server.settings.Settings`)."""
+
+    def __init__(
+        self,
+        spool_dir: str,
+        header_timeout: float,
+        min_body_rate: int,
+        connection_limit: int,
+        connections_per_address: int,
+        min_free_bytes: int,
+    ) -> None:
+        self.spool_dir = spool_dir
+        self.header_timeout = header_timeout
+        self.min_body_rate = min_body_rate
+        self.connection_limit = connection_limit
+        self.connections_per_address = connections_per_address
+        self.min_free_bytes = min_free_bytes
+
+
+def create_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    threads: int,
+    data_dir: str,
+    header_timeout: float,
+    idle_timeout: float,
+    min_body_rate: int,
+    connection_limit: int,
+    connections_per_address: int,
+    min_free_bytes: int,
+    max_body_bytes: int,
+    sock: socket.socket | None = None,
+) -> Server:
+    """Build the server (bound, not yet running) for ``app``.
+
+    :param sock: an already bound listening socket to serve on (several processes can share
+        one); else ``host:port`` is bound.
+    """
+    from waitress.adjustments import Adjustments
+
+    spool_dir = os.path.join(data_dir, SPOOL_DIR)
+    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+    where: dict[str, Any] = {"sockets": [sock]} if sock else {"host": host, "port": port}
+    adj = Adjustments(
+        **where,
+        threads=threads,
+        ident="kloudless",
+        clear_untrusted_proxy_headers=True,
+        max_request_body_size=max_body_bytes,
+        channel_timeout=max(1, int(idle_timeout)),
+        cleanup_interval=1,
+        # The eviction above happens below this hard cap; poll() has no FD_SETSIZE limit.
+        connection_limit=connection_limit + 64,
+        asyncore_use_poll=hasattr(select, "poll"),
+    )
+    limits = Limits(
+        spool_dir,
+        header_timeout,
+        min_body_rate,
+        connection_limit,
+        connections_per_address,
+        min_free_bytes,
+    )
+    from waitress.task import ThreadedTaskDispatcher
+
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
+    return Server(
+        app,
+        {},
+        True,
+        sock,
+        dispatcher=dispatcher,
+        adj=adj,
+        bind_socket=sock is None,
+        limits=limits,
+        preflight=getattr(app, "preflight", None),
+        **({"sockinfo": (sock.family, sock.type, sock.proto, sock.getsockname())} if sock else {}),
+    )
