@@ -117,6 +117,7 @@ def _stop_server(server: Any) -> None:
     from waitress import wasyncore
 
     server.task_dispatcher.shutdown()
+    server.close_channels()
     wasyncore.close_all(server._map)
 
 

@@ -316,6 +316,13 @@ class Server(TcpWSGIServer):
         self.per_address: Counter[str] = Counter()
         super().__init__(*args, **kw)
 
+    def close_channels(self) -> None:
+        """Close every connection with its buffers (open download files included); for a
+        server that stops."""
+        for channel in list(self.active_channels.values()):
+            channel.linger = False
+            channel.handle_close()
+
     # -- connections -----------------------------------------------------------------------
     def handle_accept(self) -> None:
         try:
