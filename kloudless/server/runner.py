@@ -161,7 +161,10 @@ class ServerThread:
         """Stop serving and release everything (sockets, threads, database)."""
         self._stopping.set()
         if self._thread.is_alive():
-            self.server.pull_trigger()
+            try:
+                self.server.pull_trigger()  # wake the loop up from its poll()
+            except OSError:  # it saw the flag first and has already closed the trigger
+                pass
             self._thread.join(timeout=15)
         else:
             _stop_server(self.server)
