@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import sys
 from contextlib import closing
@@ -90,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         oauth_pick_existing=not args.oauth_new_accounts_only,
         allowed_hosts=list(args.allowed_host or []),
         connections_per_address=args.connections_per_address,
+        allow_upstream=_allow_upstream(args),
     )
     from kloudless.server.runner import DataDirError
 
@@ -107,6 +109,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _allow_upstream(args: argparse.Namespace) -> list[str]:
+    """:returns: the ``--allow-upstream`` entries, else those of ``$KLOUDLESS_ALLOW_UPSTREAM``."""
+    from kloudless.server.outbound import ENV_ALLOW_UPSTREAM, entries_from_env, parse_allow
+
+    given = getattr(args, "allow_upstream", None)
+    if given:
+        return list(given)
+    entries = entries_from_env(os.environ.get(ENV_ALLOW_UPSTREAM))
+    for entry in entries:
+        try:
+            parse_allow(entry)
+        except ValueError as exc:
+            raise SystemExit(f"kloudless: error: ${ENV_ALLOW_UPSTREAM}: {exc}") from None
+    return entries
+
+
+def _allow_entry(text: str) -> str:
+    """:returns: ``text`` if it is a valid ``--allow-upstream`` entry.
+    :raises argparse.ArgumentTypeError: otherwise."""
+    from kloudless.server.outbound import parse_allow
+
+    try:
+        parse_allow(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_allow_upstream(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-upstream",
+        action="append",
+        type=_allow_entry,
+        metavar="ENTRY",
+        help="let the server connect to this non-public address for users (WebDAV/CalDAV "
+        "accounts, pass-through, webhooks): HOST, HOST:PORT, an IP or a CIDR network "
+        "(repeatable; default: $KLOUDLESS_ALLOW_UPSTREAM, comma-separated). Loopback, "
+        "private and link-local addresses are refused otherwise",
+    )
 
 
 def _port(text: str) -> int:
@@ -187,6 +230,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     from kloudless.server.api.accounts import default_account_name
     from kloudless.server.connectors.registry import get_connector
     from kloudless.server.errors import ApiError
+    from kloudless.server.outbound import OutboundPolicy
 
     try:
         settings = _upstream_settings(args)
@@ -196,7 +240,8 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     with closing(_store(args)) as store:
         try:
             # Same check as POST /v1/accounts: contacts the upstream, seals the password.
-            config = get_connector(args.service).validate_config(settings, store)
+            policy = OutboundPolicy.from_entries(_allow_upstream(args))
+            config = get_connector(args.service).validate_config(settings, store, policy)
         except ApiError as exc:
             sys.stderr.write(f"kloudless: {exc.message} ({exc.error_code})\n")
             return 1
@@ -295,6 +340,7 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
     :mod:`kloudless.server.webhooks`). ``set`` validates the URL with a ping right away."""
     from kloudless.server import webhooks
     from kloudless.server.errors import ApiError
+    from kloudless.server.outbound import OutboundPolicy
 
     store = _store(args)  # after the import above, so the webhooks table exists
     try:
@@ -302,7 +348,10 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
         action = args.webhook_command
         if action == "set":
             _, key = webhooks.configure_webhook(store, app_id, args.url)
-            checked = webhooks.validate_webhook(store, app_id)
+            policy = OutboundPolicy.from_entries(_allow_upstream(args))
+            checked = webhooks.validate_webhook(
+                store, app_id, sender=functools.partial(webhooks.send_http, policy=policy)
+            )
             if key is not None:
                 print(f"Webhook signing key (shown once, give it to your receiver): {key}")
             detail = f" ({checked.error})" if checked.error else ""
@@ -348,6 +397,7 @@ def register(subparsers: Any) -> None:
         help="also answer requests for this Host name (repeatable; '*' = any). The bound host, "
         "localhost, 127.0.0.1, [::1] and the --public-url host are always accepted",
     )
+    _add_allow_upstream(serve)
     serve.add_argument(
         "--connections-per-address",
         type=int,
@@ -394,6 +444,7 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="caldav: the calendar collection used as the primary calendar",
     )
+    _add_allow_upstream(create)
     _command(acc_sub, "list", cmd_accounts_list, help="list accounts")
     delete = _command(
         acc_sub, "delete", cmd_accounts_delete, help="delete an account and its files"
@@ -439,3 +490,4 @@ def register(subparsers: Any) -> None:
     ):
         _command(hook_sub, name, cmd_apps_webhook, help=text)
     hook_sub.choices["set"].add_argument("url", metavar="URL")
+    _add_allow_upstream(hook_sub.choices["set"])

@@ -73,6 +73,12 @@ class Settings:
     #: Failed authentications (401) per minute per client address before answering 429;
     #: 0 disables the limit.
     auth_failures_per_minute: int = 20
+    #: Non-public addresses the server may connect to on behalf of users (WebDAV/CalDAV
+    #: accounts, pass-through, webhooks, upload from a URL): ``HOST``, ``HOST:PORT``, an IP
+    #: (``[IPv6]:PORT``) or a CIDR network. Everything else that is loopback, link-local,
+    #: private, multicast or otherwise not public is refused; see
+    #: :mod:`kloudless.server.outbound` (``kloudless serve --allow-upstream``).
+    allow_upstream: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def db_path(self) -> str:

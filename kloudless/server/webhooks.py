@@ -29,13 +29,17 @@ body. Otherwise the webhook is marked ``invalid`` and not used until it is confi
 API requests never wait for a receiver. The worker thread sends one notification per account
 however many changes happened meanwhile (coalescing), retries connection errors, timeouts,
 ``408``, ``429`` and ``5xx`` with exponential backoff (:class:`urllib3.util.Retry` computes the
-delays; bounded attempts), and gives up on other answers. Redirects are not followed.
+delays; bounded attempts), and gives up on other answers. Redirects are not followed, and the
+receiver's address must pass the server's outbound policy (:mod:`kloudless.server.outbound`: no
+loopback, private or link-local addresses unless ``Settings.allow_upstream`` permits them); a
+refused address fails validation.
 Notifications still pending when the server stops are dropped: receivers that must not miss
 anything also poll ``events`` with their stored cursor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -48,6 +52,8 @@ from urllib3.util import Retry
 
 from ..webhooks import SIGNATURE_HEADER, compute_signature
 from .errors import invalid_parameters
+from .outbound import DEFAULT_POLICY, OutboundPolicy, OutboundRefused, policy_for
+from .settings import Settings
 from .store import Store, new_secret, now_iso, register_migration
 
 __all__ = [
@@ -120,16 +126,24 @@ class WebhookConfig:
     signing_key: str = field(repr=False)
 
 
-def send_http(url: str, body: bytes, headers: dict[str, str], timeout: float) -> DeliveryResult:
-    """POST ``body`` to ``url`` without following redirects or using proxies from the
-    environment; read at most :data:`MAX_ANSWER_BYTES` of the answer.
+def send_http(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    *,
+    policy: OutboundPolicy = DEFAULT_POLICY,
+) -> DeliveryResult:
+    """POST ``body`` to ``url`` through the outbound ``policy`` (no redirects followed, no
+    proxies from the environment, only addresses the policy permits); read at most
+    :data:`MAX_ANSWER_BYTES` of the answer.
 
-    :returns: the answer; a connection failure or timeout gives ``status=None``.
+    :returns: the answer; a refused address, a connection failure or a timeout gives
+        ``status=None``.
     """
     import requests
 
-    with requests.Session() as session:
-        session.trust_env = False  # no proxies or .netrc credentials from the environment
+    with policy.session() as session:
         try:
             with session.post(
                 url,
@@ -141,6 +155,8 @@ def send_http(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
             ) as response:
                 raw = response.raw.read(MAX_ANSWER_BYTES, decode_content=True) or b""
                 return DeliveryResult(response.status_code, raw.decode("utf-8", "replace"))
+        except OutboundRefused as exc:
+            return DeliveryResult(None, error=f"address refused: {exc.reason}")
         except requests.RequestException as exc:
             return DeliveryResult(None, error=type(exc).__name__)
 
@@ -458,10 +474,11 @@ class _DeliveryFailed(Exception):
 
 
 class ActivitySource(Protocol):
-    """Where a dispatcher plugs in: a store and its activity listeners (a
-    :class:`~kloudless.server.core.Core`)."""
+    """Where a dispatcher plugs in: a store, its activity listeners and the settings (for the
+    outbound policy) (a :class:`~kloudless.server.core.Core`)."""
 
     store: Store
+    settings: Settings
 
     @property
     def activity_listeners(self) -> list[Callable[[int, int], None]]: ...
@@ -473,6 +490,7 @@ def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     :param options: passed to :class:`WebhookDispatcher` (``timeout``, ``backoff_factor``, ...).
     :returns: the dispatcher; call ``stop()`` before closing the store.
     """
+    options.setdefault("sender", functools.partial(send_http, policy=policy_for(app.settings)))
     dispatcher = WebhookDispatcher(app.store, **options)
     app.activity_listeners.append(dispatcher.notify)
     return dispatcher

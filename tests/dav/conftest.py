@@ -17,6 +17,7 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from .servers import (
+    ALLOW_LOOPBACK,
     PASSWORD,
     USERNAME,
     DavServer,
@@ -78,7 +79,11 @@ def app(tmp_path: Path) -> Iterator[Any]:
     """A fresh API server (werkzeug app) on a temporary data dir."""
     from kloudless.server import Settings, create_app
 
-    application = create_app(Settings(data_dir=str(tmp_path / "data"), multipart_part_size=4))
+    application = create_app(
+        Settings(
+            data_dir=str(tmp_path / "data"), multipart_part_size=4, allow_upstream=ALLOW_LOOPBACK
+        )
+    )
     yield application
     application.close()
 

@@ -13,6 +13,13 @@ import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
+from kloudless.server.outbound import OutboundPolicy
+
+#: The DAV test servers listen on 127.0.0.1, which the server's outbound policy refuses unless
+#: allowlisted: every API server these tests connect to them allows it explicitly.
+ALLOW_LOOPBACK = ["127.0.0.1"]
+#: The outbound policy with that allowlist, for tests that build clients directly.
+LOOPBACK_POLICY = OutboundPolicy.from_entries(ALLOW_LOOPBACK)
 USERNAME = "dav-user"
 PASSWORD = "dav-secret-pw"
 READY_TIMEOUT = 10.0

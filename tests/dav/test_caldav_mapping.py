@@ -28,7 +28,7 @@ from kloudless.server.connectors.calendar_base import (
 )
 from kloudless.server.connectors.webdav_errors import ServiceNotAvailable, ServiceUnauthorized
 
-from .servers import DavServer
+from .servers import LOOPBACK_POLICY, DavServer
 
 
 def roundtrip(fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -167,7 +167,9 @@ def test_ids() -> None:
 def backend(caldav_server: DavServer) -> Iterator[CalDAVCalendar]:
     # A fresh user collection path per test keeps tests apart: Radicale's owner_only rights
     # let the user create calendars under /<user>/.
-    cal = CalDAVCalendar(caldav_server.url, caldav_server.username, caldav_server.password)
+    cal = CalDAVCalendar(
+        caldav_server.url, caldav_server.username, caldav_server.password, policy=LOOPBACK_POLICY
+    )
     yield cal
     cal.close()
 
@@ -307,12 +309,12 @@ def test_events_of_other_clients_are_listed(backend: CalDAVCalendar) -> None:
 
 
 def test_wrong_password_and_down(caldav_server: DavServer, closed_port_url: str) -> None:
-    bad = CalDAVCalendar(caldav_server.url, caldav_server.username, "wrong")
+    bad = CalDAVCalendar(caldav_server.url, caldav_server.username, "wrong", policy=LOOPBACK_POLICY)
     with pytest.raises(ServiceUnauthorized) as info:
         bad.list_calendars(1, 10)
     assert info.value.status == 401 and "wrong" not in info.value.message
     bad.close()
-    down = CalDAVCalendar(closed_port_url, "u", "p", timeout=2)
+    down = CalDAVCalendar(closed_port_url, "u", "p", timeout=2, policy=LOOPBACK_POLICY)
     with pytest.raises(ServiceNotAvailable):
         down.list_calendars(1, 10)
     down.close()

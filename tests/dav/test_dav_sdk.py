@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .servers import DavServer
+from .servers import ALLOW_LOOPBACK, DavServer
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from kloudless.server.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("dav-sdk-data")
-    server = ServerThread(Settings(data_dir=str(data_dir), host="127.0.0.1", port=0))
+    server = ServerThread(
+        Settings(data_dir=str(data_dir), host="127.0.0.1", port=0, allow_upstream=ALLOW_LOOPBACK)
+    )
     server.start()
     try:
         yield server

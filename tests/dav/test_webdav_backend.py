@@ -14,7 +14,7 @@ from kloudless.server.connectors import webdav, webdav_client
 from kloudless.server.connectors.webdav_auth import seal, unseal
 
 from .conftest import connect_account, error
-from .servers import DavServer
+from .servers import LOOPBACK_POLICY, DavServer
 
 S = "/v1/accounts/me/storage"
 
@@ -406,6 +406,7 @@ def test_sealed_credentials(api: Client, app: Any, creds: Any, webdav_folder: Da
             "password": webdav_folder.password,
         },
         app.store.server_secret(),
+        LOOPBACK_POLICY,
     )
     assert "password" not in config and webdav_folder.password not in json.dumps(config)
     account_id = app.store.create_account(creds.app_id, "webdav", "sealed", config)
@@ -448,7 +449,7 @@ def test_upload_limit_and_hidden_temp_files(
     token = webdav_auth["Authorization"].split()[1]
     row = app.store.get_account(app.store.lookup_token(token)["account_id"])
     client = webdav_client.client_for(
-        *credentials(json.loads(row["config"]), app.store.server_secret())
+        *credentials(json.loads(row["config"]), app.store.server_secret()), LOOPBACK_POLICY
     )
     storage = webdav.WebDAVStorage(client, int(row["id"]))
     with pytest.raises(Exception) as info:

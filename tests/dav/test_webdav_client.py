@@ -17,12 +17,14 @@ from kloudless.server.connectors.webdav_client import (
     normalize_path,
 )
 
-from .servers import DavServer, ServerThread
+from .servers import LOOPBACK_POLICY, DavServer, ServerThread
 
 
 @pytest.fixture
 def client(webdav_folder: DavServer) -> Iterator[WebDAVClient]:
-    with WebDAVClient(webdav_folder.url, webdav_folder.username, webdav_folder.password) as dav:
+    with WebDAVClient(
+        webdav_folder.url, webdav_folder.username, webdav_folder.password, policy=LOOPBACK_POLICY
+    ) as dav:
         yield dav
 
 
@@ -128,7 +130,9 @@ def test_mkcol_move_copy_delete(client: WebDAVClient) -> None:
 
 
 def test_wrong_password(webdav_folder: DavServer) -> None:
-    with WebDAVClient(webdav_folder.url, webdav_folder.username, "wrong") as dav:
+    with WebDAVClient(
+        webdav_folder.url, webdav_folder.username, "wrong", policy=LOOPBACK_POLICY
+    ) as dav:
         with pytest.raises(errors.ServiceUnauthorized) as info:
             dav.stat("/")
     err = info.value
@@ -137,7 +141,7 @@ def test_wrong_password(webdav_folder: DavServer) -> None:
 
 
 def test_upstream_down(closed_port_url: str) -> None:
-    with WebDAVClient(closed_port_url, "u", "p", timeout=(2, 2)) as dav:
+    with WebDAVClient(closed_port_url, "u", "p", timeout=(2, 2), policy=LOOPBACK_POLICY) as dav:
         with pytest.raises(errors.ServiceNotAvailable) as info:
             dav.stat("/")
     assert info.value.to_dict()["error_code"] == "service_not_available"
@@ -265,7 +269,7 @@ def flaky_url() -> Iterator[str]:
 def test_upstream_statuses(
     flaky_url: str, status: int, error_type: type, api_status: int, code: str
 ) -> None:
-    with WebDAVClient(f"{flaky_url}{status}/", "u", "p") as dav:
+    with WebDAVClient(f"{flaky_url}{status}/", "u", "p", policy=LOOPBACK_POLICY) as dav:
         with pytest.raises(error_type) as info:
             dav.put("/x.txt", b"data")
     err = info.value
@@ -275,17 +279,19 @@ def test_upstream_statuses(
 
 
 def test_upstream_timeout(flaky_url: str) -> None:
-    with WebDAVClient(f"{flaky_url}slow/", "u", "p", timeout=(2, 0.3)) as dav:
+    with WebDAVClient(
+        f"{flaky_url}slow/", "u", "p", timeout=(2, 0.3), policy=LOOPBACK_POLICY
+    ) as dav:
         with pytest.raises(errors.GatewayTimeout) as info:
             dav.stat("/")
     assert (info.value.status, info.value.error_code) == (504, "gateway_timeout")
 
 
 def test_upstream_garbage(flaky_url: str) -> None:
-    with WebDAVClient(f"{flaky_url}garbage/", "u", "p") as dav:
+    with WebDAVClient(f"{flaky_url}garbage/", "u", "p", policy=LOOPBACK_POLICY) as dav:
         with pytest.raises(errors.BadGateway):
             dav.stat("/")
-    with WebDAVClient(f"{flaky_url}200/", "u", "p") as dav:
+    with WebDAVClient(f"{flaky_url}200/", "u", "p", policy=LOOPBACK_POLICY) as dav:
         with pytest.raises(errors.BadGateway):  # 200 instead of 207
             dav.stat("/")
 

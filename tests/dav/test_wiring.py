@@ -17,7 +17,7 @@ from werkzeug.test import Client, TestResponse
 
 from kloudless.server.api.oauth import dav_services
 
-from .servers import DavServer
+from .servers import ALLOW_LOOPBACK, DavServer
 
 REDIRECT = "http://localhost:8020/callback"
 
@@ -287,6 +287,7 @@ def test_cli_creates_webdav_account(
     create_app(Settings(data_dir=data)).close()  # admin commands need an existing store
     base = ["accounts", "create", "--data-dir", data, "--service", "webdav"]
     base += ["--url", webdav_folder.url, "--username", webdav_folder.username]
+    base += ["--allow-upstream", "127.0.0.1"]  # the test server listens on loopback
     status, out, err = _cli(monkeypatch, capsys, "wrong-pw-456\n", *base, "--password-stdin")
     assert status == 1 and "wrong-pw-456" not in out + err
     assert "service_unauthorized" in err and "Created account" not in out
@@ -302,7 +303,7 @@ def test_cli_creates_webdav_account(
     assert created is not None and token is not None
     assert created.group(2) == f"{webdav_folder.username}@127.0.0.1"
 
-    app = create_app(Settings(data_dir=data))
+    app = create_app(Settings(data_dir=data, allow_upstream=ALLOW_LOOPBACK))
     try:
         app.store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         assert webdav_folder.password.encode() not in _db_bytes(app)
@@ -324,7 +325,7 @@ def test_cli_password_file_and_usage_errors(
     create_app(Settings(data_dir=data)).close()  # admin commands need an existing store
     secret = tmp_path / "pw.txt"
     secret.write_text(webdav_folder.password + "\n", encoding="utf-8")
-    base = ["accounts", "create", "--data-dir", data]
+    base = ["accounts", "create", "--data-dir", data, "--allow-upstream", "127.0.0.1"]
     dav = ["--url", webdav_folder.url, "--username", webdav_folder.username]
     by_file = ["--service", "webdav", *dav, "--password-file", str(secret), "--name", "mine"]
     status, out, _ = _cli(monkeypatch, capsys, "", *base, *by_file)
@@ -353,7 +354,7 @@ def test_close_closes_pooled_clients(
     from kloudless.server.bootstrap import bootstrap
     from kloudless.server.connectors import caldav, webdav_client
 
-    app = create_app(Settings(data_dir=str(tmp_path / "data")))
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), allow_upstream=ALLOW_LOOPBACK))
     closed_backends: list[bool] = []
     monkeypatch.setattr(caldav, "close_backends", lambda: closed_backends.append(True))
     try:

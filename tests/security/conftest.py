@@ -106,6 +106,8 @@ class LoopbackServer:
                 self.wfile.write(payload)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+            # WebDAV/CalDAV methods too, so that stand-in upstreams see (and record) them.
+            do_OPTIONS = do_PROPFIND = do_REPORT = do_MKCOL = do_MKCALENDAR = _any
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass

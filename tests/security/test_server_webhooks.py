@@ -58,7 +58,8 @@ def _dispatcher_of(app: ServerApp) -> hooks.WebhookDispatcher:
 
 @pytest.fixture
 def env(tmp_path: Any) -> Iterator[Env]:
-    app = create_app(Settings(data_dir=str(tmp_path / "data")))
+    # The receivers listen on 127.0.0.1, which the outbound policy refuses unless allowlisted.
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), allow_upstream=["127.0.0.1"]))
     dispatcher = _dispatcher_of(app)
     dispatcher.backoff_factor = 0.01
     dispatcher.backoff_max = 0.05
@@ -144,8 +145,11 @@ def test_failed_validation_marks_invalid_and_nothing_is_sent(
 
 def test_unreachable_receiver_is_invalid(env: Env) -> None:
     hooks.configure_webhook(env.app.store, env.creds.app_id, "http://127.0.0.1:9/hook")
-    config = hooks.validate_webhook(env.app.store, env.creds.app_id, timeout=2)
+    config = hooks.validate_webhook(
+        env.app.store, env.creds.app_id, timeout=2, sender=env.dispatcher.sender
+    )
     assert config.state == hooks.INVALID and "no answer" in (config.error or "")
+    assert "refused" not in (config.error or "")  # allowlisted: it was tried, nothing answered
 
 
 @pytest.mark.parametrize(
@@ -410,7 +414,8 @@ def test_cli_webhook_commands(
     app_id = re.search(r"KLOUDLESS_APP_ID=(\S+)", capsys.readouterr().out)
     assert app_id is not None
     receiver = loopback(receiver_for(app_id.group(1)))
-    assert main(["apps", "webhook", "set", receiver.url, "--data-dir", data]) == 0
+    allow = ["--allow-upstream", "127.0.0.1"]  # the receivers listen on loopback
+    assert main(["apps", "webhook", "set", receiver.url, "--data-dir", data, *allow]) == 0
     out = capsys.readouterr().out
     key = re.search(r"(whsec_\S+)", out)
     assert key is not None and "valid" in out and verified(receiver.seen[0], key.group(1))
@@ -420,7 +425,7 @@ def test_cli_webhook_commands(
     assert main(["apps", "webhook", "rotate-key", "--data-dir", data]) == 0
     assert "whsec_" in capsys.readouterr().out
     broken = loopback(lambda seen: (500, {}, b""))
-    assert main(["apps", "webhook", "set", broken.url, "--data-dir", data]) == 1
+    assert main(["apps", "webhook", "set", broken.url, "--data-dir", data, *allow]) == 1
     assert "invalid" in capsys.readouterr().out
     assert main(["apps", "webhook", "set", "not a url", "--data-dir", data]) == 2
     assert main(["apps", "webhook", "remove", "--data-dir", data]) == 0

@@ -12,6 +12,7 @@ from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import account_label
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
+from ..outbound import policy_for
 from ..params import parse_bool
 from ..responses import json_response, no_content
 from ..routing import Route
@@ -101,7 +102,8 @@ def create_account(ctx: RequestContext) -> Response:
     connector = get_connector(service)
     config = {k: v for k, v in body.items() if k not in ("service", "account")}
     # The store lets connectors seal upstream credentials (DAV passwords) before storing them.
-    config = connector.validate_config(config, ctx.store)
+    # The outbound policy decides which addresses the connector may contact (no loopback, ...).
+    config = connector.validate_config(config, ctx.store, policy_for(ctx.settings))
     if name is None:
         name = default_account_name(service, config)
     with ctx.store.transaction():

@@ -21,9 +21,13 @@ Connecting a WebDAV or CalDAV server
     The URL (and user name) are pre-filled from the JSON object in ``form_data`` or
     ``extra_data`` (keys ``domain`` or ``url``, and ``username``; ``form_data`` wins).
     On submit (CSRF-checked like the rest of the page) the settings are checked against the
-    server by the connector's ``validate_config`` (which seals the password); a failure shows the
-    form again with the error message (the password is never sent back), success creates the
-    account named ``user@host`` and continues with the usual code or token redirect.
+    server by the connector's ``validate_config`` (which seals the password) under the server's
+    outbound policy (:mod:`kloudless.server.outbound`: no loopback, private or link-local
+    addresses unless allowlisted); a failure shows the form again (the password is never sent
+    back) with the form's own mistake (a missing field, a malformed URL) or, for anything the
+    server learnt by trying to connect, one message whatever happened (:data:`CONNECT_FAILED`;
+    the details go to the server log), since the visitor is not authenticated. Success creates
+    the account named ``user@host`` and continues with the usual code or token redirect.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import hashlib
 import hmac
 import html
 import json
+import logging
 import secrets
 import time
 from typing import Any
@@ -41,16 +46,24 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from ..connectors.registry import get_connector
-from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL
+from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL, clean_settings
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
 from ..hosts import LOOPBACK_HOSTS
+from ..outbound import policy_for
 from ..responses import json_response
 from ..routing import AUTH_NONE, Route
 from ..store import hash_secret
 from .accounts import default_account_name
 
+log = logging.getLogger("kloudless.server.oauth")
+
 CSRF_COOKIE = "kloudless_csrf"
+#: What the consent page says when connecting to the given server failed, whatever the reason.
+CONNECT_FAILED = (
+    "Could not connect an account with these settings. Check the server URL, the user name "
+    "and the password (and the calendar name), or ask the server's operator."
+)
 PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state", "extra_data", "form_data")
 #: Services whose accounts are connected with a server URL and credentials on the consent page.
 DAV_SERVICES = ("webdav", "caldav")
@@ -256,15 +269,43 @@ def _connect_dav(
     if service == "caldav" and form.get("primary_calendar", "").strip():
         settings["primary_calendar"] = form["primary_calendar"].strip()
     try:
-        # Contacts the upstream: outside any store transaction. Seals the password.
-        return service, get_connector(service).validate_config(settings, ctx.store)
+        clean_settings(settings)  # the form's own mistakes are shown as they are
     except ApiError as exc:
-        app = ctx.store.get_app(app_id)
-        assert app is not None
-        values = {k: v for k, v in settings.items() if k != "password"}
-        values["service"] = service
-        page = _page(ctx, params, str(app["name"]), cookie, exc.message, values)
-        return _html(page, 400)
+        return _dav_form_again(ctx, params, app_id, cookie, service, settings, exc.message)
+    try:
+        # Contacts the upstream: outside any store transaction. Seals the password.
+        config = get_connector(service).validate_config(
+            settings, ctx.store, policy_for(ctx.settings)
+        )
+    except ApiError as exc:
+        # The visitor is not authenticated: whatever the address answered (or that it was
+        # refused, or did not resolve) stays in the server log, or the page is a port scanner.
+        log.info(
+            "consent page: connecting a %s account failed: %s (request_id=%s)",
+            service,
+            exc.message,
+            ctx.request_id,
+        )
+        return _dav_form_again(ctx, params, app_id, cookie, service, settings, CONNECT_FAILED)
+    return service, config
+
+
+def _dav_form_again(
+    ctx: RequestContext,
+    params: dict[str, str],
+    app_id: str,
+    cookie: str,
+    service: str,
+    settings: dict[str, str],
+    message: str,
+) -> Response:
+    """:returns: the DAV form shown again with ``message`` (HTTP 400; the submitted URL and
+    user name are kept, the password is not)."""
+    app = ctx.store.get_app(app_id)
+    assert app is not None
+    values = {k: v for k, v in settings.items() if k != "password"}
+    values["service"] = service
+    return _html(_page(ctx, params, str(app["name"]), cookie, message, values), 400)
 
 
 def consent_submit(ctx: RequestContext) -> Response:

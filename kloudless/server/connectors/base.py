@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..activity import ActivityRecorder
 from ..errors import ApiError
+from ..outbound import DEFAULT_POLICY, OutboundPolicy
 from ..settings import Settings
 from ..store import Store
 
@@ -288,13 +289,21 @@ class Connector:
         the service has no upstream HTTP API (the API then answers 501)."""
         return None
 
-    def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+    def validate_config(
+        self,
+        config: dict[str, Any],
+        store: Store | None = None,
+        policy: OutboundPolicy = DEFAULT_POLICY,
+    ) -> dict[str, Any]:
         """Check account settings given on ``POST /accounts``, the OAuth consent form or
         ``kloudless accounts create`` (e.g. a server URL and credentials).
 
         :param config: the settings (request body minus ``service`` and ``account``).
         :param store: the server's store, when there is one; connectors use its
             ``server_secret()`` to seal credentials before they are stored.
+        :param policy: the server's outbound policy
+            (:func:`kloudless.server.outbound.policy_for`); every connection a connector makes
+            for the account must obey it.
         :returns: the config to store. :raises ApiError: 400 when invalid.
         """
         return config

@@ -21,6 +21,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from kloudless.server.connectors.calendar_base import (
     PRIMARY,
     CalendarBackend,
     CalendarConflict,
+    CalendarError,
     CalendarForbidden,
     CalendarInvalid,
     CalendarNotFound,
@@ -39,9 +41,15 @@ from kloudless.server.connectors.calendar_base import (
     Page,
 )
 from kloudless.server.connectors.pool import ClientPool
-from kloudless.server.connectors.webdav_auth import clean_settings, credentials, stored_config
+from kloudless.server.connectors.webdav_auth import (
+    check_address,
+    clean_settings,
+    credentials,
+    stored_config,
+)
 from kloudless.server.connectors.webdav_client import WebDAVClient, client_for
 from kloudless.server.connectors.webdav_errors import (
+    AddressRefused,
     BadGateway,
     GatewayTimeout,
     ServiceForbidden,
@@ -50,7 +58,8 @@ from kloudless.server.connectors.webdav_errors import (
     error_for_status,
 )
 from kloudless.server.connectors.webdav_passthrough import forward_request
-from kloudless.server.errors import invalid_parameters, not_implemented
+from kloudless.server.errors import ApiError, invalid_parameters, not_implemented
+from kloudless.server.outbound import DEFAULT_POLICY, OutboundPolicy, OutboundRefused, policy_for
 
 try:  # icalendar and caldav come with the `caldav` extra; the server runs without them
     from kloudless.server.connectors import caldav_mapping as mapping
@@ -64,6 +73,8 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
     from kloudless.server.store import Store
+
+log = logging.getLogger("kloudless.server.caldav")
 
 #: Most events read for one listing (the CalDAV query returns them all at once).
 MAX_EVENTS = 10000
@@ -104,7 +115,9 @@ def _segment(url: Any) -> str:
 
 @contextlib.contextmanager
 def upstream_errors(not_found: str = "Not found.") -> Iterator[None]:
-    """Translate ``caldav``/``requests`` failures into the connector's typed errors.
+    """Translate ``caldav``/``requests`` failures into the connector's typed errors; any other
+    failure inside the library (a parse error on a malformed or unexpected answer, ...) is a
+    502 ``bad_gateway``, never a 500.
 
     :param not_found: message of the :class:`CalendarNotFound` raised for a 404.
     """
@@ -113,6 +126,10 @@ def upstream_errors(not_found: str = "Not found.") -> Iterator[None]:
 
     try:
         yield
+    except (ApiError, CalendarError):
+        raise  # already typed (ours)
+    except OutboundRefused as exc:
+        raise AddressRefused(f"The CalDAV server's address is refused: {exc}") from None
     except caldav_error.NotFoundError:
         raise CalendarNotFound(not_found) from None
     except caldav_error.AuthorizationError as exc:
@@ -138,6 +155,11 @@ def upstream_errors(not_found: str = "Not found.") -> Iterator[None]:
         raise ServiceNotAvailable("Cannot connect to the CalDAV server.") from None
     except requests.RequestException as exc:
         raise BadGateway(f"The CalDAV request failed: {type(exc).__name__}") from None
+    except Exception as exc:  # the library choked on what the upstream sent
+        log.warning("CalDAV library failure", exc_info=True)
+        raise BadGateway(
+            f"The CalDAV server's answer could not be understood ({type(exc).__name__})."
+        ) from None
 
 
 class CalDAVCalendar(CalendarBackend):
@@ -148,6 +170,7 @@ class CalDAVCalendar(CalendarBackend):
     :param password: basic-auth password.
     :param primary: collection name of the primary calendar, if configured.
     :param timeout: seconds for each upstream request.
+    :param policy: the outbound policy every request obeys.
     """
 
     def __init__(
@@ -157,10 +180,15 @@ class CalDAVCalendar(CalendarBackend):
         password: str,
         primary: str | None = None,
         timeout: int = DEFAULT_TIMEOUT,
+        policy: OutboundPolicy = DEFAULT_POLICY,
     ) -> None:
         import caldav
 
         self.client = caldav.DAVClient(url, username=username, password=password, timeout=timeout)
+        # The library's own session follows redirects and trusts the environment's proxies:
+        # replace it with one that connects only to checked addresses and follows nothing.
+        self.client.session.close()
+        self.client.session = policy.session()
         self._configured_primary = primary
         self._principal: Any = None
 
@@ -444,11 +472,17 @@ _BACKENDS: ClientPool[CalDAVCalendar] = ClientPool(MAX_CACHED_BACKENDS)
 
 
 def backend_for_settings(
-    url: str, username: str, password: str, primary: str | None = None
+    url: str,
+    username: str,
+    password: str,
+    primary: str | None = None,
+    policy: OutboundPolicy = DEFAULT_POLICY,
 ) -> CalDAVCalendar:
     """:returns: a pooled backend for these settings (connections and discovery are reused)."""
-    key = (url, username, hashlib.sha256(password.encode()).hexdigest(), primary)
-    return _BACKENDS.get(key, lambda: CalDAVCalendar(url, username, password, primary))
+    key = (url, username, hashlib.sha256(password.encode()).hexdigest(), primary, policy)
+    return _BACKENDS.get(
+        key, lambda: CalDAVCalendar(url, username, password, primary, policy=policy)
+    )
 
 
 def close_backends() -> None:
@@ -459,7 +493,11 @@ def close_backends() -> None:
 # -- connection and the connector -----------------------------------------------------------------
 
 
-def connect(settings: dict[str, Any], secret: bytes | None = None) -> dict[str, Any]:
+def connect(
+    settings: dict[str, Any],
+    secret: bytes | None = None,
+    policy: OutboundPolicy = DEFAULT_POLICY,
+) -> dict[str, Any]:
     """Validate CalDAV settings against the server and build the account config.
 
     Discovers the principal and its calendars, and pins the primary calendar in the config (the
@@ -468,8 +506,10 @@ def connect(settings: dict[str, Any], secret: bytes | None = None) -> dict[str, 
     :param settings: ``url`` (or ``domain``), ``username``, ``password``; optional
         ``primary_calendar`` (a calendar collection name).
     :param secret: the server secret; when given the password is sealed.
+    :param policy: the server's outbound policy (the URL's address is checked first).
     :returns: the ``config`` to store on the account.
-    :raises ApiError: 400 for bad settings or a URL without a CalDAV principal; 401
+    :raises ApiError: 400 for bad settings, a refused address or a URL without a CalDAV
+        principal; 401
         ``service_unauthorized`` for wrong credentials; 503/504 when the server is unreachable.
     """
     require_dependencies()
@@ -477,7 +517,8 @@ def connect(settings: dict[str, Any], secret: bytes | None = None) -> dict[str, 
     primary = settings.get("primary_calendar")
     if primary is not None and (not isinstance(primary, str) or "/" in primary or not primary):
         raise invalid_parameters("'primary_calendar' must be a calendar collection name.")
-    backend = CalDAVCalendar(url, username, password, primary, timeout=15)
+    check_address(url, policy)
+    backend = CalDAVCalendar(url, username, password, primary, timeout=15, policy=policy)
     try:
         chosen = backend.primary_name()  # pins the primary calendar (created if none)
     except CalendarNotFound:
@@ -501,19 +542,27 @@ class CalDAVConnector(Connector):
     def calendar(self, env: AccountEnv) -> Any | None:
         require_dependencies()
         url, username, password = credentials(env.config, env.store.server_secret())
-        return backend_for_settings(url, username, password, env.config.get("primary_calendar"))
+        return backend_for_settings(
+            url, username, password, env.config.get("primary_calendar"), policy_for(env.settings)
+        )
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         url, username, password = credentials(env.config, env.store.server_secret())
-        client: WebDAVClient = client_for(url, username, password)
+        client: WebDAVClient = client_for(url, username, password, policy_for(env.settings))
         return forward_request(request, client, env.settings.max_upload_bytes)
 
-    def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+    def validate_config(
+        self,
+        config: dict[str, Any],
+        store: Store | None = None,
+        policy: OutboundPolicy = DEFAULT_POLICY,
+    ) -> dict[str, Any]:
         """Check the settings against the server (see :func:`connect`).
 
         :param store: the server's store; when given the password is sealed with its secret.
+        :param policy: the server's outbound policy.
         """
-        return connect(config, store.server_secret() if store is not None else None)
+        return connect(config, store.server_secret() if store is not None else None, policy)
 
 
 CALDAV = CalDAVConnector()

@@ -50,6 +50,7 @@ from kloudless.server.connectors.base import (
     validate_name,
 )
 from kloudless.server.connectors.webdav_auth import (
+    check_address,
     clean_settings,
     credentials,
     stored_config,
@@ -75,6 +76,7 @@ from kloudless.server.errors import (
     naming_conflict,
     not_found,
 )
+from kloudless.server.outbound import DEFAULT_POLICY, OutboundPolicy, policy_for
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
@@ -517,21 +519,28 @@ class WebDAVStorage(StorageBackend):
             snapshots.forget(path, subtree)
 
 
-def connect(settings: dict[str, Any], secret: bytes | None = None) -> dict[str, Any]:
+def connect(
+    settings: dict[str, Any],
+    secret: bytes | None = None,
+    policy: OutboundPolicy = DEFAULT_POLICY,
+) -> dict[str, Any]:
     """Validate WebDAV connection settings against the server and build the account config.
 
-    Sends one ``PROPFIND`` (depth 0) to the URL with the credentials.
+    Checks the URL's address with the outbound ``policy``, then sends one ``PROPFIND``
+    (depth 0) to the URL with the credentials.
 
     :param settings: ``url`` (or ``domain``), ``username``, ``password``.
     :param secret: the server secret (``Store.server_secret()``); when given the password is
         sealed (see :mod:`~kloudless.server.connectors.webdav_auth`), else stored as is.
+    :param policy: the server's outbound policy (:func:`~kloudless.server.outbound.policy_for`).
     :returns: the ``config`` to store on the account (never returned by the API).
-    :raises ApiError: 400 for bad settings or a URL that is not a WebDAV collection; the
-        upstream's errors otherwise (401 ``service_unauthorized`` for a wrong password, 503
-        ``service_not_available`` when nothing answers, ...).
+    :raises ApiError: 400 for bad settings, a refused address or a URL that is not a WebDAV
+        collection; the upstream's errors otherwise (401 ``service_unauthorized`` for a wrong
+        password, 503 ``service_not_available`` when nothing answers, ...).
     """
     url, username, password = clean_settings(settings)
-    with WebDAVClient(url, username, password) as client:
+    check_address(url, policy)
+    with WebDAVClient(url, username, password, policy=policy) as client:
         try:
             root = client.stat("/")
         except NotFound:
@@ -552,7 +561,9 @@ class WebDAVConnector(Connector):
 
     def client(self, env: AccountEnv) -> WebDAVClient:
         """:returns: the pooled client of an account, from its stored credentials."""
-        return client_for(*credentials(env.config, env.store.server_secret()))
+        return client_for(
+            *credentials(env.config, env.store.server_secret()), policy=policy_for(env.settings)
+        )
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         return WebDAVStorage(self.client(env), env.account_id, env.store, env.activity)
@@ -560,12 +571,18 @@ class WebDAVConnector(Connector):
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         return forward_request(request, self.client(env), env.settings.max_upload_bytes)
 
-    def validate_config(self, config: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+    def validate_config(
+        self,
+        config: dict[str, Any],
+        store: Store | None = None,
+        policy: OutboundPolicy = DEFAULT_POLICY,
+    ) -> dict[str, Any]:
         """Check the settings against the server (see :func:`connect`).
 
         :param store: the server's store; when given the password is sealed with its secret.
+        :param policy: the server's outbound policy.
         """
-        return connect(config, store.server_secret() if store is not None else None)
+        return connect(config, store.server_secret() if store is not None else None, policy)
 
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         Snapshots(store, account_id).delete_all()

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kloudless.server.errors import ApiError, invalid_parameters
+from kloudless.server.outbound import OutboundError, OutboundPolicy
 
 _VERSION = b"kdav1"
 _NONCE = 16
@@ -123,6 +124,19 @@ def clean_settings(settings: Mapping[str, Any]) -> tuple[str, str, str]:
     if ":" in username:
         raise invalid_parameters("'username' may not contain ':' (basic authentication).")
     return url, username, password
+
+
+def check_address(url: str, policy: OutboundPolicy) -> None:
+    """Check a connection URL's address with the outbound policy before connecting (the
+    connection itself is checked again, see :mod:`kloudless.server.outbound`).
+
+    :raises ApiError: 400 ``invalid_parameters`` naming why the address is refused, or that the
+        host name does not resolve.
+    """
+    try:
+        policy.check_url(url)
+    except (OutboundError, ValueError) as exc:
+        raise invalid_parameters(f"'url' cannot be used: {exc}.") from None
 
 
 def account_label(url: str, username: str) -> str:

@@ -20,11 +20,11 @@ from typing import IO, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from kloudless.server.connectors.pool import ClientPool
 from kloudless.server.connectors.webdav_errors import (
+    AddressRefused,
     BadGateway,
     GatewayTimeout,
     NamingConflict,
@@ -32,6 +32,7 @@ from kloudless.server.connectors.webdav_errors import (
     UpstreamError,
     error_for_status,
 )
+from kloudless.server.outbound import DEFAULT_POLICY, OutboundPolicy, OutboundRefused
 
 DAV_NS = "DAV:"
 #: (connect, read) timeouts in seconds for upstream requests.
@@ -168,6 +169,7 @@ class WebDAVClient:
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retries: how many times a failed *connection* is retried (never after a request
         reached the server, so non-idempotent calls are not repeated).
+    :param policy: the outbound policy every request obeys (checked address, no redirects).
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class WebDAVClient:
         password: str,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 1,
+        policy: OutboundPolicy = DEFAULT_POLICY,
     ) -> None:
         split = urlsplit(root_url)
         if split.scheme not in ("http", "https") or not split.hostname:
@@ -187,9 +190,6 @@ class WebDAVClient:
         self._root_path = unquote(urlsplit(self.root_url).path)
         self._origin = f"{split.scheme}://{split.netloc}"
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.auth = (username, password)
-        self.session.trust_env = False  # no proxies or .netrc credentials from the environment
         # Retry only connections that failed before reaching the server; statuses (including
         # 429/503 with Retry-After) go back to the caller as typed errors.
         retry = Retry(
@@ -202,9 +202,9 @@ class WebDAVClient:
             respect_retry_after_header=False,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # Checked, pinned addresses; no redirects; no proxies or .netrc from the environment.
+        self.session = policy.session(max_retries=retry)
+        self.session.auth = (username, password)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -269,6 +269,8 @@ class WebDAVClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
+        except OutboundRefused as exc:
+            raise AddressRefused(f"the WebDAV server's address is refused: {exc}") from None
         except requests.Timeout as exc:
             raise GatewayTimeout(f"the WebDAV server did not answer {method} in time") from exc
         except requests.ConnectionError as exc:
@@ -549,10 +551,12 @@ MAX_CACHED_CLIENTS = 64
 _CLIENTS: ClientPool[WebDAVClient] = ClientPool(MAX_CACHED_CLIENTS)
 
 
-def client_for(url: str, username: str, password: str) -> WebDAVClient:
+def client_for(
+    url: str, username: str, password: str, policy: OutboundPolicy = DEFAULT_POLICY
+) -> WebDAVClient:
     """:returns: a pooled :class:`WebDAVClient` for these settings (connections are reused)."""
-    key = (url, username, hashlib.sha256(password.encode()).hexdigest())
-    return _CLIENTS.get(key, lambda: WebDAVClient(url, username, password))
+    key = (url, username, hashlib.sha256(password.encode()).hexdigest(), policy)
+    return _CLIENTS.get(key, lambda: WebDAVClient(url, username, password, policy=policy))
 
 
 def close_clients() -> None:

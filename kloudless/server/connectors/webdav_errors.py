@@ -23,7 +23,11 @@ other 4xx                       400      ``request_failed``
 other 5xx / malformed reply     502      ``bad_gateway``
 timeout (connect or read)       504      ``gateway_timeout``
 connection refused / DNS / TLS  503      ``service_not_available``
+address refused by the policy   403      ``forbidden``
 ==============================  =======  ============================
+
+The last row is the server's own outbound policy (:mod:`kloudless.server.outbound`): the
+account's address is loopback, private, link-local, ... and not allowlisted; nothing was sent.
 
 A refused connection means nothing answers at the configured URL, i.e. the upstream is
 unavailable (503) rather than answering badly (502).
@@ -150,6 +154,13 @@ class GatewayTimeout(UpstreamError):
 
     status_code = 504
     error_code = "gateway_timeout"
+
+
+class AddressRefused(UpstreamError):
+    """The server's outbound policy refuses the upstream's address (nothing was sent)."""
+
+    status_code = 403
+    error_code = "forbidden"
 
 
 _BY_STATUS: dict[int, type[UpstreamError]] = {
