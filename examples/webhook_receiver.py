@@ -14,8 +14,10 @@ This receiver uses only the standard library's HTTP server and :mod:`kloudless.w
 on 127.0.0.1, refuses requests with a bad signature (401), and prints each notification. React to a
 notification by reading the account's activity from your stored cursor (see ``watch_events.py``).
 
-Run it with the local server::
+Run it with the local server, started with ``KLOUDLESS_ALLOW_UPSTREAM=127.0.0.1:8030`` in its
+environment (the server sends nothing to loopback addresses unless allowed)::
 
+    export KLOUDLESS_ALLOW_UPSTREAM=127.0.0.1:8030
     kloudless apps webhook set http://127.0.0.1:8030/    # prints the signing key (shown once)
     export KLOUDLESS_WEBHOOK_SIGNING_KEY=whsec_...
     KLOUDLESS_APP_ID=app_... python examples/webhook_receiver.py --port 8030

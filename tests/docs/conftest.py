@@ -64,7 +64,12 @@ def doc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocServer]:
     from kloudless.server.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("docs-server")
-    server = ServerThread(Settings(data_dir=str(data_dir), host="127.0.0.1", port=0, threads=4))
+    # The pages' WebDAV and CalDAV servers listen on 127.0.0.1: allowlisted explicitly, since
+    # the outbound policy refuses loopback upstreams by default.
+    settings = Settings(
+        data_dir=str(data_dir), host="127.0.0.1", port=0, threads=4, allow_upstream=["127.0.0.1"]
+    )
+    server = ServerThread(settings)
     creds = server.credentials
     assert creds is not None, "a fresh data directory must create an application"
     with server:

@@ -159,7 +159,9 @@ def _free_port() -> int:
 
 
 def _webhook_set(url: str, data_dir: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    status = cli_main(["apps", "webhook", "set", url, "--data-dir", data_dir])
+    # The receiver listens on loopback, which the outbound policy refuses unless allowlisted.
+    allow = ["--allow-upstream", "127.0.0.1"]
+    status = cli_main(["apps", "webhook", "set", url, "--data-dir", data_dir, *allow])
     return status, capsys.readouterr().out
 
 
@@ -170,7 +172,7 @@ def test_webhook_receiver_with_the_local_server(
     and verifies the notification sent after an upload. Its own server: the webhook must not
     see the other tests' activity."""
     data_dir = str(tmp_path / "data")
-    server = live_server_module.LiveServer(data_dir).start()
+    server = live_server_module.LiveServer(data_dir, allow_upstream=["127.0.0.1"]).start()
     try:
         creds = server.new_account()
         url = f"http://127.0.0.1:{_free_port()}/"
