@@ -25,7 +25,14 @@ from . import exceptions
 from .auth import APIKeyAuth, BaseAuth, BearerTokenAuth
 from .config import Settings, get_settings
 from .exceptions import InvalidParameter
-from .resources.base import Resource, ResourceList, Response, ResponseJson, is_download_url
+from .resources.base import (
+    Resource,
+    ResourceList,
+    Response,
+    ResponseJson,
+    is_download_url,
+    remember_caller_headers,
+)
 from .retry import BODY_ERRORS, CallPolicy, KloudlessAdapter, build_retry, call_policy
 from .util import is_loopback_host, logger, origin_of, url_join
 from .version import VERSION
@@ -230,6 +237,7 @@ class Session(requests.Session):
             raise _wrap_network_error(error) from error
         finally:
             call_policy.reset(token)
+        remember_caller_headers(response, headers)
         return handle_response(response)
 
 

@@ -58,9 +58,43 @@ download_file_patterns = re.compile(
 )
 primary_calendar_alias = re.compile(r"cal/calendars/primary/?$")
 
-# Headers worth repeating on the next page or a refresh: the Kloudless per-call options. The
-# credentials are not repeated (the client's current ones apply).
+# Headers worth repeating on the next page or a refresh when the caller's own headers are not
+# known (a wrapper built around a response the SDK did not send): the Kloudless per-call options.
 _REPLAYED_HEADER_PREFIX = "x-kloudless-"
+#: Caller headers a next page or ``refresh()`` never repeats: the credentials (the client's
+#: current ones are attached instead), and those that belong to one request only.
+NOT_REPLAYED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "idempotency-key",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "content-md5",
+        "transfer-encoding",
+        "expect",
+        "host",
+    }
+)
+# The attribute of a requests.Response holding the headers its caller passed.
+_CALLER_HEADERS = "_kloudless_caller_headers"
+
+
+def remember_caller_headers(response: Any, headers: Any) -> None:
+    """Keep the headers a caller passed for a request on its response, minus
+    :data:`NOT_REPLAYED_HEADERS`, so that the next page and ``refresh()`` send them again (as
+    2.x did).
+
+    :param response: the ``requests.Response``.
+    :param headers: the headers the caller passed (with the SDK's ``X-Kloudless-*`` options).
+    """
+    kept = {
+        str(key): value
+        for key, value in dict(headers or {}).items()
+        if value is not None and str(key).lower() not in NOT_REPLAYED_HEADERS
+    }
+    setattr(response, _CALLER_HEADERS, kept)
 # Characters kept as-is when an id becomes a path segment.
 _ID_SAFE = ":@!$&'()*+,;=-._~"
 
@@ -164,7 +198,12 @@ class Response:
         return new
 
     def _replay_headers(self) -> dict[str, str]:
-        """The ``X-Kloudless-*`` headers of the original request (never ``Authorization``)."""
+        """The headers the caller passed for the original request (see
+        :func:`remember_caller_headers`; never ``Authorization``), or, for a response the SDK
+        did not send, its ``X-Kloudless-*`` headers."""
+        kept = getattr(self.response, "__dict__", {}).get(_CALLER_HEADERS)
+        if kept is not None:
+            return dict(kept)
         request = getattr(self.response, "request", None)
         if request is None:
             return {}
@@ -240,8 +279,9 @@ class Response:
     def refresh(self) -> None:
         """GET this object again and update ``self`` in place (its class too, if it changed).
 
-        The original query parameters and ``X-Kloudless-*`` headers are reused when the object came
-        from a GET; the client's current credentials are sent.
+        The original query parameters and the caller's headers are reused when the object came
+        from a GET (not ``Authorization``, ``Idempotency-Key`` or body headers); the client's
+        current credentials are sent.
         """
         new = self._get_self()
         self.__dict__.clear()

@@ -249,7 +249,9 @@ def test_multipart_errors(client: Client, auth: dict[str, str]) -> None:
             client.put(url, headers=auth, data=body, query_string=query), 400, "invalid_parameters"
         )
     bad_bodies: list[dict[str, object]] = [
-        {"name": "x"},
+        {"name": "x", "size": "4"},
+        {"name": "x", "size": True},
+        {"name": "x", "size": 1.5},
         {"name": "x", "size": -1},
         {"name": "a/b", "size": 1},
         {"name": "x", "size": 1, "parent_id": "folder_nope"},
@@ -347,7 +349,7 @@ def test_account_delete_removes_files_and_sessions(
     assert client.delete(f"/v1/accounts/{other}", headers=api_key_auth).status_code == 204
     data_dir = app.settings.data_dir
     assert not os.path.exists(os.path.join(data_dir, "accounts", str(other)))
-    assert not os.path.exists(os.path.join(data_dir, "multipart", session["id"]))
+    assert not os.path.exists(os.path.join(data_dir, "multipart", str(session["id"])))
 
 
 def test_unsupported_endpoints_are_501(client: Client, auth: dict[str, str]) -> None:

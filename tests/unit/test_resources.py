@@ -600,3 +600,49 @@ def test_remaining_positive_fetches_next_page(mocked: responses.RequestsMock) ->
         events = account.get("events")
         assert [e.data["id"] for e in events.get_paging_iterator()] == [1, 2]
     assert events.latest_cursor == 2
+
+
+# --- the caller's headers on later pages and refresh() (as 2.x sent them) ---------------------
+
+
+def test_paging_and_refresh_repeat_every_caller_header(mocked: responses.RequestsMock) -> None:
+    url = ACC + "/storage/folders/root/contents"
+    mocked.add("GET", url, json=listing([{"id": 1}], page=1, next_page=2))
+    mocked.add("GET", url + "?page=2", json=listing([{"id": 2}], page=2, next_page=None))
+    mocked.add("GET", ACC + "/x", json={"id": "x", "v": 1})
+    mocked.add("GET", ACC + "/x", json={"id": "x", "v": 2})
+    caller = {
+        "X-Custom": "trace-1",
+        "Accept-Language": "de",
+        "Authorization": "Bearer STALE",
+        "Idempotency-Key": "once",
+        "Content-Type": "application/json",
+        "Content-Length": "2",
+    }
+    with Account(token="OLD") as account:
+        first = account.get("storage/folders/root/contents", headers=caller, get_raw_data=True)
+        account.auth.key = "NEW"
+        assert [r.data["id"] for r in first.get_paging_iterator()] == [1, 2]
+        resource = account.get("x", headers={"X-Custom": "trace-2"}, impersonate_user_id=7)
+        resource.refresh()
+    assert resource.data["v"] == 2
+    page2, refreshed = mocked.calls[1].request, mocked.calls[3].request
+    assert page2.headers["X-Custom"] == "trace-1"
+    assert page2.headers["Accept-Language"] == "de"
+    assert page2.headers["X-Kloudless-Raw-Data"] == "true"
+    assert page2.headers["Authorization"] == "Bearer NEW"  # never the stale one
+    for never in ("Idempotency-Key", "Content-Type", "Content-Length"):
+        assert never not in page2.headers, never
+    assert refreshed.headers["X-Custom"] == "trace-2"
+    assert refreshed.headers["X-Kloudless-As-User"] == "7"
+    assert caller["Authorization"] == "Bearer STALE"  # the caller's dict is not changed
+
+
+def test_event_pages_repeat_caller_headers(mocked: responses.RequestsMock) -> None:
+    url = ACC + "/events"
+    mocked.add("GET", url + "?cursor=0", json=listing([{"id": "f1"}], cursor=1, remaining=1))
+    mocked.add("GET", url + "?cursor=1", json=listing([{"id": "f2"}], cursor=2, remaining=0))
+    with Account(token="T") as account:
+        events = account.get("events", params={"cursor": 0}, headers={"X-Trace": "t"})
+        assert [e.data["id"] for e in events.get_paging_iterator()] == ["f1", "f2"]
+    assert mocked.calls[1].request.headers["X-Trace"] == "t"

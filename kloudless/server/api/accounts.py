@@ -8,6 +8,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from .. import account_fields
 from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import account_label
 from ..context import RequestContext
@@ -27,9 +28,7 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
         "account": row["account"],
         "service": row["service"],
         "service_name": connector.service_name or row["service"],
-        "active": bool(row["active"]),
-        "enabled": bool(row["active"]),
-        "admin": False,
+        **account_fields.row_fields(row),
         "internal_use": False,
         "created": row["created"],
         "modified": row["modified"],
@@ -40,8 +39,6 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
         "custom_properties": json.loads(row["custom_properties"] or "{}"),
         "object_definitions": {},
         "proxy_connection": None,
-        "token_expiry": None,
-        "refresh_token_expiry": None,
         "api": "core",
         "type": "account",
         "href": ctx.href(f"accounts/{int(row['id'])}"),
@@ -75,15 +72,26 @@ def list_accounts(ctx: RequestContext) -> Response:
         rows = [r for r in (ctx.store.get_account(i) for i in own) if r is not None]
     else:
         rows = ctx.store.list_accounts(auth.app_id)
-    active = ctx.request.args.get("active")
-    if active is not None and active != "":
-        wanted = parse_bool(active, "active", True)
-        rows = [r for r in rows if bool(r["active"]) == wanted]
+    for name in account_fields.BOOLEAN_FIELDS:  # active, enabled, admin
+        value = ctx.request.args.get(name)
+        if value is not None and value != "":
+            wanted = parse_bool(value, name, True)
+            rows = [r for r in rows if bool(r[name]) == wanted]
     search = ctx.request.args.get("search")
     if search:
         rows = [r for r in rows if search.lower() in str(r["account"]).lower()]
     items = [serialize_account(ctx, r) for r in rows]
     return json_response(ctx.object_list(items, "core", with_total=True))
+
+
+#: Body keys of ``POST /v1/accounts`` that are account fields, not connector settings.
+_ACCOUNT_KEYS = (
+    "service",
+    "account",
+    "custom_properties",
+    *account_fields.BOOLEAN_FIELDS,
+    *account_fields.TIME_FIELDS,
+)
 
 
 def create_account(ctx: RequestContext) -> Response:
@@ -92,15 +100,12 @@ def create_account(ctx: RequestContext) -> Response:
         raise ApiError(403, "forbidden", "Creating accounts needs an API key.")
     body = ctx.json_body()
     service = body.get("service", "local")
-    name = body.get("account")
-    if not isinstance(service, str) or (
-        name is not None and (not isinstance(name, str) or not name)
-    ):
-        raise invalid_parameters("'service' and 'account' must be strings.")
-    if name is not None and len(name) > 255:
-        raise invalid_parameters("'account' is longer than 255 characters.")
+    if not isinstance(service, str):
+        raise invalid_parameters("'service' must be a string.")
+    columns = account_fields.column_changes(body)
+    name = columns.pop("account", None)
     connector = get_connector(service)
-    config = {k: v for k, v in body.items() if k not in ("service", "account")}
+    config = {k: v for k, v in body.items() if k not in _ACCOUNT_KEYS}
     # The store lets connectors seal upstream credentials (DAV passwords) before storing them.
     # The outbound policy decides which addresses the connector may contact (no loopback, ...).
     config = connector.validate_config(config, ctx.store, policy_for(ctx.settings))
@@ -108,6 +113,11 @@ def create_account(ctx: RequestContext) -> Response:
         name = default_account_name(service, config)
     with ctx.store.transaction():
         account_id = ctx.store.create_account(auth.app_id, service, name, config)
+        if columns:
+            sets = ", ".join(f"{k} = ?" for k in columns)
+            ctx.store.execute(
+                f"UPDATE accounts SET {sets} WHERE id = ?", [*columns.values(), account_id]
+            )
     row = ctx.store.get_account(account_id)
     assert row is not None
     return json_response(serialize_account(ctx, row), 201)
@@ -123,21 +133,9 @@ def get_account(ctx: RequestContext, account_id: str) -> Response:
 def patch_account(ctx: RequestContext, account_id: str) -> Response:
     row = ctx.account(account_id)
     body = ctx.json_body()
-    changes: dict[str, Any] = {}
-    if "active" in body:
-        if not isinstance(body["active"], bool):
-            raise invalid_parameters("'active' must be a boolean.")
-        changes["active"] = int(body["active"])
-    if "account" in body:
-        if not isinstance(body["account"], str) or not body["account"]:
-            raise invalid_parameters("'account' must be a non-empty string.")
-        changes["account"] = body["account"][:255]
-    if "custom_properties" in body:
-        if not isinstance(body["custom_properties"], dict):
-            raise invalid_parameters("'custom_properties' must be an object.")
-        changes["custom_properties"] = json.dumps(body["custom_properties"])
     if "service" in body and body["service"] != row["service"]:
         raise invalid_parameters("An account's service cannot be changed.")
+    changes = account_fields.column_changes(body)
     if changes:
         changes["modified"] = now_iso()
         sets = ", ".join(f"{k} = ?" for k in changes)

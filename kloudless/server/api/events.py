@@ -27,12 +27,21 @@ ACTIONS = {
 
 
 def serialize_event(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
-    """:returns: the activity event JSON."""
+    """:returns: the activity event JSON.
+
+    As in Kloudless v1, the top-level ``id`` is the id of the object the event is about (client
+    code finds the event of a deleted file by it), and ``event_id`` is the event's own
+    sequence number (the integer its ``href`` and the cursor count in).
+    """
     metadata = json.loads(row["metadata"])
     if not ctx.wants_raw and isinstance(metadata, dict):
         metadata.pop("raw", None)
+    object_id = row["object_id"]
+    if object_id is None and isinstance(metadata, dict):
+        object_id = metadata.get("id")
     data: dict[str, Any] = {
-        "id": str(row["id"]),
+        "id": None if object_id is None else str(object_id),
+        "event_id": int(row["id"]),
         "api": "events",
         "type": row["type"],
         "action": ACTIONS.get(str(row["type"]), ""),

@@ -11,13 +11,20 @@ A session's ``state`` is ``open`` or ``completing``: ``complete`` claims it atom
 assembles the file; the others, and part uploads and aborts arriving meanwhile, get a 409.
 A failed complete puts the session back to ``open``. (A retried complete with the SDK's same
 ``Idempotency-Key`` is replayed by the idempotency layer instead.)
+
+Session ids are positive integers from one server-wide sequence, as in Kloudless v1 (the Java SDK
+parses them as ``int``); they are not secrets, since a session is found only together with its
+account. Sessions created by older versions keep their random string ids.
+
+``size`` may be left out, as Kloudless allowed for most services: the size is then known at
+``complete`` (stored as :data:`UNKNOWN_SIZE`). Every part but the last must then be exactly
+``part_size`` bytes, the last one at most that, and the parts 1..N must all be present.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import secrets
 import shutil
 import sqlite3
 from typing import IO, Any
@@ -31,10 +38,28 @@ from ..params import parse_int
 from ..responses import json_response, no_content
 from ..routing import Route
 from ..spool import remove_quietly, spool_to_temp
-from ..store import now_iso
+from ..store import now_iso, register_migration
 from .storage import record_after, serialize, storage_backend
 
 A = "/accounts/<account_id>/storage/multipart"
+
+#: The ``size`` column of a session created without one (the size is known at ``complete``).
+UNKNOWN_SIZE = -1
+
+# The sequence integer session ids come from (AUTOINCREMENT: an id is never reused).
+register_migration(
+    601, "CREATE TABLE multipart_ids (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT)"
+)
+
+
+def _new_session_id(ctx: RequestContext) -> str:
+    cur = ctx.store.execute("INSERT INTO multipart_ids (created) VALUES (?)", (now_iso(),))
+    return str(int(cur.lastrowid or 0))
+
+
+def _public_id(value: str) -> int | str:
+    """:returns: the session id as the API shows it (an integer, or an older string id)."""
+    return int(value) if value.isascii() and value.isdigit() else value
 
 
 def _dir(ctx: RequestContext, session_id: str) -> str:
@@ -53,12 +78,13 @@ def serialize_session(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
         (row["id"],),
     )
     acc = int(row["account_id"])
+    size = int(row["size"])
     return {
-        "id": row["id"],
+        "id": _public_id(str(row["id"])),
         "account": acc,
         "name": row["name"],
         "parent_id": row["parent_id"],
-        "size": int(row["size"]),
+        "size": None if size == UNKNOWN_SIZE else size,
         "part_size": int(row["part_size"]),
         "parallel_uploads": True,
         "overwrite": bool(row["overwrite"]),
@@ -100,9 +126,11 @@ def init_upload(ctx: RequestContext, account_id: str) -> Response:
     if not isinstance(parent, str) or not parent:
         raise invalid_parameters("'parent_id' must be a folder id.")
     size = body.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise invalid_parameters("'size' (total bytes, an integer >= 0) is required.")
-    if size > ctx.settings.max_upload_bytes:
+    if size is None:
+        size = UNKNOWN_SIZE
+    elif not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise invalid_parameters("'size' (total bytes) must be an integer >= 0 when given.")
+    elif size > ctx.settings.max_upload_bytes:
         raise too_large(f"The upload exceeds the limit of {ctx.settings.max_upload_bytes} bytes.")
     try:
         storage.get(parent, "folder")
@@ -113,24 +141,25 @@ def init_upload(ctx: RequestContext, account_id: str) -> Response:
             ) from None
         raise
     overwrite = ctx.arg_bool("overwrite")
-    session_id = secrets.token_urlsafe(16)
-    os.makedirs(_dir(ctx, session_id), exist_ok=True)
     now = now_iso()
-    ctx.store.execute(
-        "INSERT INTO multipart (id, account_id, name, parent_id, size, part_size, overwrite,"
-        " created, state, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
-        (
-            session_id,
-            int(account["id"]),
-            name,
-            parent,
-            size,
-            ctx.settings.multipart_part_size,
-            int(overwrite),
-            now,
-            now,
-        ),
-    )
+    with ctx.store.transaction():
+        session_id = _new_session_id(ctx)
+        os.makedirs(_dir(ctx, session_id), exist_ok=True)
+        ctx.store.execute(
+            "INSERT INTO multipart (id, account_id, name, parent_id, size, part_size, overwrite,"
+            " created, state, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            (
+                session_id,
+                int(account["id"]),
+                name,
+                parent,
+                size,
+                ctx.settings.multipart_part_size,
+                int(overwrite),
+                now,
+                now,
+            ),
+        )
     row = ctx.store.one("SELECT * FROM multipart WHERE id = ?", (session_id,))
     assert row is not None
     return json_response(serialize_session(ctx, row), 201)
@@ -144,14 +173,17 @@ def get_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respons
 def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     _, row = _session(ctx, account_id, session_id)
     size, part_size = int(row["size"]), int(row["part_size"])
-    count = part_count(size, part_size)
+    known = size != UNKNOWN_SIZE
+    count = part_count(size if known else ctx.settings.max_upload_bytes, part_size)
     number = parse_int(ctx.request.args.get("part_number"), "part_number", 0, 1, count)
     if number == 0:
         raise invalid_parameters("Query parameter 'part_number' (1-based) is required.")
-    expected = part_size if number < count else size - part_size * (count - 1)
+    # Without a total size, any part may be the last one: at most part_size bytes here, and
+    # complete checks that only the last part is short.
+    expected = part_size if number < count or not known else size - part_size * (count - 1)
     length = ctx.request.content_length
-    if length is not None and length != expected:
-        raise invalid_parameters(f"Part {number} must be exactly {expected} bytes, got {length}.")
+    if length is not None and (length != expected if known else length > expected):
+        raise invalid_parameters(_part_rule(number, expected, known) + f", got {length}.")
     if row["state"] != "open":
         raise _busy(session_id)
     directory = _dir(ctx, session_id)
@@ -161,13 +193,11 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
         directory,
         ".part-",
         expected,
-        lambda: invalid_parameters(f"Part {number} must be exactly {expected} bytes."),
+        lambda: invalid_parameters(_part_rule(number, expected, known) + "."),
     )
     try:
-        if received != expected:
-            raise invalid_parameters(
-                f"Part {number} must be exactly {expected} bytes, got {received}."
-            )
+        if received != expected if known else received > expected:
+            raise invalid_parameters(_part_rule(number, expected, known) + f", got {received}.")
         # The state check, the rename and the row are one step against a concurrent
         # complete (which claims the session in its own transaction) or abort.
         with ctx.store.transaction():
@@ -188,6 +218,10 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
         remove_quietly(temp)
         raise
     return json_response({"part_number": number, "size": received})
+
+
+def _part_rule(number: int, expected: int, known: bool) -> str:
+    return f"Part {number} must be {'exactly' if known else 'at most'} {expected} bytes"
 
 
 class _Concat:
@@ -239,13 +273,15 @@ def _complete(
 ) -> Response:
     acc = int(account["id"])
     size, part_size = int(row["size"]), int(row["part_size"])
-    count = part_count(size, part_size)
     parts = {
         int(p["part_number"]): int(p["size"])
         for p in ctx.store.all(
             "SELECT part_number, size FROM multipart_parts WHERE session_id = ?", (session_id,)
         )
     }
+    if size == UNKNOWN_SIZE:
+        size = _size_from_parts(parts, part_size)
+    count = part_count(size, part_size)
     missing = [n for n in range(1, count + 1) if n not in parts]
     if missing:
         shown = ", ".join(str(n) for n in missing[:20]) + (" ..." if len(missing) > 20 else "")
@@ -275,6 +311,23 @@ def _complete(
     data = serialize(ctx, acc, obj)
     record_after(ctx, acc, storage, "add", data)
     return json_response(data, 201)
+
+
+def _size_from_parts(parts: dict[int, int], part_size: int) -> int:
+    """:returns: the total size of a session created without one, from its parts 1..N.
+
+    :raises ApiError: 400 when no part arrived, or a part before the last one is short.
+    """
+    if not parts:
+        raise invalid_parameters("Cannot complete the upload: no part was uploaded.")
+    last = max(parts)
+    short = [n for n in range(1, last) if n in parts and parts[n] != part_size]
+    if short:
+        raise invalid_parameters(
+            f"Cannot complete the upload: part {short[0]} has {parts[short[0]]} bytes; every "
+            f"part but the last must have {part_size}."
+        )
+    return part_size * (last - 1) + parts[last]
 
 
 def _remove(ctx: RequestContext, session_id: str) -> None:

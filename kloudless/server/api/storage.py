@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Any, Callable, cast
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -44,7 +45,7 @@ def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[
         "ancestors": ancestors,
         "ids": {"default": obj.id},
         "id_type": "default",
-        "raw_id": obj.id,
+        "raw_id": obj.raw_id or obj.id,
     }
     if kind == "file":
         data["mime_type"] = obj.mime_type
@@ -358,13 +359,20 @@ def recent(ctx: RequestContext, account_id: str) -> Response:
     return json_response(ctx.object_list(items, "storage", with_total=True))
 
 
-def _normalize_time(value: str) -> str | None:
-    """:returns: the value as a UTC ``...Z`` time, or None if it is not a time (empty list).
+#: A ``+hh:mm`` offset whose ``+`` an unencoded query string turned into a space.
+_SPACED_OFFSET = re.compile(r"(\d{2}:\d{2}:\d{2}(?:[.,]\d+)?) (\d{2}(?::?\d{2})?)$")
 
+
+def _normalize_time(value: str) -> str | None:
+    """Read ``after`` in every form Python and JS clients send: ``T`` or a space between date
+    and time, ``Z`` or an offset (also ``+00:00`` sent unencoded, whose ``+`` arrives as a
+    space), with or without fractions.
+
+    :returns: the value as a UTC ``...Z`` time, or None if it is not a time (empty list).
     :raises ApiError: 400 for a time outside the representable range.
     """
     try:
-        return format_utc(parse_datetime(value))
+        return format_utc(parse_datetime(_SPACED_OFFSET.sub(r"\1+\2", value.strip())))
     except ValueError as exc:
         if "out of range" in str(exc):
             raise invalid_parameters("Parameter 'after' is out of range.") from None

@@ -120,7 +120,8 @@ class StorageObject:
     """A file or folder as a backend describes it; the API adds ``api``, ``href``, ``account``.
 
     ``ancestors`` lists ``(id, name)`` pairs from the root down to the parent.
-    ``raw`` is the connector's native record (sent only with ``X-Kloudless-Raw-Data``).
+    ``raw`` is the connector's native record (sent only with ``X-Kloudless-Raw-Data``);
+    ``raw_id`` the upstream's own id of the object when it differs from ``id`` (a WebDAV path).
     """
 
     id: str
@@ -134,6 +135,7 @@ class StorageObject:
     ancestors: list[tuple[str, str]] = field(default_factory=list)
     etag: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    raw_id: str | None = None
 
 
 @dataclass
@@ -257,6 +259,25 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def recent(self, after: str | None) -> list[StorageObject]:
         """:returns: files by ``modified`` descending, optionally only those after a time."""
+
+    def id_for_raw_id(self, raw_id: str, kind: str) -> str:
+        """:returns: the id of the ``kind`` object whose native id is ``raw_id``, or ``raw_id``
+        itself for backends whose ids are native (``local``). Backends that encode an upstream
+        id (WebDAV: the path) override it. :raises ApiError: 404 for a malformed ``raw_id``."""
+        return raw_id
+
+    def find_raw_id(self, raw_id: str, kind: str | None) -> StorageObject:
+        """:returns: the object whose native id is ``raw_id`` (of ``kind``, or of either kind).
+
+        :raises ApiError: 404 when there is none.
+        """
+        for candidate in (kind,) if kind else ("file", "folder"):
+            try:
+                return self.get(self.id_for_raw_id(raw_id, candidate), candidate)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+        raise ApiError(404, "not_found", f"No {kind or 'object'} has the raw id {raw_id[:100]!r}.")
 
     @abc.abstractmethod
     def quota(self) -> dict[str, int | None]:

@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from kloudless.server.activity import ActivityRecorder
+from kloudless.server.availability import parse_datetime
 from kloudless.server.connectors.base import (
     READ_WRITE_CAPABILITIES,
     AccountEnv,
@@ -216,7 +217,15 @@ class WebDAVStorage(StorageBackend):
             ancestors=ancestors,
             etag=res.etag,
             raw=raw,
+            raw_id=path,
         )
+
+    def id_for_raw_id(self, raw_id: str, kind: str) -> str:
+        """A WebDAV object's native id is its path below the account's root (``/a/b.txt``)."""
+        try:
+            return encode_id(raw_id if raw_id.startswith("/") else "/" + raw_id, kind)
+        except ValueError:  # climbs above the root
+            raise not_found(f"Not found: {raw_id[:100]!r}") from None
 
     def _stat(self, object_id: str, kind: str | None) -> DAVResource:
         id_kind, path = decode_id(object_id)
@@ -319,12 +328,14 @@ class WebDAVStorage(StorageBackend):
         resources = [r for r in self._walk("/") if not r.is_collection]
         if after:
             try:
-                since = datetime.fromisoformat(after.strip().replace("Z", "+00:00"))
+                since = parse_datetime(after)
             except ValueError:
                 return []  # an invalid 'after' matches nothing (spec §5.6)
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=timezone.utc)
-            resources = [r for r in resources if r.last_modified and r.last_modified > since]
+            # WebDAV times (getlastmodified) have whole seconds: a file changed in the same
+            # second as 'after' may be newer, so ties are listed (a client may see it twice,
+            # never miss it).
+            since = since.replace(microsecond=0)
+            resources = [r for r in resources if r.last_modified and r.last_modified >= since]
         files = [self._object(r) for r in resources]
         return sorted(files, key=lambda f: f.modified or "", reverse=True)
 
