@@ -95,6 +95,8 @@ def remember_caller_headers(response: Any, headers: Any) -> None:
         if value is not None and str(key).lower() not in NOT_REPLAYED_HEADERS
     }
     setattr(response, _CALLER_HEADERS, kept)
+
+
 # Characters kept as-is when an id becomes a path segment.
 _ID_SAFE = ":@!$&'()*+,;=-._~"
 
