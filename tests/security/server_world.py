@@ -129,7 +129,7 @@ def seed_victim(world: World) -> None:
         calendar=calendar["id"],
         event=event["id"],
         task=task["id"],
-        activity=str(activity["objects"][0]["id"]),
+        activity=str(activity["objects"][0]["event_id"]),
     )
 
 
