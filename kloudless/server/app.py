@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import idempotency
+from . import idempotency, imported
 from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
@@ -55,6 +55,8 @@ class ServerApp(Core):
         self.url_map = url_map(self.routes)
         super().__init__(settings)
         idempotency.install(self)
+        # Inside the idempotency layer: a replayed answer is the judged one.
+        self.handler_wrappers.append(imported.judge_rejection)
 
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:

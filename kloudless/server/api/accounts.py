@@ -9,7 +9,8 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from .. import account_fields
-from ..connectors.registry import get_connector
+from ..connectors.base import Connector
+from ..connectors.registry import get_connector, services
 from ..connectors.webdav_auth import account_label
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
@@ -94,33 +95,62 @@ _ACCOUNT_KEYS = (
 )
 
 
+#: Body keys that make ``POST /v1/accounts`` a Kloudless account import: the credentials are
+#: stored without being tried (see :mod:`kloudless.server.imported`).
+IMPORT_KEYS = ("token", "token_secret", "refresh_token")
+
+
+def _connector(service: Any) -> Connector:
+    """:returns: the connector of a service named in a request body.
+
+    :raises ApiError: 400 ``invalid_parameters`` naming the supported services (never 501).
+    """
+    if not isinstance(service, str) or not service:
+        raise invalid_parameters("'service' must be a service name.")
+    try:
+        return get_connector(service)
+    except ApiError as exc:
+        if exc.status != 501:
+            raise
+    raise invalid_parameters(
+        f"This server has no connector for the service {service[:64]!r}; "
+        f"it supports: {', '.join(services())}."
+    )
+
+
 def create_account(ctx: RequestContext) -> Response:
     auth = ctx.require_auth()
     if auth.kind != "apikey":
         raise ApiError(403, "forbidden", "Creating accounts needs an API key.")
     body = ctx.json_body()
     service = body.get("service", "local")
-    if not isinstance(service, str):
-        raise invalid_parameters("'service' must be a string.")
+    connector = _connector(service)
     columns = account_fields.column_changes(body)
     name = columns.pop("account", None)
-    connector = get_connector(service)
-    config = {k: v for k, v in body.items() if k not in _ACCOUNT_KEYS}
-    # The store lets connectors seal upstream credentials (DAV passwords) before storing them.
-    # The outbound policy decides which addresses the connector may contact (no loopback, ...).
-    config = connector.validate_config(config, ctx.store, policy_for(ctx.settings))
+    settings = {k: v for k, v in body.items() if k not in _ACCOUNT_KEYS}
+    # The store lets connectors seal upstream credentials before storing them.
+    if any(key in body for key in IMPORT_KEYS):
+        # Stored untried; the outbound policy still applies to every later connection.
+        config = connector.import_config(dict(settings, account=name), ctx.store)
+    else:
+        # The outbound policy decides which addresses the connector may contact.
+        config = connector.validate_config(settings, ctx.store, policy_for(ctx.settings))
     if name is None:
         name = default_account_name(service, config)
     with ctx.store.transaction():
         account_id = ctx.store.create_account(auth.app_id, service, name, config)
-        if columns:
-            sets = ", ".join(f"{k} = ?" for k in columns)
-            ctx.store.execute(
-                f"UPDATE accounts SET {sets} WHERE id = ?", [*columns.values(), account_id]
-            )
+        _update_columns(ctx, account_id, columns)
     row = ctx.store.get_account(account_id)
     assert row is not None
     return json_response(serialize_account(ctx, row), 201)
+
+
+def _update_columns(ctx: RequestContext, account_id: int, columns: dict[str, Any]) -> None:
+    if columns:
+        sets = ", ".join(f"{k} = ?" for k in columns)
+        ctx.store.execute(
+            f"UPDATE accounts SET {sets} WHERE id = ?", [*columns.values(), account_id]
+        )
 
 
 def get_account(ctx: RequestContext, account_id: str) -> Response:
@@ -136,12 +166,17 @@ def patch_account(ctx: RequestContext, account_id: str) -> Response:
     if "service" in body and body["service"] != row["service"]:
         raise invalid_parameters("An account's service cannot be changed.")
     changes = account_fields.column_changes(body)
+    if any(key in body for key in IMPORT_KEYS):
+        # New credentials for the upstream, stored untried like an import; they make an
+        # account whose old ones were rejected active again.
+        settings = {k: v for k, v in body.items() if k not in _ACCOUNT_KEYS}
+        previous = json.loads(row["config"] or "{}")
+        config = _connector(str(row["service"])).import_config(settings, ctx.store, previous)
+        changes["config"] = json.dumps(config)
+        changes.setdefault("active", 1)
     if changes:
         changes["modified"] = now_iso()
-        sets = ", ".join(f"{k} = ?" for k in changes)
-        ctx.store.execute(
-            f"UPDATE accounts SET {sets} WHERE id = ?", [*changes.values(), row["id"]]
-        )
+        _update_columns(ctx, int(row["id"]), changes)
     new = ctx.store.get_account(int(row["id"]))
     assert new is not None
     return json_response(serialize_account(ctx, new))

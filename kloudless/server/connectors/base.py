@@ -329,5 +329,27 @@ class Connector:
         """
         return config
 
+    def import_config(
+        self, fields: dict[str, Any], store: Store, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Build an account config from a Kloudless account import (``POST /v1/accounts`` with
+        ``token``, ``token_secret``, ``refresh_token`` and per-service fields such as
+        ``domain``), *without* contacting the upstream: Kloudless stored imported credentials
+        untried. Seal secrets with ``store.server_secret()`` and set ``"imported": true``
+        in the config; a later upstream 401 then marks the account (see
+        :mod:`kloudless.server.imported`).
+
+        :param fields: the import body minus the account fields (``service``, ``account``...).
+        :param previous: the stored config, when ``PATCH /v1/accounts/{id}`` replaces
+            credentials of an existing account.
+        :returns: the config to store. :raises ApiError: 400 ``invalid_parameters`` naming a
+            missing field; the default refuses: the service takes no imported credentials.
+        """
+        raise ApiError(
+            400,
+            "invalid_parameters",
+            f"The {self.service} service takes no imported credentials ('token').",
+        )
+
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         """Clean up connector state after an account is deleted (files on disk, ...)."""

@@ -45,6 +45,7 @@ from kloudless.server.connectors.webdav_auth import (
     check_address,
     clean_settings,
     credentials,
+    imported_config,
     stored_config,
 )
 from kloudless.server.connectors.webdav_client import WebDAVClient, client_for
@@ -493,6 +494,14 @@ def close_backends() -> None:
 # -- connection and the connector -----------------------------------------------------------------
 
 
+def _primary_calendar(primary: Any) -> str | None:
+    """:returns: a ``primary_calendar`` setting (a collection name) or None. :raises ApiError:
+    400 for anything else."""
+    if primary is not None and (not isinstance(primary, str) or "/" in primary or not primary):
+        raise invalid_parameters("'primary_calendar' must be a calendar collection name.")
+    return primary
+
+
 def connect(
     settings: dict[str, Any],
     secret: bytes | None = None,
@@ -514,9 +523,7 @@ def connect(
     """
     require_dependencies()
     url, username, password = clean_settings(settings)
-    primary = settings.get("primary_calendar")
-    if primary is not None and (not isinstance(primary, str) or "/" in primary or not primary):
-        raise invalid_parameters("'primary_calendar' must be a calendar collection name.")
+    primary = _primary_calendar(settings.get("primary_calendar"))
     check_address(url, policy)
     backend = CalDAVCalendar(url, username, password, primary, timeout=15, policy=policy)
     try:
@@ -563,6 +570,17 @@ class CalDAVConnector(Connector):
         :param policy: the server's outbound policy.
         """
         return connect(config, store.server_secret() if store is not None else None, policy)
+
+    def import_config(
+        self, fields: dict[str, Any], store: Store, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Kloudless import fields (``domain``, ``username``, ``token`` = the password), stored
+        untried (see :func:`~kloudless.server.connectors.webdav_auth.imported_config`)."""
+        config = imported_config(fields, store.server_secret(), previous)
+        primary = fields.get("primary_calendar", (previous or {}).get("primary_calendar"))
+        if _primary_calendar(primary) is not None:
+            config["primary_calendar"] = primary
+        return config
 
 
 CALDAV = CalDAVConnector()

@@ -54,6 +54,7 @@ from kloudless.server.connectors.webdav_auth import (
     check_address,
     clean_settings,
     credentials,
+    imported_config,
     stored_config,
 )
 from kloudless.server.connectors.webdav_client import (
@@ -594,6 +595,13 @@ class WebDAVConnector(Connector):
         :param policy: the server's outbound policy.
         """
         return connect(config, store.server_secret() if store is not None else None, policy)
+
+    def import_config(
+        self, fields: dict[str, Any], store: Store, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Kloudless import fields (``domain``, ``username``, ``token`` = the password), stored
+        untried (see :func:`~kloudless.server.connectors.webdav_auth.imported_config`)."""
+        return imported_config(fields, store.server_secret(), previous)
 
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         Snapshots(store, account_id).delete_all()

@@ -139,6 +139,45 @@ def check_address(url: str, policy: OutboundPolicy) -> None:
         raise invalid_parameters(f"'url' cannot be used: {exc}.") from None
 
 
+def imported_config(
+    fields: Mapping[str, Any], secret: bytes, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build a DAV account config from Kloudless import fields, without contacting the server
+    (migration scripts import thousands of accounts; the first call that fails upstream marks
+    the account instead, see :mod:`kloudless.server.imported`).
+
+    Kloudless import bodies name the server ``domain`` (or ``url``), the user ``username`` (or
+    ``account``) and the password ``token`` (or ``password``). ``previous`` is the account's
+    stored config when a ``PATCH`` replaces some of them.
+
+    :returns: the config to store, with the password sealed and ``"imported": true``.
+    :raises ApiError: 400 ``invalid_parameters`` naming a missing or malformed field.
+    """
+    old = dict(previous or {})
+    settings = {
+        "url": fields.get("url") or fields.get("domain") or old.get("url"),
+        "username": fields.get("username") or fields.get("account") or old.get("username"),
+        "password": fields.get("token", fields.get("password")),
+    }
+    if settings["password"] is None and old:
+        settings["password"] = credentials(old, secret)[2]
+    missing = [
+        label
+        for key, label in (
+            ("url", "'domain' (the server's DAV URL)"),
+            ("username", "'username' (or 'account')"),
+            ("password", "'token' (the password)"),
+        )
+        if settings[key] in (None, "")
+    ]
+    if missing:
+        raise invalid_parameters("Importing this account needs " + ", ".join(missing) + ".")
+    url, username, password = clean_settings(settings)
+    config = stored_config(url.rstrip("/") + "/", username, password, secret)
+    config["imported"] = True
+    return config
+
+
 def account_label(url: str, username: str) -> str:
     """:returns: a display name for the account (the API's ``account`` field), ``user@host``."""
     return f"{username}@{urlsplit(url).hostname or ''}"[:255]
