@@ -75,8 +75,8 @@ def test_account_create_needs_api_key(
     assert created.status_code == 201 and created.get_json()["service"] == "local"
     assert_error(
         client.post("/v1/accounts", headers=api_key_auth, json={"account": "x", "service": "nope"}),
-        501,
-        "not_implemented",
+        400,
+        "invalid_parameters",
     )
 
 
