@@ -60,11 +60,8 @@ def test_import_stores_credentials_untried_and_judges_them_later(
 def test_import_of_an_unreachable_server_is_not_tried(
     api: Client, creds: Any, closed_port_url: str
 ) -> None:
-    made = _import(
-        api,
-        creds,
-        {"service": "caldav", "account": "u", "domain": closed_port_url, "token": "p"},
-    )
+    body = {"service": "caldav", "account": "u", "domain": closed_port_url, "token": "p"}
+    made = _import(api, creds, body)
     assert made.status_code == 201, made.get_data(as_text=True)
     assert made.get_json()["service"] == "caldav"
 
@@ -102,14 +99,7 @@ def test_import_names_what_is_missing(
 def test_connecting_with_the_servers_own_settings_still_checks_them(
     api: Client, creds: Any, webdav_folder: DavServer
 ) -> None:
-    wrong = _import(
-        api,
-        creds,
-        {
-            "service": "webdav",
-            "url": webdav_folder.url,
-            "username": webdav_folder.username,
-            "password": "wrong",
-        },
-    )
+    dav = webdav_folder
+    body = {"service": "webdav", "url": dav.url, "username": dav.username, "password": "wrong"}
+    wrong = _import(api, creds, body)
     error(wrong, 401, "service_unauthorized")
