@@ -1,4 +1,4 @@
-"""Server sub-commands: ``serve``, ``accounts create|list|delete``, ``tokens create``,
+"""Server sub-commands: ``serve``, ``accounts create|list|delete|invite``, ``tokens create``,
 ``apps show``, ``apps redirect-uri add|list``, ``apps webhook ...``. They work directly on a
 data dir (stop the server first or run them alongside: SQLite WAL handles both).
 
@@ -88,7 +88,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_limit_per_minute=args.rate_limit,
         max_upload_bytes=args.max_upload_bytes,
         public_base_url=args.public_url,
-        oauth_pick_existing=not args.oauth_new_accounts_only,
+        oauth_existing_accounts="none"
+        if args.oauth_new_accounts_only
+        else args.oauth_existing_accounts,
         allowed_hosts=list(args.allowed_host or []),
         connections_per_address=args.connections_per_address,
         allow_upstream=_allow_upstream(args),
@@ -285,6 +287,26 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accounts_invite(args: argparse.Namespace) -> int:
+    """``accounts invite ACCOUNT``: a one-time consent-page invitation code for the account."""
+    from kloudless.server import invitations
+
+    if not 0 < args.hours <= 24 * 30:
+        sys.stderr.write("kloudless: error: --hours must be between 0 and 720\n")
+        return 2
+    with closing(_store(args)) as store:
+        try:
+            code = invitations.create(store, args.account_id, int(args.hours * 3600))
+        except LookupError:
+            sys.stderr.write(f"kloudless: error: no account {args.account_id}\n")
+            return 1
+        print(
+            f"Invitation code for account {args.account_id} (shown once, valid "
+            f"{args.hours:g} h, one use): {code}"
+        )
+    return 0
+
+
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     with closing(_store(args)) as store:
         row = store.get_account(args.account_id)
@@ -407,9 +429,18 @@ def register(subparsers: Any) -> None:
         "reverse proxy, whose connections all come from one address)",
     )
     serve.add_argument(
+        "--oauth-existing-accounts",
+        choices=("invited", "any", "none"),
+        default="invited",
+        help="which existing accounts the OAuth consent page may connect: 'invited' (default) "
+        "only with an invitation code from 'kloudless accounts invite' (or a DAV server login "
+        "entered again), 'any' lists every account to whoever opens the page (single-user "
+        "set-ups only), 'none' only creates new accounts",
+    )
+    serve.add_argument(
         "--oauth-new-accounts-only",
         action="store_true",
-        help="the OAuth consent page only creates new accounts (use when others can reach it)",
+        help="same as --oauth-existing-accounts none",
     )
 
     accounts = subparsers.add_parser("accounts", help="manage accounts on a data dir")
@@ -446,6 +477,24 @@ def register(subparsers: Any) -> None:
     )
     _add_allow_upstream(create)
     _command(acc_sub, "list", cmd_accounts_list, help="list accounts")
+    invite = _command(
+        acc_sub,
+        "invite",
+        cmd_accounts_invite,
+        help="issue a one-time code that lets its holder connect an existing account on the "
+        "consent page",
+        description="Print a one-time invitation code for an existing account. Give it to the "
+        "account's owner: on the application's consent page they choose 'An account I was "
+        "invited to connect' and enter it. The code works once, for this account's "
+        "application only, and expires.",
+    )
+    invite.add_argument("account_id", type=int, metavar="ACCOUNT")
+    invite.add_argument(
+        "--hours",
+        type=float,
+        default=24.0,
+        help="hours until the code expires (default %(default)s)",
+    )
     delete = _command(
         acc_sub, "delete", cmd_accounts_delete, help="delete an account and its files"
     )

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+#: The values of :attr:`Settings.oauth_existing_accounts`.
+OAUTH_EXISTING_ACCOUNTS = ("invited", "any", "none")
 
 
 @dataclass
@@ -58,10 +60,15 @@ class Settings:
     #: Seconds a repeat of a keyed request that is still running waits for it to finish (and
     #: then replays its response) before answering ``409 idempotency_key_in_use``.
     idempotency_wait_seconds: float = 2.0
-    #: Let the OAuth consent page connect existing accounts of the application. Whoever can
-    #: open the page can then pick any of them, so turn it off when untrusted people can reach
-    #: the server; new local accounts can always be created.
-    oauth_pick_existing: bool = True
+    #: Which existing accounts of the application the OAuth consent page may connect:
+    #: ``"invited"`` (default) only one the visitor has an operator-issued invitation code for
+    #: (``kloudless accounts invite ACCOUNT``), or a DAV account whose server login the visitor
+    #: enters again; ``"any"`` lists every account of the application to whoever opens the
+    #: page (an opt-in for single-user set-ups: anyone who can reach the page can then take
+    #: any of them); ``"none"`` only new accounts.
+    oauth_existing_accounts: str = "invited"
+    #: Seconds a consent page stays usable after it was shown.
+    oauth_page_ttl: int = 3600
     #: Requests per minute per credential (or client address); 0 disables the limit.
     rate_limit_per_minute: int = 0
     #: Absolute base URL used in ``href`` values instead of the request's host (behind a proxy).
@@ -84,6 +91,12 @@ class Settings:
     def db_path(self) -> str:
         """:returns: the SQLite database file inside :attr:`data_dir`."""
         return os.path.join(self.data_dir, "kloudless.sqlite3")
+
+    def __post_init__(self) -> None:
+        if self.oauth_existing_accounts not in OAUTH_EXISTING_ACCOUNTS:
+            raise ValueError(
+                f"oauth_existing_accounts must be one of {', '.join(OAUTH_EXISTING_ACCOUNTS)}"
+            )
 
     def replace(self, **changes: object) -> Settings:
         """:returns: a copy with ``changes`` applied."""

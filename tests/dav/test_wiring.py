@@ -155,7 +155,7 @@ def test_consent_form_for_webdav(
     wrong = api.post("/v1/oauth", data=form)
     assert wrong.status_code == 400 and wrong.mimetype == "text/html"
     text = wrong.get_data(as_text=True)
-    assert 'class="error"' in text and "wrong-pw-123" not in text
+    assert 'role="alert"' in text and "wrong-pw-123" not in text
     assert _input_value(text, "url") == webdav_folder.url
     assert _input_value(text, "username") == webdav_folder.username
     assert _input_value(text, "password") == ""
@@ -188,9 +188,30 @@ def test_consent_form_for_webdav(
     config = json.loads(app.store.get_account(me["id"])["config"])
     assert "password" not in config and "password_sealed" in config
 
-    # The next consent page for webdav offers the new account, and only it.
-    again, _ = _consent_page(api, creds, "webdav")
-    assert f"(webdav, id {me['id']})" in again.get_data(as_text=True)
+    # The next consent page does not list it; signing in to the same server again proves
+    # ownership and reuses the account instead of connecting a second copy.
+    again, form = _consent_page(api, creds, "webdav")
+    assert f"(webdav, id {me['id']})" not in again.get_data(as_text=True)
+    form.update(account_id="new", service="webdav", url=webdav_folder.url)
+    form.update(username=webdav_folder.username, password=webdav_folder.password)
+    reused = api.post("/v1/oauth", data=form)
+    assert reused.status_code == 302, reused.get_data(as_text=True)
+    assert len(app.store.list_accounts()) == before + 1
+    code = parse_qs(urlsplit(reused.headers["Location"]).query)["code"][0]
+    exchange = api.post(
+        "/v1/oauth/token",
+        data=urlencode(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT,
+                "client_id": creds.app_id,
+                "client_secret": creds.api_key,
+            }
+        ),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert exchange.get_json()["account_id"] == me["id"]
 
 
 def test_consent_form_prefill_and_csrf(
@@ -228,7 +249,7 @@ def test_consent_form_prefill_and_csrf(
 def test_consent_form_for_both_services(api: Client, creds: Any) -> None:
     page, _ = _consent_page(api, creds, "webdav caldav.calendar")
     text = page.get_data(as_text=True)
-    assert '<select name="service">' in text
+    assert '<select name="service" id="f-service">' in text
     assert '<option value="webdav">' in text and '<option value="caldav">' in text
     assert 'name="primary_calendar"' in text
     local, _ = _consent_page(api, creds, "storage")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from werkzeug.test import EnvironBuilder, TestResponse, run_wsgi_app
 
-from kloudless.server import Settings, create_app
+from kloudless.server import Settings, create_app, invitations
 from kloudless.server.bootstrap import bootstrap
 
 from .conftest import RecordAll
@@ -605,7 +605,15 @@ def _consent_form(world: World, client: Any, **params: str) -> dict[str, str]:
     assert page.status_code == 200, page.get_data()
     token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.get_data(as_text=True))
     assert token is not None
-    return dict(query, csrf_token=token.group(1), decision="allow", account_id=str(world.acc_a))
+    # The existing account is reached with an operator's invitation code (the default rule).
+    code = invitations.create(world.app.store, world.acc_a)
+    return dict(
+        query,
+        csrf_token=token.group(1),
+        decision="allow",
+        account_id="invitation",
+        invitation=code,
+    )
 
 
 def _code(world: World, **params: str) -> tuple[str, dict[str, list[str]]]:

@@ -21,7 +21,7 @@ def test_every_response_has_a_request_id(client: Client, auth: dict[str, str]) -
 
 def test_unknown_route_is_json_404(client: Client) -> None:
     assert_error(client.get("/v1/no/such/thing"), 404, "not_found")
-    assert_error(client.get("/"), 404, "not_found")
+    assert_error(client.get("/nowhere"), 404, "not_found")
 
 
 def test_wrong_method_is_json_405(client: Client, auth: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from werkzeug.test import Client, TestResponse
 
+from kloudless.server import invitations
 from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials
 
@@ -30,8 +31,14 @@ def _consent(client: Client, creds: Credentials, **extra: str) -> tuple[str, dic
     assert page.status_code == 200 and page.mimetype == "text/html"
     token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.get_data(as_text=True))
     assert token is not None
+    # The existing account is reached with an operator's invitation code (the default rule).
+    code = invitations.create(client.application.store, creds.account_id)  # type: ignore[attr-defined]
     form = dict(
-        params, csrf_token=token.group(1), decision="allow", account_id=str(creds.account_id)
+        params,
+        csrf_token=token.group(1),
+        decision="allow",
+        account_id="invitation",
+        invitation=code,
     )
     return page.get_data(as_text=True), form
 
@@ -179,18 +186,21 @@ def test_state_and_code_not_logged(
         assert secret not in text
 
 
-def test_pick_existing_can_be_disabled(tmp_path: Any) -> None:
+def test_new_accounts_only(tmp_path: Any) -> None:
     from kloudless.server import Settings, create_app
     from kloudless.server.bootstrap import bootstrap
 
-    app = create_app(Settings(data_dir=str(tmp_path), oauth_pick_existing=False))
+    app = create_app(Settings(data_dir=str(tmp_path), oauth_existing_accounts="none"))
     try:
         creds = bootstrap(app.store)
         assert creds is not None
         client = Client(app)
         page, form = _consent(client, creds)
-        assert f'value="{creds.account_id}"' not in page
+        assert f'value="{creds.account_id}"' not in page and 'name="invitation"' not in page
+        # Not even an invitation code reaches an existing account in this mode.
         assert_error(_submit(client, form), 400, "invalid_parameters")
+        by_id = dict(form, account_id=str(creds.account_id))
+        assert_error(_submit(client, by_id), 400, "invalid_parameters")
         created = _submit(client, dict(form, account_id="new"))
         assert created.status_code == 302 and "code=" in created.headers["Location"]
     finally:

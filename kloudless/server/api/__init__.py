@@ -17,6 +17,7 @@ from . import (
     oauth,
     raw,
     raw_ids,
+    site,
     storage,
     tasks,
     unsupported,
@@ -36,6 +37,7 @@ ROUTES: list[Route] = [
     *tasks.ROUTES,
     *unsupported.ROUTES,
     *calendar.ROUTES,
+    *site.ROUTES,
 ]
 
 __all__ = ["ROUTES"]

@@ -17,7 +17,7 @@ Connecting a WebDAV or CalDAV server
     and password (``webdav_auth.FORM_FIELDS``), plus an optional calendar name for CalDAV and a
     service chooser when both are named. Categories and other services (``all``, ``any``,
     ``storage``, ``any.calendar``, ``local``) keep the local page. The app's existing accounts of
-    the named services are still offered (unless ``oauth_pick_existing`` is off).
+    the named services are offered only as ``Settings.oauth_existing_accounts`` allows.
     The URL (and user name) are pre-filled from the JSON object in ``form_data`` or
     ``extra_data`` (keys ``domain`` or ``url``, and ``username``; ``form_data`` wins).
     On submit (CSRF-checked like the rest of the page) the settings are checked against the
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import json
 import logging
 import secrets
@@ -45,16 +44,20 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
+from .. import invitations
 from ..connectors.registry import get_connector
-from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL, clean_settings
+from ..connectors.webdav_auth import FORM_FIELDS, clean_settings
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
 from ..hosts import LOOPBACK_HOSTS
 from ..outbound import policy_for
+from ..pages import source_expression
 from ..responses import json_response
 from ..routing import AUTH_NONE, Route
-from ..store import hash_secret
+from ..store import hash_secret, now_iso
+from . import consent_view
 from .accounts import default_account_name
+from .consent_view import ConsentView, destination, error_page
 
 log = logging.getLogger("kloudless.server.oauth")
 
@@ -140,101 +143,129 @@ def prefill(params: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def _dav_form(services: list[str], values: dict[str, str]) -> str:
-    """:returns: the HTML inputs of the DAV connection form (never a password value)."""
-    if len(services) == 1:
-        chooser = f'<input type="hidden" name="service" value="{services[0]}">'
-    else:
-        options = "".join(
-            f'<option value="{s}"{" selected" if values.get("service") == s else ""}>'
-            f"{html.escape(get_connector(s).service_name or s)}</option>"
-            for s in services
-        )
-        chooser = f'<p><label>Service <select name="service">{options}</select></label></p>'
-    fields = [chooser]
-    for name, label, kind in FORM_FIELDS:
-        value = "" if kind == "password" else html.escape(values.get(name, ""))
-        limit = MAX_URL if name == "url" else MAX_FIELD
-        fields.append(
-            f'<p><label>{html.escape(label)} <input type="{kind}" name="{name}" '
-            f'value="{value}" maxlength="{limit}" autocomplete="off"></label></p>'
-        )
-    if "caldav" in services:
-        value = html.escape(values.get("primary_calendar", ""))
-        fields.append(
-            '<p><label>Calendar name (CalDAV, optional) <input type="text" '
-            f'name="primary_calendar" value="{value}" maxlength="{MAX_FIELD}"></label></p>'
-        )
-    return "\n".join(fields)
+def _request_mac(ctx: RequestContext, cookie: str, issued: str, params: dict[str, str]) -> str:
+    request = json.dumps([issued, *(params.get(k, "") for k in PARAMS)])
+    return hmac.new(
+        ctx.store.server_secret(),
+        b"consent-request:" + cookie.encode() + request.encode(),
+        hashlib.sha256,
+    ).hexdigest()[:32]
 
 
-def _page(
+def form_token(ctx: RequestContext, cookie: str, params: dict[str, str]) -> str:
+    """:returns: the consent form's ``csrf_token``: when the page was shown (12 hex digits),
+    an HMAC binding it to the browser's cookie, and an HMAC over the authorization request the
+    page showed (so a changed hidden field is told apart from a forged post)."""
+    issued = f"{int(time.time()):012x}"
+    csrf = _csrf_token(ctx, cookie + issued)[:32]
+    return issued + csrf + _request_mac(ctx, cookie, issued, params)
+
+
+def check_form_token(ctx: RequestContext, cookie: str, token: str, params: dict[str, str]) -> None:
+    """:raises ApiError: 403 for a missing or forged token (or cookie), 400 when the request
+    was changed after the page was shown or the page is older than
+    ``Settings.oauth_page_ttl``."""
+    issued, csrf, request = token[:12], token[12:44], token[44:]
+    if (
+        not cookie
+        or len(token) != 76
+        or not hmac.compare_digest(csrf, _csrf_token(ctx, cookie + issued)[:32])
+    ):
+        raise ApiError(403, "forbidden", "The consent form's CSRF token is missing or invalid.")
+    if not hmac.compare_digest(request, _request_mac(ctx, cookie, issued, params)):
+        raise ApiError(
+            400,
+            "bad_request",
+            "The consent form was changed after it was shown; start again from the application.",
+        )
+    if time.time() - int(issued, 16) > ctx.settings.oauth_page_ttl:
+        raise ApiError(
+            400,
+            "request_expired",
+            "This consent page has expired; start again from the application.",
+        )
+
+
+def wants_html(ctx: RequestContext) -> bool:
+    """:returns: whether the caller is a browser (it accepts HTML): errors then get a page."""
+    return "text/html" in ctx.request.headers.get("Accept", "")
+
+
+def _error_page(exc: ApiError) -> Response:
+    titles = {
+        "request_expired": "This page has expired",
+        "forbidden": "This form cannot be used",
+    }
+    return error_page(
+        exc.status, titles.get(exc.error_code, "This request cannot be completed"), exc.message
+    )
+
+
+def _offered_accounts(ctx: RequestContext, app_id: str, services: list[str]) -> list[Any]:
+    """:returns: the accounts the page lists by id (only with ``oauth_existing_accounts="any"``,
+    the single-user opt-in)."""
+    if ctx.settings.oauth_existing_accounts != "any":
+        return []
+    rows = [r for r in ctx.store.list_accounts(app_id) if r["active"]]
+    return [r for r in rows if not services or r["service"] in services]
+
+
+def _view(
     ctx: RequestContext,
     params: dict[str, str],
-    app_name: str,
     cookie: str,
     error: str = "",
     values: dict[str, str] | None = None,
-) -> str:
-    """:param values: the DAV form's values (pre-fill, or the submitted ones on re-show)."""
-    auth_app = params["client_id"]
+    selected: str = "",
+) -> ConsentView:
+    app_id = params["client_id"]
+    app = ctx.store.get_app(app_id)
+    assert app is not None
     services = dav_services(params.get("scope") or "")
-    accounts = ctx.store.list_accounts(auth_app) if ctx.settings.oauth_pick_existing else []
-    if services:
-        accounts = [r for r in accounts if r["service"] in services]
-    hidden = "".join(
-        f'<input type="hidden" name="{k}" value="{html.escape(params.get(k, ""))}">' for k in PARAMS
+    return ConsentView(
+        app_name=str(app["name"]),
+        server=ctx.request.host,
+        scope=params.get("scope") or "",
+        hidden={k: params.get(k, "") for k in PARAMS},
+        csrf_token=form_token(ctx, cookie, params),
+        redirect_to=destination(params.get("redirect_uri", ""), False),
+        existing_mode=ctx.settings.oauth_existing_accounts,
+        accounts=[
+            (int(r["id"]), str(r["account"]), str(r["service"]))
+            for r in _offered_accounts(ctx, app_id, services)
+        ],
+        dav_services=services,
+        values=values if values is not None else prefill(params),
+        error=error,
+        selected=selected,
     )
-    options = "".join(
-        f'<p><label><input type="radio" name="account_id" value="{int(r["id"])}"'
-        f"{' checked' if i == 0 and not error else ''}> {html.escape(str(r['account']))}"
-        f" ({html.escape(str(r['service']))}, id {int(r['id'])})</label></p>"
-        for i, r in enumerate(accounts)
-        if r["active"]
-    )
-    new_checked = "" if options and not error else " checked"
-    if services:
-        new_option = (
-            f'<p><label><input type="radio" name="account_id" value="new"{new_checked}>'
-            " Connect a new account:</label></p>\n"
-            + _dav_form(services, values if values is not None else prefill(params))
-        )
-    else:
-        new_option = (
-            f'<p><label><input type="radio" name="account_id" value="new"{new_checked}>\n'
-            'New local account named <input type="text" name="new_account" value="local"'
-            ' maxlength="255">\n</label></p>'
-        )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Connect an account</title>
-</head><body><h1>Connect an account to {html.escape(app_name)}</h1>
-<p>Requested scope: <code>{html.escape(params.get("scope") or "all")}</code></p>
-{f'<p class="error">{html.escape(error)}</p>' if error else ""}
-<form method="post" action="">
-<input type="hidden" name="csrf_token" value="{_csrf_token(ctx, cookie)}">{hidden}
-{options}
-{new_option}
-<p><button type="submit" name="decision" value="allow">Allow</button>
-<button type="submit" name="decision" value="deny">Deny</button></p>
-</form></body></html>"""
 
 
-def _html(body: str, status: int = 200) -> Response:
-    response = Response(body, status=status, mimetype="text/html")
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; form-action 'self' *"
-    return response
+def _show(view: ConsentView, params: dict[str, str], status: int = 200) -> Response:
+    return consent_view.consent_page(
+        view, status=status, form_target=source_expression(params.get("redirect_uri", ""))
+    )
 
 
 def consent_page(ctx: RequestContext) -> Response:
     params = {k: v for k, v in ctx.request.args.items() if k in PARAMS}
-    app_id, _ = _validate_request(ctx, params)
-    prefill(params)  # a malformed extra_data/form_data is a 400 before any page is shown
-    app = ctx.store.get_app(app_id)
-    assert app is not None
+    try:
+        _validate_request(ctx, params)
+        prefill(params)  # a malformed extra_data/form_data is a 400 before any page is shown
+    except ApiError as exc:
+        if wants_html(ctx):
+            return _error_page(exc)
+        raise
     cookie = ctx.request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-    response = _html(_page(ctx, params, str(app["name"]), cookie))
-    response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="Strict", path="/v1/oauth")
+    response = _show(_view(ctx, params, cookie), params)
+    response.set_cookie(
+        CSRF_COOKIE,
+        cookie,
+        httponly=True,
+        samesite="Strict",
+        path="/v1/oauth",
+        secure=ctx.request.scheme == "https",
+    )
     return response
 
 
@@ -246,21 +277,28 @@ def _redirect(uri: str, params: dict[str, Any], fragment: bool) -> Response:
         target = uri + ("&" if "?" in uri else "?") + query
     response = redirect(target, 302)
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 
+class _Reshow(Exception):
+    """Show the consent form again (HTTP 400) with this message and these values."""
+
+    def __init__(self, message: str, values: dict[str, str] | None = None, selected: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.values = values
+        self.selected = selected
+
+
 def _connect_dav(
-    ctx: RequestContext,
-    form: dict[str, str],
-    params: dict[str, str],
-    app_id: str,
-    cookie: str,
-    services: list[str],
-) -> tuple[str, dict[str, Any]] | Response:
+    ctx: RequestContext, form: dict[str, str], services: list[str]
+) -> tuple[str, dict[str, Any]]:
     """Check the submitted DAV connection settings against the server.
 
-    :returns: ``(service, config to store)``, or the form shown again with the error (HTTP 400;
-        the submitted URL and user name are kept, the password is not).
+    :returns: ``(service, config to store)``.
+    :raises _Reshow: the upstream refused them (the URL and user name are kept, the password
+        is not).
     """
     service = form.get("service", "")
     if service not in services:
@@ -271,7 +309,7 @@ def _connect_dav(
     try:
         clean_settings(settings)  # the form's own mistakes are shown as they are
     except ApiError as exc:
-        return _dav_form_again(ctx, params, app_id, cookie, service, settings, exc.message)
+        raise _reshow_dav(service, settings, exc.message) from None
     try:
         # Contacts the upstream: outside any store transaction. Seals the password.
         config = get_connector(service).validate_config(
@@ -286,36 +324,108 @@ def _connect_dav(
             exc.message,
             ctx.request_id,
         )
-        return _dav_form_again(ctx, params, app_id, cookie, service, settings, CONNECT_FAILED)
+        raise _reshow_dav(service, settings, CONNECT_FAILED) from None
     return service, config
 
 
-def _dav_form_again(
-    ctx: RequestContext,
-    params: dict[str, str],
-    app_id: str,
-    cookie: str,
-    service: str,
-    settings: dict[str, str],
-    message: str,
-) -> Response:
-    """:returns: the DAV form shown again with ``message`` (HTTP 400; the submitted URL and
-    user name are kept, the password is not)."""
-    app = ctx.store.get_app(app_id)
-    assert app is not None
+def _reshow_dav(service: str, settings: dict[str, str], message: str) -> _Reshow:
+    """:returns: the DAV form to show again with ``message`` (the submitted URL and user name
+    are kept, the password is not)."""
     values = {k: v for k, v in settings.items() if k != "password"}
     values["service"] = service
-    return _html(_page(ctx, params, str(app["name"]), cookie, message, values), 400)
+    return _Reshow(message, values, "new")
+
+
+def _same_upstream(
+    ctx: RequestContext, app_id: str, service: str, config: dict[str, Any]
+) -> int | None:
+    """:returns: the app's existing account of ``service`` for the same server URL and user
+    name (signing in to it again proves ownership: it is reused, with the new password), or
+    None."""
+    for row in ctx.store.list_accounts(app_id):
+        if row["service"] != service or not row["active"]:
+            continue
+        stored = json.loads(row["config"] or "{}")
+        if stored.get("url") == config.get("url") and stored.get("username") == config.get(
+            "username"
+        ):
+            return int(row["id"])
+    return None
+
+
+def _pick(
+    ctx: RequestContext,
+    form: dict[str, str],
+    app_id: str,
+    services: list[str],
+) -> tuple[str, Any]:
+    """Decide what the post asks for, before anything is written.
+
+    :returns: ``("dav", (service, config))``, ``("local", name)``, ``("invitation", code)`` or
+        ``("account", id)``.
+    :raises _Reshow: a choice the visitor can correct on the page.
+    """
+    choice = form.get("account_id", "")
+    mode = ctx.settings.oauth_existing_accounts
+    if choice == "new" and services:
+        return "dav", _connect_dav(ctx, form, services)
+    if choice == "new":
+        return "local", (form.get("new_account") or "local").strip()[:255] or "local"
+    if choice == "invitation" and mode == "invited":
+        code = form.get("invitation", "")
+        row = invitations.lookup(ctx.store, app_id, code)
+        if row is None:
+            raise _Reshow(
+                "That invitation code is not valid: it may be mistyped, used already or "
+                "expired. Ask the server's operator for a new one.",
+                selected="invitation",
+            )
+        if services and row["service"] not in services:
+            raise _Reshow(
+                "That invitation is for an account of another service than the one requested.",
+                selected="invitation",
+            )
+        return "invitation", code
+    if mode == "any" and choice.isascii() and choice.isdigit():
+        row = ctx.store.get_account(int(choice))
+        if row is None or row["app_id"] != app_id or not row["active"]:
+            raise invalid_parameters("Unknown account.")
+        if services and row["service"] not in services:
+            raise invalid_parameters("Pick an account of the requested service.")
+        return "account", int(row["id"])
+    if choice.isascii() and choice.isdigit():
+        # The attack of issue #24: an existing account picked by id without any proof.
+        raise invalid_parameters(
+            "Existing accounts can be connected only with an invitation code from the "
+            "server's operator."
+        )
+    raise invalid_parameters("Pick an account.")
 
 
 def consent_submit(ctx: RequestContext) -> Response:
     form = ctx.form_body()
     params = {k: form.get(k, "") for k in PARAMS}
-    app_id, redirect_uri = _validate_request(ctx, params)
     cookie = ctx.request.cookies.get(CSRF_COOKIE, "")
-    token = form.get("csrf_token", "")
-    if not cookie or not hmac.compare_digest(token, _csrf_token(ctx, cookie)):
-        raise ApiError(403, "forbidden", "The consent form's CSRF token is missing or invalid.")
+    try:
+        app_id, redirect_uri = _validate_request(ctx, params)
+        check_form_token(ctx, cookie, form.get("csrf_token", ""), params)
+        return _decide(ctx, form, params, app_id, redirect_uri)
+    except _Reshow as reshow:
+        view = _view(ctx, params, cookie, reshow.message, reshow.values, reshow.selected)
+        return _show(view, params, 400)
+    except ApiError as exc:
+        if wants_html(ctx):
+            return _error_page(exc)
+        raise
+
+
+def _decide(
+    ctx: RequestContext,
+    form: dict[str, str],
+    params: dict[str, str],
+    app_id: str,
+    redirect_uri: str,
+) -> Response:
     state = params.get("state") or None
     implicit = params.get("response_type") == "token"
     if form.get("decision") != "allow":
@@ -329,31 +439,28 @@ def consent_submit(ctx: RequestContext) -> Response:
             implicit,
         )
     scope = params.get("scope") or "all"
-    choice = form.get("account_id", "")
-    services = dav_services(scope)
-    connection: tuple[str, dict[str, Any]] | None = None
-    if choice == "new" and services:
-        result = _connect_dav(ctx, form, params, app_id, cookie, services)
-        if isinstance(result, Response):
-            return result
-        connection = result
+    kind, value = _pick(ctx, form, app_id, dav_services(scope))
     with ctx.store.transaction():
-        if connection is not None:
-            service, config = connection
-            name = default_account_name(service, config)
-            account_id = ctx.store.create_account(app_id, service, name, config)
-        elif choice == "new":
-            name = (form.get("new_account") or "local").strip()[:255] or "local"
-            account_id = ctx.store.create_account(app_id, "local", name)
-        else:
-            if not (choice.isascii() and choice.isdigit()) or not ctx.settings.oauth_pick_existing:
-                raise invalid_parameters("Pick an account.")
-            row = ctx.store.get_account(int(choice))
-            if row is None or row["app_id"] != app_id:
-                raise invalid_parameters("Unknown account.")
-            if services and row["service"] not in services:
-                raise invalid_parameters("Pick an account of the requested service.")
+        if kind == "dav":
+            service, config = value
+            account_id = _same_upstream(ctx, app_id, service, config)
+            if account_id is None:
+                name = default_account_name(service, config)
+                account_id = ctx.store.create_account(app_id, service, name, config)
+            else:
+                ctx.store.execute(
+                    "UPDATE accounts SET config = ?, modified = ? WHERE id = ?",
+                    (json.dumps(config), now_iso(), account_id),
+                )
+        elif kind == "local":
+            account_id = ctx.store.create_account(app_id, "local", value)
+        elif kind == "invitation":
+            row = invitations.lookup(ctx.store, app_id, value)
+            if row is None or not invitations.spend(ctx.store, value):
+                raise _Reshow("That invitation code was used meanwhile.", selected="invitation")
             account_id = int(row["id"])
+        else:
+            account_id = value
         if implicit:
             access = ctx.store.create_token(app_id, account_id, scope)
         else:
