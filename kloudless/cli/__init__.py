@@ -15,6 +15,7 @@ import sys
 #: Modules contributing sub-commands (server management, then client commands).
 COMMAND_MODULES = [
     "kloudless.cli.server_commands",
+    "kloudless.cli.team_commands",
     "kloudless.cli.storage",
     "kloudless.cli.transfers",
     "kloudless.cli.calendars",

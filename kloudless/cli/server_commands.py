@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import json
 import os
 import sys
 from contextlib import closing
@@ -229,6 +230,7 @@ def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account (checking upstream settings first) and a bearer token for it."""
+    from kloudless.server import account_fields  # noqa: F401  (the 'admin' column)
     from kloudless.server.api.accounts import default_account_name
     from kloudless.server.connectors.registry import get_connector
     from kloudless.server.errors import ApiError
@@ -251,8 +253,15 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
         name = args.name or default_account_name(args.service, config)
         with store.transaction():
             account_id = store.create_account(app["id"], args.service, name[:255], config)
+            if args.admin:
+                store.execute("UPDATE accounts SET admin = 1 WHERE id = ?", (account_id,))
             token = store.create_token(app["id"], account_id)
-        print(f"Created account {account_id} ({args.service}, {name[:255]!r}).")
+        if args.json:
+            created = {"id": account_id, "service": args.service, "account": name[:255]}
+            print(json.dumps({**created, "admin": bool(args.admin), "token": token}, indent=2))
+            return 0
+        kind = "admin account" if args.admin else "account"
+        print(f"Created {kind} {account_id} ({args.service}, {name[:255]!r}).")
         print(f"Bearer token (shown once): {token}")
     return 0
 
@@ -470,6 +479,12 @@ def register(subparsers: Any) -> None:
     secret.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin account: it has a team (kloudless team ...) and may act as its users",
+    )
+    create.add_argument("--json", action="store_true", help="print the new account as JSON")
     create.add_argument(
         "--primary-calendar",
         metavar="NAME",

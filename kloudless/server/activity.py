@@ -45,14 +45,16 @@ class ActivityLog:
         metadata: dict[str, Any],
         object_id: str | None = None,
         ip: str | None = None,
+        actor: dict[str, Any] | None = None,
     ) -> int:
         """Append an event (``add``, ``update``, ``delete``, ``rename``, ``move``, ``copy``).
 
         :param metadata: the object's JSON as the API returns it.
+        :param actor: who acted, when not the account itself (impersonation).
         :returns: the new cursor.
         """
         cursor = self.store.append_activity(
-            account_id, type_, object_id or metadata.get("id"), metadata, ip
+            account_id, type_, object_id or metadata.get("id"), metadata, ip, actor
         )
 
         def notify() -> None:
@@ -80,6 +82,8 @@ class ActivityRecorder:
     :param ip: the caller's address, stored with each event.
     :param describe: turns the objects passed to :meth:`record` into event metadata; without
         it :meth:`record` takes the metadata dict itself.
+    :param actor: who acts, when not the account itself (an admin account impersonating a
+        team user), stored with each event.
     """
 
     def __init__(
@@ -88,11 +92,13 @@ class ActivityRecorder:
         account_id: int,
         ip: str | None = None,
         describe: Describe | None = None,
+        actor: dict[str, Any] | None = None,
     ) -> None:
         self.log = log
         self.account_id = int(account_id)
         self.ip = ip
         self.describe: Describe = describe or _as_metadata
+        self.actor = actor
 
     def record(self, type_: str, obj: Any) -> int:
         """Append one event for ``obj`` (inside the change's transaction when there is one).
@@ -102,5 +108,10 @@ class ActivityRecorder:
         metadata = self.describe(obj)
         object_id = metadata.get("id", getattr(obj, "id", None))
         return self.log.record(
-            self.account_id, type_, metadata, None if object_id is None else str(object_id), self.ip
+            self.account_id,
+            type_,
+            metadata,
+            None if object_id is None else str(object_id),
+            self.ip,
+            self.actor,
         )

@@ -135,11 +135,6 @@ class ServerApp(Core):
                 or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
             ):
                 raise forbidden("This endpoint needs an API key or an application-level token.")
-            if ctx.request.headers.get("X-Kloudless-As-User"):
-                raise forbidden(
-                    "X-Kloudless-As-User is not supported: this server has no admin "
-                    "accounts to impersonate users of."
-                )
         limited = self.rate_limiter.check(self._rate_key(ctx))
         if limited is not None:
             raise too_many_requests("requests", limited)

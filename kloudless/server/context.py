@@ -16,6 +16,7 @@ from typing import IO, Any, Callable
 
 from werkzeug.wrappers import Request, Response
 
+from . import team
 from .activity import Describe
 from .auth import Auth, unauthenticated
 from .connectors.base import AccountEnv, Connector, StorageBackend
@@ -49,6 +50,9 @@ class RequestContext:
     #: Replacement request body set by a wrapper that had to read it (e.g. to hash it for
     #: idempotency keys); handlers read the body only through :meth:`body_stream`.
     body_override: IO[bytes] | None = None
+    #: The accounts this request acts on as an admin account's team user
+    #: (``X-Kloudless-As-User``): account id -> the actor its activity events record.
+    actors: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def body_stream(self) -> IO[bytes]:
         """:returns: the request body stream (the override when a wrapper consumed it)."""
@@ -68,10 +72,15 @@ class RequestContext:
         return self.core.settings
 
     # -- accounts ----------------------------------------------------------------------------
-    def account(self, account_ref: str) -> sqlite3.Row:
+    def account(self, account_ref: str, impersonate: bool = True) -> sqlite3.Row:
         """Resolve ``me`` or a numeric id to an account the caller may access.
 
-        :raises ApiError: 400 for a malformed id, 404 when missing or not the caller's.
+        With ``X-Kloudless-As-User: <user id>`` (and ``impersonate``), the account must be an
+        admin account and the answer is the account of that user of its team (see
+        :mod:`kloudless.server.team`); the request's activity events record both.
+
+        :raises ApiError: 400 for a malformed id, 404 when missing or not the caller's; 403
+            ``forbidden`` when impersonating on a non-admin account or a user outside the team.
         """
         auth = self.require_auth()
         if "," in account_ref:
@@ -90,6 +99,10 @@ class RequestContext:
         row = self.store.get_account(account_id)
         if row is None or row["app_id"] != auth.app_id or not auth.may_access(account_id):
             raise not_found(f"Account not found: {account_id}")
+        as_user = self.request.headers.get("X-Kloudless-As-User", "").strip()
+        if impersonate and as_user:
+            row, actor = team.impersonate(self.store, row, as_user)
+            self.actors[int(row["id"])] = actor
         return row
 
     def accounts(self, account_refs: str) -> list[sqlite3.Row]:
@@ -132,7 +145,9 @@ class RequestContext:
     def account_env(self, account: sqlite3.Row, describe: Describe | None = None) -> AccountEnv:
         """:returns: what the account's connector is given (events carry the caller's
         address; ``describe`` turns backend objects into event metadata)."""
-        return self.core.account_env(account, self.client_ip, describe)
+        return self.core.account_env(
+            account, self.client_ip, describe, self.actors.get(int(account["id"]))
+        )
 
     def storage(self, account: sqlite3.Row, describe: Describe | None = None) -> StorageBackend:
         """:returns: the account's storage backend. :raises ApiError: 501 if it has none."""
@@ -255,7 +270,9 @@ class RequestContext:
     ) -> int:
         """Append to the account's activity log, with the caller's address (see
         :meth:`kloudless.server.activity.ActivityLog.record`)."""
-        return self.core.activity.record(account_id, type_, metadata, object_id, self.client_ip)
+        return self.core.activity.record(
+            account_id, type_, metadata, object_id, self.client_ip, self.actors.get(account_id)
+        )
 
 
 #: A wrapper around handler execution: ``wrapper(ctx, call_next) -> Response``.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from . import webhooks
 from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
@@ -53,12 +54,17 @@ class Core:
         return get_connector(str(account["service"]))
 
     def account_env(
-        self, account: sqlite3.Row, ip: str | None = None, describe: Describe | None = None
+        self,
+        account: sqlite3.Row,
+        ip: str | None = None,
+        describe: Describe | None = None,
+        actor: dict[str, Any] | None = None,
     ) -> AccountEnv:
         """:returns: what the account's connector is given: store, settings, account row and an
-        activity recorder (``ip`` stored with its events, ``describe`` building their metadata).
+        activity recorder (``ip`` and ``actor`` stored with its events, ``describe`` building
+        their metadata).
         """
-        recorder = ActivityRecorder(self.activity, int(account["id"]), ip, describe)
+        recorder = ActivityRecorder(self.activity, int(account["id"]), ip, describe, actor)
         return AccountEnv(self.store, self.settings, account, recorder)
 
     def close(self) -> None:

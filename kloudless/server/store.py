@@ -111,6 +111,11 @@ def register_migration(version: int, migration: Migration) -> None:
     MIGRATIONS.sort(key=lambda item: item[0])
 
 
+# Who acted on an activity event when it was not the account itself (an admin account
+# impersonating a team user; admin/team range 600-699).
+register_migration(604, "ALTER TABLE activity ADD COLUMN actor TEXT")
+
+
 #: The one format of stored timestamps (fixed width, so equal-format strings sort by time).
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -398,16 +403,28 @@ class Store:
         object_id: str | None,
         metadata: dict[str, Any],
         ip: str | None = None,
+        actor: dict[str, Any] | None = None,
     ) -> int:
         """Append one activity event. Use :func:`kloudless.server.activity.record` instead,
         which also notifies listeners (webhooks).
 
+        :param actor: who acted when it was not the account itself (an admin account
+            impersonating a team user: ``{"user_id", "admin_account"}``, see
+            :mod:`kloudless.server.team`).
         :returns: the event's cursor (monotonic integer).
         """
         cur = self.execute(
-            "INSERT INTO activity (account_id, type, object_id, modified, ip, metadata)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (account_id, type_, object_id, now_iso(), ip, json.dumps(metadata)),
+            "INSERT INTO activity (account_id, type, object_id, modified, ip, metadata, actor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account_id,
+                type_,
+                object_id,
+                now_iso(),
+                ip,
+                json.dumps(metadata),
+                None if actor is None else json.dumps(actor),
+            ),
         )
         return int(cur.lastrowid or 0)
 

@@ -173,3 +173,58 @@ def test_second_serve_on_one_data_dir_refuses(
     second = lock_data_dir(data)  # released on exit: the next server may start
     assert second is not None
     second.close()
+
+
+def test_admin_account_and_team_commands(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    data = str(tmp_path / "d")
+    _new_store(data)
+    _run(capsys, "apps", "show", "--data-dir", data)  # first-start credentials, once
+    status, out = _run(
+        capsys, "accounts", "create", "--admin", "--json", "--name", "it", "--data-dir", data
+    )
+    admin = json.loads(out)
+    assert status == 0 and admin["admin"] is True and admin["token"].startswith("tok_")
+    _, out = _run(capsys, "accounts", "create", "--json", "--name", "alice", "--data-dir", data)
+    alice = json.loads(out)
+    a = str(admin["id"])
+    status, out = _run(
+        capsys,
+        "team",
+        "users",
+        "add",
+        a,
+        str(alice["id"]),
+        "--email",
+        "a@x",
+        "--json",
+        "--data-dir",
+        data,
+    )
+    user = json.loads(out)
+    assert status == 0 and user["name"] == "alice" and user["account"] == alice["id"]
+    status, out = _run(capsys, "team", "groups", "add", a, "eng", "--json", "--data-dir", data)
+    group = json.loads(out)
+    assert status == 0 and group["role"] == "member"
+    assert (
+        _run(
+            capsys, "team", "groups", "member-add", a, group["id"], user["id"], "--data-dir", data
+        )[0]
+        == 0
+    )
+    status, out = _run(
+        capsys, "team", "groups", "members", a, group["id"], "--json", "--data-dir", data
+    )
+    assert [m["id"] for m in json.loads(out)] == [user["id"]]
+    status, out = _run(capsys, "team", "users", "list", a, "--data-dir", data)
+    assert status == 0 and "alice" in out and "a@x" in out
+    # Errors are one line and exit status 1.
+    status = main(["team", "users", "add", str(alice["id"]), a, "--data-dir", data])
+    assert status == 1 and "not an admin account" in capsys.readouterr().err
+    status = main(["team", "users", "remove", a, "999", "--data-dir", data])
+    assert status == 1 and "User not found" in capsys.readouterr().err
+    assert main(["team", "users", "list", "9999", "--data-dir", data]) == 1
+    assert _run(capsys, "team", "users", "remove", a, user["id"], "--data-dir", data)[0] == 0
+    status, out = _run(capsys, "team", "users", "list", a, "--json", "--data-dir", data)
+    assert json.loads(out) == []

@@ -20,6 +20,7 @@ from . import (
     site,
     storage,
     tasks,
+    team,
     unsupported,
 )
 
@@ -35,6 +36,7 @@ ROUTES: list[Route] = [
     *raw_ids.ROUTES,
     *meta.ROUTES,
     *tasks.ROUTES,
+    *team.ROUTES,
     *unsupported.ROUTES,
     *calendar.ROUTES,
     *site.ROUTES,

@@ -46,7 +46,7 @@ def serialize_event(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
         "type": row["type"],
         "action": ACTIONS.get(str(row["type"]), ""),
         "account": int(row["account_id"]),
-        "user_id": None,
+        **_actor(row),
         "ip": row["ip"],
         "modified": row["modified"],
         "object_id": row["object_id"],
@@ -56,6 +56,12 @@ def serialize_event(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
     if ctx.wants_raw:
         data["raw"] = {"cursor": int(row["id"])}
     return data
+
+
+def _actor(row: sqlite3.Row) -> dict[str, Any]:
+    """``user_id`` (the team user an admin account acted as) and ``admin_account``."""
+    actor = json.loads(row["actor"]) if row["actor"] else {}
+    return {"user_id": actor.get("user_id"), "admin_account": actor.get("admin_account")}
 
 
 def latest(ctx: RequestContext, account_id: str) -> Response:

@@ -48,7 +48,6 @@ _UNSUPPORTED = [
     ("/storage/folders/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions"),
     ("/storage/files/<object_id>/properties", ("GET", "PATCH", "DELETE"), "Properties"),
     ("/storage/files/upload_url", ("POST",), "Upload URLs"),
-    ("/team/<path:rest>", ("GET",), "The team API"),
     ("/crm/<path:rest>", ("GET", "POST", "PATCH", "DELETE"), "The CRM API"),
 ]
 
