@@ -19,20 +19,6 @@ from .server_commands import _command, _store
 __all__ = ["register"]
 
 
-def _user(row: Any) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "email": row["email"],
-        "role": row["role"],
-        "account": int(row["account_id"]),
-    }
-
-
-def _group(row: Any) -> dict[str, Any]:
-    return {"id": str(row["id"]), "name": row["name"], "role": row["role"]}
-
-
 def _show(args: argparse.Namespace, items: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     if args.json:
         print(json.dumps(items if args.many else items[0], indent=2))
@@ -45,8 +31,9 @@ def _team_command(work: Callable[[Any, Any, argparse.Namespace], Any]) -> Callab
     """Run ``work(store, admin_row, args)`` on the data dir; API errors are one line (1)."""
 
     def run(args: argparse.Namespace) -> int:
-        from kloudless.server import account_fields, team  # noqa: F401  (their migrations)
+        from kloudless.server import account_fields  # noqa: F401  (its migration)
         from kloudless.server.errors import ApiError
+        from kloudless.server.team import group_fields, user_fields
 
         with closing(_store(args)) as store:
             admin = store.get_account(args.admin)
@@ -63,7 +50,7 @@ def _team_command(work: Callable[[Any, Any, argparse.Namespace], Any]) -> Callab
             print(json.dumps({"result": result}) if args.json else result)
         elif result is not None:
             kind, rows = result
-            items = [(_user if kind == "user" else _group)(r) for r in rows]
+            items = [(user_fields if kind == "user" else group_fields)(r) for r in rows]
             columns = (
                 ("id", "name", "email", "role", "account")
                 if kind == "user"

@@ -67,12 +67,37 @@ def _text(value: Any, name: str, default: str | None = None) -> str:
     return value.strip()
 
 
-def _ref(value: Any, what: str) -> int | None:
+def _ref(value: Any) -> int | None:
     """:returns: a user or group id as an integer, or None when it cannot be one (unknown)."""
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
     return int(text)
+
+
+def user_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """:returns: a team user's fields as the API and the command line show them."""
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "email": row["email"],
+        "role": row["role"],
+        "account": int(row["account_id"]),
+    }
+
+
+def group_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """:returns: a team group's fields as the API and the command line show them."""
+    return {"id": str(row["id"]), "name": row["name"], "role": row["role"]}
+
+
+def _one(store: Store, table: str, what: str, admin_id: int, ref: Any) -> sqlite3.Row:
+    number = _ref(ref)
+    sql = f"SELECT * FROM {table} WHERE admin_account_id = ? AND id = ?"
+    row = store.one(sql, (admin_id, number)) if number is not None else None
+    if row is None:
+        raise not_found(f"{what.capitalize()} not found: {str(ref)[:100]}")
+    return row
 
 
 def is_admin(account: sqlite3.Row) -> bool:
@@ -100,7 +125,7 @@ def add_user(
         raise invalid_parameters(f"Account {int(admin['id'])} is not an admin account.")
     if isinstance(account_id, bool) or not isinstance(account_id, (int, str)):
         raise invalid_parameters("'account_id' must be the id of one of the app's accounts.")
-    ref = _ref(account_id, "account")
+    ref = _ref(account_id)
     backing = store.get_account(ref) if ref is not None else None
     if backing is None or backing["app_id"] != admin["app_id"]:
         raise invalid_parameters(f"No account {str(account_id)[:40]!r} in this application.")
@@ -132,15 +157,7 @@ def list_users(store: Store, admin_id: int) -> list[sqlite3.Row]:
 
 def get_user(store: Store, admin_id: int, user_id: Any) -> sqlite3.Row:
     """:returns: one user of the team. :raises ApiError: 404 when it is not the team's."""
-    ref = _ref(user_id, "user")
-    row = (
-        store.one("SELECT * FROM team_users WHERE admin_account_id = ? AND id = ?", (admin_id, ref))
-        if ref is not None
-        else None
-    )
-    if row is None:
-        raise not_found(f"User not found: {str(user_id)[:100]}")
-    return row
+    return _one(store, "team_users", "user", admin_id, user_id)
 
 
 def remove_user(store: Store, admin_id: int, user_id: Any) -> None:
@@ -184,17 +201,7 @@ def list_groups(store: Store, admin_id: int) -> list[sqlite3.Row]:
 
 def get_group(store: Store, admin_id: int, group_id: Any) -> sqlite3.Row:
     """:returns: one group of the team. :raises ApiError: 404 when it is not the team's."""
-    ref = _ref(group_id, "group")
-    row = (
-        store.one(
-            "SELECT * FROM team_groups WHERE admin_account_id = ? AND id = ?", (admin_id, ref)
-        )
-        if ref is not None
-        else None
-    )
-    if row is None:
-        raise not_found(f"Group not found: {str(group_id)[:100]}")
-    return row
+    return _one(store, "team_groups", "group", admin_id, group_id)
 
 
 def remove_group(store: Store, admin_id: int, group_id: Any) -> None:

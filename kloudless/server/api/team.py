@@ -14,7 +14,7 @@ The team routes never impersonate: ``X-Kloudless-As-User`` is ignored here.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
@@ -29,33 +29,23 @@ T = "/accounts/<account_id>/team"
 
 def serialize_user(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
     """:returns: the team user JSON (``id`` is what ``X-Kloudless-As-User`` takes)."""
-    admin = int(row["admin_account_id"])
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "email": row["email"],
-        "role": row["role"],
-        "account": int(row["account_id"]),
-        "created": row["created"],
-        "modified": row["modified"],
-        "api": "team",
-        "type": "user",
-        "href": ctx.href(f"accounts/{admin}/team/users/{int(row['id'])}"),
-    }
+    return _shaped(ctx, row, "user", team.user_fields(row))
 
 
 def serialize_group(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
     """:returns: the team group JSON."""
+    return _shaped(ctx, row, "group", team.group_fields(row))
+
+
+def _shaped(ctx: RequestContext, row: sqlite3.Row, kind: str, fields: dict[str, Any]) -> Any:
     admin = int(row["admin_account_id"])
     return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "role": row["role"],
+        **fields,
         "created": row["created"],
         "modified": row["modified"],
         "api": "team",
-        "type": "group",
-        "href": ctx.href(f"accounts/{admin}/team/groups/{int(row['id'])}"),
+        "type": kind,
+        "href": ctx.href(f"accounts/{admin}/team/{kind}s/{int(row['id'])}"),
     }
 
 
@@ -71,21 +61,20 @@ def _manager(ctx: RequestContext, account_id: str) -> sqlite3.Row:
     return account
 
 
-def list_users(ctx: RequestContext, account_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    rows = team.list_users(ctx.store, int(admin["id"]))
-    return json_response(ctx.object_list([serialize_user(ctx, r) for r in rows], "team"))
+Shape = Callable[[RequestContext, sqlite3.Row], dict[str, Any]]
 
 
-def get_user(ctx: RequestContext, account_id: str, user_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    return json_response(serialize_user(ctx, team.get_user(ctx.store, int(admin["id"]), user_id)))
+def _read(fetch: Callable[..., Any], shape: Shape, many: bool) -> Callable[..., Response]:
+    """A read handler: ``fetch(store, admin id, *url ids)`` shaped as one object or a list."""
 
+    def handler(ctx: RequestContext, account_id: str, **ids: str) -> Response:
+        admin_id = int(_admin(ctx, account_id)["id"])
+        found = fetch(ctx.store, admin_id, *ids.values())
+        if many:
+            return json_response(ctx.object_list([shape(ctx, r) for r in found], "team"))
+        return json_response(shape(ctx, found))
 
-def user_memberships(ctx: RequestContext, account_id: str, user_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    rows = team.user_groups(ctx.store, int(admin["id"]), user_id)
-    return json_response(ctx.object_list([serialize_group(ctx, r) for r in rows], "team"))
+    return handler
 
 
 def create_user(ctx: RequestContext, account_id: str) -> Response:
@@ -106,24 +95,6 @@ def delete_user(ctx: RequestContext, account_id: str, user_id: str) -> Response:
     admin = _manager(ctx, account_id)
     team.remove_user(ctx.store, int(admin["id"]), user_id)
     return no_content()
-
-
-def list_groups(ctx: RequestContext, account_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    rows = team.list_groups(ctx.store, int(admin["id"]))
-    return json_response(ctx.object_list([serialize_group(ctx, r) for r in rows], "team"))
-
-
-def get_group(ctx: RequestContext, account_id: str, group_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    row = team.get_group(ctx.store, int(admin["id"]), group_id)
-    return json_response(serialize_group(ctx, row))
-
-
-def group_members(ctx: RequestContext, account_id: str, group_id: str) -> Response:
-    admin = _admin(ctx, account_id)
-    rows = team.group_members(ctx.store, int(admin["id"]), group_id)
-    return json_response(ctx.object_list([serialize_user(ctx, r) for r in rows], "team"))
 
 
 def create_group(ctx: RequestContext, account_id: str) -> Response:
@@ -152,16 +123,24 @@ def delete_member(ctx: RequestContext, account_id: str, group_id: str, user_id: 
 
 
 ROUTES = [
-    Route(T + "/users", ("GET",), list_users),
+    Route(T + "/users", ("GET",), _read(team.list_users, serialize_user, True)),
     Route(T + "/users", ("POST",), create_user),
-    Route(T + "/users/<user_id>", ("GET",), get_user),
+    Route(T + "/users/<user_id>", ("GET",), _read(team.get_user, serialize_user, False)),
     Route(T + "/users/<user_id>", ("DELETE",), delete_user),
-    Route(T + "/users/<user_id>/memberships", ("GET",), user_memberships),
-    Route(T + "/groups", ("GET",), list_groups),
+    Route(
+        T + "/users/<user_id>/memberships",
+        ("GET",),
+        _read(team.user_groups, serialize_group, True),
+    ),
+    Route(T + "/groups", ("GET",), _read(team.list_groups, serialize_group, True)),
     Route(T + "/groups", ("POST",), create_group),
-    Route(T + "/groups/<group_id>", ("GET",), get_group),
+    Route(T + "/groups/<group_id>", ("GET",), _read(team.get_group, serialize_group, False)),
     Route(T + "/groups/<group_id>", ("DELETE",), delete_group),
-    Route(T + "/groups/<group_id>/members", ("GET",), group_members),
+    Route(
+        T + "/groups/<group_id>/members",
+        ("GET",),
+        _read(team.group_members, serialize_user, True),
+    ),
     Route(T + "/groups/<group_id>/members/<user_id>", ("PUT",), put_member),
     Route(T + "/groups/<group_id>/members/<user_id>", ("DELETE",), delete_member),
 ]
