@@ -359,7 +359,6 @@ def test_unsupported_endpoints_are_501(client: Client, auth: dict[str, str]) -> 
         ("GET", f"{S}/files/{file_id}/permissions"),
         ("PATCH", f"{S}/files/{file_id}/properties"),
         ("POST", f"{S}/files/upload_url"),
-        ("GET", "/v1/accounts/me/team/users"),
         ("GET", "/v1/accounts/me/crm/accounts"),
     ):
         assert_error(client.open(path, method=method, headers=auth), 501, "not_implemented")
