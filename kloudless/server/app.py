@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -21,17 +22,20 @@ from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
 from .core import Core
-from .errors import ApiError, forbidden, not_found, too_many_requests
+from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response
-from .routing import AUTH_APP, AUTH_NONE, Route, url_map
+from .routing import AUTH_APP, AUTH_NONE, BODY_UPLOAD, Route, url_map
 from .settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("kloudless.server")
+
+#: An answer the HTTP server sends as is: ``(status line, headers, body)``.
+WsgiAnswer = tuple[str, list[tuple[str, str]], bytes]
 
 __all__ = ["ServerApp"]
 
@@ -65,14 +69,7 @@ class ServerApp(Core):
         started = time.monotonic()
         response = self.dispatch(request, request_id)
         response.headers["X-Request-Id"] = request_id
-        log.info(
-            "%s %s %s %.1fms request_id=%s",
-            request.method,
-            log_path(request.path),
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-            request_id,
-        )
+        _log_request(request, response, started, request_id)
         return response(environ, start_response)
 
     def dispatch(self, request: Request, request_id: str) -> Response:
@@ -80,36 +77,41 @@ class ServerApp(Core):
         ctx = RequestContext(self, request, request_id, self.auth_guard)
         try:
             response = self._dispatch(ctx)
-        except ApiError as exc:
-            response = error_response(exc, request_id)
-        except MethodNotAllowed:
-            response = error_response(
-                ApiError(
-                    405, "method_not_allowed", f"Method {request.method} is not allowed here."
-                ),
-                request_id,
-            )
-        except NotFound:
-            response = error_response(not_found(f"No such endpoint: {request.path}"), request_id)
-        except HTTPException as exc:
-            code = exc.code or 400
-            response = error_response(
-                ApiError(
-                    code,
-                    "bad_request" if code < 500 else "internal_error",
-                    exc.description or exc.name,
-                ),
-                request_id,
-            )
-        except Exception:
-            log.exception("unhandled error, request_id=%s", request_id)
-            response = error_response(
-                ApiError(500, "internal_error", "An internal error occurred; see the server log."),
-                request_id,
-            )
+        except Exception as exc:
+            response = _error_response(exc, request, request_id)
         for key, value in ctx.response_headers.items():
             response.headers.setdefault(key, value)
         return response
+
+    def preflight(self, environ: WSGIEnvironment) -> tuple[WsgiAnswer | None, int]:
+        """The checks that need only a request's headers, run by the HTTP server
+        (:mod:`~kloudless.server.serving`) before it reads the body: host, route, credentials,
+        the body's size limit and the route's ``precheck`` (account, quota). A refused request
+        never has its body stored; an accepted one is checked again by :meth:`dispatch`.
+
+        :returns: ``(answer, most body bytes accepted)``; ``answer`` is None to go on, else
+            ``(status line, headers, body)`` to send instead of running the request.
+        """
+        request = Request(environ)
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        ctx = RequestContext(self, request, request_id, self.auth_guard)
+        limit = self.settings.max_json_bytes
+        try:
+            route, args = self._route(ctx)
+            if route.body == BODY_UPLOAD:
+                limit = self.settings.max_upload_bytes
+            if request.content_length is not None and request.content_length > limit:
+                raise too_large(f"The request body exceeds {limit} bytes.")
+            if route.precheck is not None:
+                route.precheck(ctx, **args)
+        except Exception as exc:
+            response = _error_response(exc, request, request_id)
+            response.headers["X-Request-Id"] = request_id
+            _log_request(request, response, started, request_id)
+            answer = (response.status, list(response.headers.to_wsgi_list()), response.get_data())
+            return answer, 0
+        return None, limit
 
     def _authenticate(self, ctx: RequestContext) -> Auth:
         """:func:`~kloudless.server.auth.authenticate` behind the failed-login guard; 401s
@@ -123,18 +125,8 @@ class ServerApp(Core):
             raise
 
     def _dispatch(self, ctx: RequestContext) -> Response:
-        self.check_host(ctx.request.host)
         self.sweeper.maybe_run()
-        adapter = self.url_map.bind_to_environ(ctx.request.environ)
-        index, args = adapter.match()
-        route = self.routes[index]
-        if route.auth != AUTH_NONE:
-            ctx.auth = self._authenticate(ctx)
-            if route.auth == AUTH_APP and not (
-                ctx.auth.kind == "apikey"
-                or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
-            ):
-                raise forbidden("This endpoint needs an API key or an application-level token.")
+        route, args = self._route(ctx)
         limited = self.rate_limiter.check(self._rate_key(ctx))
         if limited is not None:
             raise too_many_requests("requests", limited)
@@ -149,11 +141,60 @@ class ServerApp(Core):
             chain = _bind(wrapper, ctx, chain)
         return chain()
 
+    def _route(self, ctx: RequestContext) -> tuple[Route, Mapping[str, Any]]:
+        """Check the host, find the route and authenticate the caller as the route requires.
+
+        :returns: the route and its URL variables. :raises ApiError: 400, 401, 403, 404, 405.
+        """
+        self.check_host(ctx.request.host)
+        adapter = self.url_map.bind_to_environ(ctx.request.environ)
+        index, args = adapter.match()
+        route = self.routes[index]
+        if route.auth != AUTH_NONE:
+            ctx.auth = self._authenticate(ctx)
+            if route.auth == AUTH_APP and not (
+                ctx.auth.kind == "apikey"
+                or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
+            ):
+                raise forbidden("This endpoint needs an API key or an application-level token.")
+        return route, args
+
     @staticmethod
     def _rate_key(ctx: RequestContext) -> str:
         if ctx.auth is not None:
             return f"{ctx.auth.kind}:{ctx.auth.app_id}:{ctx.auth.account_id}"
         return f"addr:{ctx.request.remote_addr}"
+
+
+def _error_response(exc: Exception, request: Request, request_id: str) -> Response:
+    """:returns: the JSON error answering ``exc`` (the one mapping of what a request raised)."""
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, MethodNotAllowed):
+        error = ApiError(405, "method_not_allowed", f"Method {request.method} is not allowed here.")
+    elif isinstance(exc, NotFound):
+        error = not_found(f"No such endpoint: {request.path}")
+    elif isinstance(exc, HTTPException):
+        code = exc.code or 400
+        error = ApiError(
+            code, "bad_request" if code < 500 else "internal_error", exc.description or exc.name
+        )
+    else:
+        log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
+        error = ApiError(500, "internal_error", "An internal error occurred; see the server log.")
+    return error_response(error, request_id)
+
+
+def _log_request(request: Request, response: Response, started: float, request_id: str) -> None:
+    """Log one line for a request (path redacted), with its status, duration and id."""
+    log.info(
+        "%s %s %s %.1fms request_id=%s",
+        request.method,
+        log_path(request.path),
+        response.status_code,
+        (time.monotonic() - started) * 1000,
+        request_id,
+    )
 
 
 def _bind(

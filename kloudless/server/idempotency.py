@@ -108,6 +108,8 @@ class HashingStream(io.RawIOBase):
     def __init__(self, inner: IO[bytes]) -> None:
         super().__init__()
         self._inner = inner
+        #: What this stream reads from (lets ``spool`` find a body it can adopt).
+        self.wrapped = inner
         self._sha = hashlib.sha256()
         #: Bytes read so far.
         self.size = 0

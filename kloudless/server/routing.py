@@ -19,8 +19,23 @@ AUTH_APP = "app"  # API key or application-level bearer token
 
 #: ``handler(ctx, **url_vars) -> Response``.
 Handler = Callable[..., Response]
+#: ``precheck(ctx, **url_vars) -> None``: raises ``ApiError`` to refuse a request.
+Precheck = Callable[..., None]
 
-__all__ = ["AUTH_ANY", "AUTH_APP", "AUTH_NONE", "Handler", "Route", "url_map"]
+BODY_SMALL = "small"  # JSON or form bodies, up to Settings.max_json_bytes
+BODY_UPLOAD = "upload"  # file bytes, up to Settings.max_upload_bytes
+
+__all__ = [
+    "AUTH_ANY",
+    "AUTH_APP",
+    "AUTH_NONE",
+    "BODY_SMALL",
+    "BODY_UPLOAD",
+    "Handler",
+    "Precheck",
+    "Route",
+    "url_map",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,10 @@ class Route:
     :param methods: accepted HTTP methods.
     :param handler: ``handler(ctx, **url_vars) -> Response``.
     :param auth: :data:`AUTH_ANY` (default), :data:`AUTH_APP` or :data:`AUTH_NONE`.
+    :param body: the request bodies it takes: :data:`BODY_SMALL` (default) or
+        :data:`BODY_UPLOAD`; a longer body is refused before it is read.
+    :param precheck: checks that need only the headers (the account, its quota), run by the
+        HTTP server before it reads the body, and never instead of the handler's own checks.
     """
 
     path: str
@@ -39,6 +58,8 @@ class Route:
     handler: Handler
     auth: str = AUTH_ANY
     prefix: bool = True
+    body: str = BODY_SMALL
+    precheck: Precheck | None = None
 
 
 def url_map(routes: Sequence[Route]) -> Map:

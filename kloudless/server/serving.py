@@ -32,6 +32,7 @@ waitress lacks (``HACKING.md`` explains the choice and the measurements):
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import os
@@ -41,7 +42,8 @@ import socket
 import time
 import uuid
 from collections import Counter
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from waitress.buffers import FileBasedBuffer, OverflowableBuffer
 from waitress.channel import HTTPChannel
@@ -49,15 +51,18 @@ from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver, FixedStreamReceiver
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, WSGITask
-from waitress.utilities import Error
+from waitress.utilities import Error, RequestEntityTooLarge
 
 from .spool import SPOOL_DIR, SpooledBody, is_no_space
 
 log = logging.getLogger("kloudless.server")
 
-#: The app's look at a request's headers: ``preflight(environ) -> None`` (go on) or
-#: ``(status line, headers, body)`` (answer this instead, without reading the body).
-Preflight = Callable[[dict[str, Any]], "tuple[str, list[tuple[str, str]], bytes] | None"]
+#: ``(status line, headers, body)`` of an answer sent as is.
+Answer = tuple[str, list[tuple[str, str]], bytes]
+#: The app's look at a request's headers: ``preflight(environ) -> (answer, body limit)``; with
+#: an answer (not None) it is sent instead, and the body is never read; else the body may have
+#: at most ``body limit`` bytes.
+Preflight = Callable[[dict[str, Any]], tuple[Optional[Answer], int]]
 
 #: After an early answer, read and drop at most this much of the unread body ...
 LINGER_BYTES = 4 * 1024 * 1024
@@ -90,13 +95,13 @@ class InsufficientStorage(Error):
 class AppAnswer(Error):
     """An answer the app's preflight gave: ``(status line, headers, body)``."""
 
-    def __init__(self, answer: tuple[str, list[tuple[str, str]], bytes]) -> None:
+    def __init__(self, answer: Answer) -> None:
         super().__init__("")
         self.answer = answer
         self.code = int(answer[0].split(" ", 1)[0])
 
 
-def json_error(status: int, reason: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+def json_error(status: int, reason: str, message: str) -> Answer:
     """:returns: ``(status line, headers, body)`` of a JSON error in the API's contract."""
     request_id = str(uuid.uuid4())
     body = json.dumps(
@@ -192,6 +197,8 @@ class Parser(HTTPRequestParser):
         self.started = time.time()
         self.headers_done_at = 0.0
         self.buffer: DataDirBuffer | None = None
+        #: Most body bytes accepted (the app's preflight sets it for the route).
+        self.body_limit: int | None = None
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
@@ -212,7 +219,11 @@ class Parser(HTTPRequestParser):
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
         buffer = self.buffer
-        if buffer is not None and buffer.failed and not self.completed:
+        limit = self.body_limit
+        if limit is not None and self.body_bytes_received > limit and not self.completed:
+            self.error = RequestEntityTooLarge(f"The request body exceeds {limit} bytes.")
+            self.completed = True
+        elif buffer is not None and buffer.failed and not self.completed:
             self.error = (
                 InsufficientStorage("The server's disk is full.")
                 if getattr(buffer, "no_space", False)
@@ -366,11 +377,16 @@ class Server(TcpWSGIServer):
 
     # -- the app's look at the headers -----------------------------------------------------
     def preflight_request(self, channel: Channel, request: Parser) -> Error | None:
-        """:returns: the error to answer instead of reading ``request``'s body, or None."""
+        """Run the app's preflight on ``request``'s headers (and set its body limit), then check
+        that a body of known length fits on the disk.
+
+        :returns: the error to answer instead of reading the body, or None.
+        """
         if self.preflight is not None:
             environ = WSGITask(channel, request).get_environment()
+            environ["wsgi.input"] = io.BytesIO()  # no body yet
             try:
-                answer = self.preflight(environ)
+                answer, request.body_limit = self.preflight(environ)
             except Exception:
                 log.exception("preflight failed")
                 answer = json_error(500, "Internal Server Error", "The request failed.")
@@ -443,24 +459,16 @@ def _refuse(conn: socket.socket, status: int, reason: str, message: str) -> None
     conn.close()
 
 
+@dataclass(frozen=True)
 class Limits:
-    """What :class:`Server` enforces (from :class:`~kloudless.server.settings.Settings`)."""
+    """What :class:`Server` enforces (see :class:`~kloudless.server.settings.Settings`)."""
 
-    def __init__(
-        self,
-        spool_dir: str,
-        header_timeout: float,
-        min_body_rate: int,
-        connection_limit: int,
-        connections_per_address: int,
-        min_free_bytes: int,
-    ) -> None:
-        self.spool_dir = spool_dir
-        self.header_timeout = header_timeout
-        self.min_body_rate = min_body_rate
-        self.connection_limit = connection_limit
-        self.connections_per_address = connections_per_address
-        self.min_free_bytes = min_free_bytes
+    spool_dir: str
+    header_timeout: float
+    min_body_rate: int
+    connection_limit: int
+    connections_per_address: int
+    min_free_bytes: int
 
 
 def create_server(

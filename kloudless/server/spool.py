@@ -92,6 +92,20 @@ class SpooledBody(io.BufferedRandom):
             remove_quietly(self.path)
 
 
+def spooled_body(stream: IO[bytes]) -> SpooledBody | None:
+    """:returns: the :class:`SpooledBody` under ``stream`` (through wrappers that name what
+    they wrap in a ``wrapped`` attribute, like the idempotency layer's hashing stream), or
+    None."""
+    for _ in range(4):  # wrappers do not nest deeper
+        if isinstance(stream, SpooledBody):
+            return stream
+        inner = getattr(stream, "wrapped", None)
+        if inner is None:
+            return None
+        stream = inner
+    return None
+
+
 def spool_to_temp(
     stream: IO[bytes],
     directory: str,
@@ -99,8 +113,9 @@ def spool_to_temp(
     limit: int,
     too_big: Callable[[], ApiError],
 ) -> tuple[str, int, str]:
-    """Put ``stream`` into a new fsync'ed temp file in ``directory``: adopt it when it is a
-    :class:`SpooledBody` positioned at its start, else copy it.
+    """Put ``stream`` into a new fsync'ed temp file in ``directory``: adopt the
+    :class:`SpooledBody` under it when there is one (read through ``stream`` once, to hash
+    and count it, then renamed), else copy it.
 
     :param prefix: temp file name prefix (the sweeper removes stale ``up-`` files).
     :param limit: most bytes accepted; one more raises ``too_big()``.
@@ -109,24 +124,23 @@ def spool_to_temp(
     :raises ApiError: ``too_big()``; 507 ``insufficient_storage`` when the disk is full; the
         temp file is removed on any failure.
     """
-    if isinstance(stream, SpooledBody) and not stream.closed and stream.tell() == 0:
-        adopted = _adopt(stream, directory, prefix, limit, too_big)
-        if adopted is not None:
-            return adopted
+    body = spooled_body(stream)
+    if body is not None and not body.closed and body.tell() == 0:
+        size, digest = _drain(stream, limit, too_big)
+        if body.tell() == size:  # every byte went through unchanged: the file is the body
+            try:
+                return body.adopt(directory, prefix), size, digest
+            except OSError as exc:
+                if is_no_space(exc):
+                    raise insufficient_storage() from None
+                if exc.errno != errno.EXDEV:
+                    raise
+        body.seek(0)  # another filesystem: copy the file itself below
+        stream = body
     fd, path = tempfile.mkstemp(dir=directory, prefix=prefix)
-    digest = hashlib.sha256()
-    size = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            while True:
-                chunk = stream.read(CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    raise too_big()
-                digest.update(chunk)
-                out.write(chunk)
+            size, digest = _drain(stream, limit, too_big, out)
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
@@ -137,32 +151,29 @@ def spool_to_temp(
     except BaseException:
         remove_quietly(path)
         raise
-    return path, size, digest.hexdigest()
+    return path, size, digest
 
 
-def _adopt(
-    body: SpooledBody, directory: str, prefix: str, limit: int, too_big: Callable[[], ApiError]
-) -> tuple[str, int, str] | None:
-    """Hash ``body`` and move it into ``directory``. :returns: like :func:`spool_to_temp`, or
-    None when it cannot be moved (another filesystem): the caller copies it then."""
+def _drain(
+    stream: IO[bytes], limit: int, too_big: Callable[[], ApiError], out: IO[bytes] | None = None
+) -> tuple[int, str]:
+    """Read ``stream`` to its end, hashing and counting it (and writing it to ``out``).
+
+    :returns: ``(size, sha256 hex digest)``. :raises ApiError: ``too_big()`` past ``limit``.
+    """
     digest = hashlib.sha256()
     size = 0
     while True:
-        chunk = body.read(CHUNK)
+        chunk = stream.read(CHUNK)
         if not chunk:
             break
         size += len(chunk)
         if size > limit:
             raise too_big()
         digest.update(chunk)
-    try:
-        path = body.adopt(directory, prefix)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        body.seek(0)
-        return None
-    return path, size, digest.hexdigest()
+        if out is not None:
+            out.write(chunk)
+    return size, digest.hexdigest()
 
 
 def remove_quietly(*paths: str) -> None:

@@ -143,7 +143,8 @@ def test_slowloris_and_stalled_range_readers_do_not_lock_out_a_normal_client(
 
 
 def test_a_stalled_reader_is_disconnected_after_the_idle_timeout(hostile: Hostile) -> None:
-    file_id = hostile.upload("big.bin", os.urandom(4 * 1024 * 1024))["id"]
+    size = 16 * 1024 * 1024  # well over what the kernel's socket buffers can hold (4 MiB each)
+    file_id = hostile.upload("big.bin", os.urandom(size))["id"]
     url = hostile.public_link(file_id)
     (reader,) = stalled_readers(url, hostile.port, 1)
     try:
@@ -158,7 +159,7 @@ def test_a_stalled_reader_is_disconnected_after_the_idle_timeout(hostile: Hostil
             if not chunk:
                 break
             received += len(chunk)
-        assert received < 4 * 1024 * 1024  # cut short: the server gave up on the reader
+        assert received < size  # cut short: the server gave up on the reader
     finally:
         reader.close()
 

@@ -36,10 +36,10 @@ from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found, too_large
 from ..params import parse_int
 from ..responses import json_response, no_content
-from ..routing import Route
+from ..routing import BODY_UPLOAD, Route
 from ..spool import remove_quietly, spool_to_temp
 from ..store import now_iso, register_migration
-from .storage import record_after, serialize, storage_backend
+from .storage import record_after, serialize, storage_backend, upload_precheck
 
 A = "/accounts/<account_id>/storage/multipart"
 
@@ -360,7 +360,7 @@ def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respo
 ROUTES = [
     Route(A, ("POST",), init_upload),
     Route(A + "/<session_id>", ("GET",), get_upload),
-    Route(A + "/<session_id>", ("PUT",), put_part),
+    Route(A + "/<session_id>", ("PUT",), put_part, body=BODY_UPLOAD, precheck=upload_precheck),
     Route(A + "/<session_id>", ("DELETE",), abort_upload),
     Route(A + "/<session_id>/complete", ("POST",), complete_upload),
 ]

@@ -8,7 +8,8 @@ from werkzeug.wrappers import Response
 from ..connectors.base import PassthroughRequest
 from ..context import RequestContext
 from ..errors import invalid_parameters, not_implemented
-from ..routing import Route
+from ..routing import BODY_UPLOAD, Route
+from .storage import upload_precheck
 
 
 def passthrough(ctx: RequestContext, account_id: str) -> Response:
@@ -38,4 +39,12 @@ def passthrough(ctx: RequestContext, account_id: str) -> Response:
     return response
 
 
-ROUTES = [Route("/accounts/<account_id>/raw", ("POST",), passthrough)]
+ROUTES = [
+    Route(
+        "/accounts/<account_id>/raw",
+        ("POST",),
+        passthrough,
+        body=BODY_UPLOAD,
+        precheck=upload_precheck,
+    )
+]

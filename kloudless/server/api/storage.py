@@ -16,7 +16,7 @@ from ..context import RequestContext
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
 from ..file_slice import FileSlice
 from ..responses import json_response, no_content
-from ..routing import Route
+from ..routing import BODY_UPLOAD, Route
 from .tasks import run_maybe_async
 
 A = "/accounts/<account_id>/storage"
@@ -191,6 +191,15 @@ def delete_object(kind: str) -> Callable[..., Response]:
 
 
 # -- files --------------------------------------------------------------------------------------
+def upload_precheck(ctx: RequestContext, account_id: str, **_: str) -> None:
+    """What an upload is refused for before its body is read (the HTTP server runs this on the
+    headers): an account the caller cannot reach (404).
+
+    :raises ApiError: as :meth:`RequestContext.account`.
+    """
+    ctx.account(account_id)
+
+
 def _upload_stream(ctx: RequestContext) -> IO[bytes]:
     limit = ctx.settings.max_upload_bytes
     length = ctx.request.content_length
@@ -398,9 +407,9 @@ ROUTES = [
     Route(A + "/folders/<object_id>", ("DELETE",), delete_object("folder")),
     Route(A + "/folders/<object_id>/contents", ("GET",), folder_contents),
     Route(A + "/folders/<object_id>/copy", ("POST",), copy_object("folder")),
-    Route(A + "/files", ("POST",), upload_file),
+    Route(A + "/files", ("POST",), upload_file, body=BODY_UPLOAD, precheck=upload_precheck),
     Route(A + "/files/<object_id>", ("GET",), get_object("file")),
-    Route(A + "/files/<object_id>", ("PUT",), put_file),
+    Route(A + "/files/<object_id>", ("PUT",), put_file, body=BODY_UPLOAD, precheck=upload_precheck),
     Route(A + "/files/<object_id>", ("PATCH",), patch_object("file")),
     Route(A + "/files/<object_id>", ("DELETE",), delete_object("file")),
     Route(A + "/files/<object_id>/contents", ("GET",), file_contents),
