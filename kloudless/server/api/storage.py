@@ -10,11 +10,13 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from .. import saver
 from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..context import RequestContext
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
 from ..file_slice import FileSlice
+from ..outbound import policy_for
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
 from .tasks import run_maybe_async
@@ -239,24 +241,62 @@ def upload_file(ctx: RequestContext, account_id: str) -> Response:
         ctx.request.mimetype == "application/json"
         and "X-Kloudless-Metadata" not in ctx.request.headers
     ):
-        raise not_implemented("Uploading from a URL is not supported by this server.")
+        return _upload_from_url(ctx, acc, storage, overwrite)
     meta = read_metadata(ctx)
-    name = meta.get("name")
+    parent = _parent_id(meta)
+    name = validate_name(meta.get("name"))
+    data = _store_upload(ctx, acc, storage, parent, name, _upload_stream(ctx), overwrite)
+    return json_response(data, 201)
+
+
+def _parent_id(meta: dict[str, Any]) -> str:
     parent = meta.get("parent_id", "root")
     if not isinstance(parent, str) or not parent:
         raise invalid_parameters("'parent_id' must be a folder id.")
-    name = validate_name(name)
+    return parent
+
+
+def _store_upload(
+    ctx: RequestContext,
+    acc: int,
+    storage: StorageBackend,
+    parent: str,
+    name: str,
+    stream: IO[bytes],
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Store one uploaded file and record its event. :returns: the file's JSON."""
     existed = _existing_name(storage, parent, name) if overwrite else False
-    obj = storage.upload(
-        parent,
-        name,
-        _upload_stream(ctx),
-        overwrite,
-        ctx.settings.max_upload_bytes,
-    )
+    obj = storage.upload(parent, name, stream, overwrite, ctx.settings.max_upload_bytes)
     data = serialize(ctx, acc, obj)
     record_after(ctx, acc, storage, "update" if existed else "add", data)
-    return json_response(data, 201)
+    return data
+
+
+def _upload_from_url(
+    ctx: RequestContext, acc: int, storage: StorageBackend, overwrite: bool
+) -> Response:
+    """The Saver: ``{"url", "name", "parent_id"}``, fetched by the server (see
+    :mod:`kloudless.server.saver`); ``X-Kloudless-Async: true`` makes it a task."""
+    body = ctx.json_body()
+    url = body.get("url")
+    if url is None:
+        raise invalid_parameters(
+            "Give the file as the body with an X-Kloudless-Metadata header, or a JSON body "
+            '{"url": ..., "name": ..., "parent_id": ...} to upload from a URL.'
+        )
+    if not isinstance(url, str) or len(url) > 8192:
+        raise invalid_parameters("'url' must be a string of at most 8192 characters.")
+    parent = _parent_id(body)
+    name = validate_name(body["name"] if body.get("name") is not None else saver.name_from_url(url))
+    storage.get(parent, "folder")  # 404 before anything is fetched
+    policy, limit = policy_for(ctx.settings), ctx.settings.max_upload_bytes
+
+    def work() -> tuple[int, dict[str, Any]]:
+        with saver.fetch(url, policy, limit) as stream:
+            return 201, _store_upload(ctx, acc, storage, parent, name, stream, overwrite)
+
+    return run_maybe_async(ctx, acc, work)
 
 
 def _existing_name(storage: StorageBackend, parent: str, name: Any) -> bool:
