@@ -330,9 +330,9 @@ def test_recent_and_quota(client: Client, auth: dict[str, str]) -> None:
     assert quota["used"] == 8 and quota["type"] == "quota" and quota["api"] == "storage"
 
 
-def test_upload_from_url_not_supported(client: Client, auth: dict[str, str]) -> None:
-    response = client.post(f"{S}/files", headers=auth, json={"url": "http://example.com/x"})
-    assert_error(response, 501, "not_implemented")
+def test_upload_from_an_unresolvable_url(client: Client, auth: dict[str, str]) -> None:
+    response = client.post(f"{S}/files", headers=auth, json={"url": "http://host.invalid/x"})
+    assert "cannot be fetched" in assert_error(response, 400, "invalid_parameters")["message"]
 
 
 def test_nothing_outside_account_dir(client: Client, app: ServerApp, auth: dict[str, str]) -> None:
