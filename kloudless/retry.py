@@ -176,6 +176,7 @@ class KloudlessRetry(Retry):
             _planned_total(new),
             delay,
             cause,
+            extra=retry_record_fields(delay, len(new.history), _planned_total(new), cause),
         )
         return new
 
@@ -189,6 +190,24 @@ class KloudlessRetry(Retry):
             delay = self.get_backoff_time()
         if delay > 0:
             time.sleep(delay)
+
+
+def retry_record_fields(delay: float, attempt: int, total: Any, cause: str) -> dict[str, Any]:
+    """The fields every "retrying" log record of the SDK carries, for programs that show them.
+
+    A handler on the ``kloudless`` logger finds them as attributes of the record:
+    ``retry_delay`` (seconds until the next attempt), ``retry_attempt`` (which retry this is,
+    from 1), ``retry_total`` (the retry budget, or ``"?"``) and ``retry_cause`` (e.g.
+    ``"status 503"`` or ``"ConnectionError"``). The command line shows them on its progress bar.
+
+    :returns: the ``extra=`` mapping of the log call.
+    """
+    return {
+        "retry_delay": float(delay),
+        "retry_attempt": int(attempt),
+        "retry_total": total,
+        "retry_cause": cause,
+    }
 
 
 def _planned_total(policy: Retry) -> Any:

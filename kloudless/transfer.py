@@ -41,6 +41,7 @@ from urllib3.exceptions import ProtocolError
 
 from .exceptions import KloudlessException
 from .filenames import safe_join
+from .retry import retry_record_fields
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -320,13 +321,15 @@ class _Download:
                 )
             # urllib3's Retry cannot help here: the request succeeded and the body broke while
             # it was being read, so only a new (ranged) request can continue.
+            cause = type(error).__name__ if error is not None else "short or unusable answer"
             logger.info(
                 "Download of %s interrupted after %d bytes (%s); attempt %d of %d to continue",
                 _path_of(self.url),
                 self.done,
-                type(error).__name__ if error is not None else "short or unusable answer",
+                cause,
                 failures,
                 self.max_attempts,
+                extra=retry_record_fields(0.0, failures, self.max_attempts, cause),
             )
             if not self.ranges:
                 self._reset()
@@ -407,8 +410,11 @@ def download(
         path = safe_join(path, name)
     tmp = _temp_path(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    # 0o666 lets the umask decide the final permissions, as for any newly created file.
-    fd = os.open(tmp, flags, 0o666)
+    try:
+        # 0o666 lets the umask decide the final permissions, as for any newly created file.
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as exc:
+        raise _about_destination(exc, tmp, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
 
@@ -419,12 +425,23 @@ def download(
             _Download(client, url, fh, restart, **options).run()
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _about_destination(exc, tmp, path) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _about_destination(exc: OSError, tmp: str, path: str) -> OSError:
+    """:returns: ``exc`` as the same kind of error about ``path``, the name the caller gave,
+    instead of the hidden temporary file ``tmp`` the caller never heard of."""
+    if exc.filename != tmp or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, path)  # the errno picks the subclass
 
 
 def _download_to_file_object(
@@ -792,6 +809,9 @@ class _MultipartUpload:
                     attempt + 1,
                     PART_ATTEMPTS,
                     delay,
+                    extra=retry_record_fields(
+                        delay, attempt, PART_ATTEMPTS - 1, type(exc).__name__
+                    ),
                 )
                 _sleep(delay)
                 attempt += 1

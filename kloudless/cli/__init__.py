@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 #: Modules contributing sub-commands (server management, then client commands).
 COMMAND_MODULES = [
@@ -44,6 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """:returns: the parser of the (sub-)sub-command that ``args`` selected, or ``parser``."""
+    current = parser
+    for _ in range(8):  # command groups nest two or three levels deep
+        subcommands = [
+            action
+            for action in current._actions
+            if isinstance(action, argparse._SubParsersAction) and action.dest != argparse.SUPPRESS
+        ]
+        name = getattr(args, subcommands[0].dest, None) if subcommands else None
+        if name is None or name not in subcommands[0].choices:
+            break
+        current = subcommands[0].choices[name]
+    return current
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line.
 
@@ -52,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         parser = build_parser()
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+        if extra:
+            # Report it with the usage of the command it was meant for, not the top-level one.
+            chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import re
 from collections.abc import Sequence
@@ -12,9 +11,9 @@ from kloudless import exceptions
 
 from . import output
 from .argtypes import parse_duration, parse_user_time, positive_int
-from .command import EPILOG, add_command, common_options, response_data
+from .command import add_command, add_group, response_data
 from .context import Context
-from .errors import CommandError
+from .errors import EXIT_NOT_FOUND, CommandError
 from .listing import quote_id
 from .resolve import PAGE_SIZE
 
@@ -33,7 +32,7 @@ def _calendar_id(ctx: Context, spec: str | None) -> str:
         return str(matches[0]["id"])
     if matches:
         raise CommandError(f"calendar name '{spec}' is ambiguous; use its id")
-    raise CommandError(f"no such calendar: {spec}")
+    raise CommandError(f"no such calendar: {spec}", EXIT_NOT_FOUND)
 
 
 def _calendars(ctx: Context) -> list[dict[str, Any]]:
@@ -55,15 +54,18 @@ def cmd_cal_list(ctx: Context) -> int:
     return 0
 
 
+def _event_time(event: dict[str, Any], key: str) -> str:
+    """:returns: an event's start or end: the date alone for all-day events (a date has no
+    time zone to convert), else the local time."""
+    value = event.get(key)
+    if event.get("all_day") or _plain_date(value if isinstance(value, str) else None):
+        return str(value or "-")
+    return output.format_time(value)
+
+
 def _event_rows(events: Sequence[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [
-            output.format_time(e.get("start")),
-            output.format_time(e.get("end")),
-            e.get("name"),
-            e.get("id"),
-        ]
-        for e in events
+        [_event_time(e, "start"), _event_time(e, "end"), e.get("name"), e.get("id")] for e in events
     ]
 
 
@@ -158,21 +160,11 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
+    cal_sub = add_group(subparsers, "cal", "calendars and events", "Calendars and events.")
 
-    cal = subparsers.add_parser(
-        "cal",
-        help="calendars and events",
-        description="Calendars and events.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cal_sub = cal.add_subparsers(dest="cal_command", metavar="COMMAND")
-    cal_sub.required = True
+    add_command(cal_sub, "list", cmd_cal_list, "list calendars")
 
-    add_command(cal_sub, "list", cmd_cal_list, "list calendars", common)
-
-    p = add_command(cal_sub, "events", cmd_cal_events, "list events of a calendar", common)
+    p = add_command(cal_sub, "events", cmd_cal_events, "list events of a calendar")
     p.add_argument(
         "calendar", nargs="?", metavar="CAL", help="calendar id or name (default primary)"
     )
@@ -180,7 +172,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--to", dest="end", metavar="TIME", help="only events starting before this")
     p.add_argument("--limit", type=positive_int, default=100, help="most events (default 100)")
 
-    p = add_command(cal_sub, "add", cmd_cal_add, "create an event", common)
+    p = add_command(cal_sub, "add", cmd_cal_add, "create an event")
     p.add_argument("name", metavar="NAME", help="event title")
     p.add_argument(
         "--start",
@@ -191,5 +183,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--end", metavar="TIME", help="end time")
     p.add_argument("--duration", help="length instead of --end, e.g. 30m or 1h30m (default 1h)")
     p.add_argument("--calendar", metavar="CAL", help="calendar id or name (default primary)")
-    p.add_argument("--description")
-    p.add_argument("--location")
+    p.add_argument("--description", help="event description")
+    p.add_argument("--location", help="where the event takes place")

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import requests
@@ -21,7 +22,16 @@ from kloudless import exceptions
 from . import output
 from .context import Context
 from .env import ENV_ACCOUNT, ENV_API_KEY, ENV_BASE_URL, ENV_TOKEN
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError, describe_api_error
+from .errors import (
+    EXIT_CONFLICT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    EXIT_NOT_FOUND,
+    CommandError,
+    describe_api_error,
+    exit_code_for_status,
+)
 
 #: A command: takes the context, returns the exit code.
 Handler = Callable[[Context], int]
@@ -39,7 +49,7 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
     def run_command(args: argparse.Namespace) -> int:
         ctx = Context(args)
-        log_handler = _start_logging(int(getattr(args, "verbose", 0) or 0))
+        log_handlers = _start_logging(int(getattr(args, "verbose", 0) or 0))
         try:
             return int(handler(ctx) or 0)
         except CommandError as exc:
@@ -47,16 +57,16 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
             return exc.exit_code
         except exceptions.APIException as exc:
             output.error(describe_api_error(exc))
-            return EXIT_FAILURE
+            return exit_code_for_status(exc.status)
         except requests.Timeout:
             output.error(f"the API server at {ctx.base_url} did not answer in time")
-            return EXIT_FAILURE
+            return EXIT_NETWORK
         except requests.ConnectionError:
             output.error(f"cannot connect to the API server at {ctx.base_url}{_serve_hint(ctx)}")
-            return EXIT_FAILURE
+            return EXIT_NETWORK
         except requests.RequestException as exc:
             output.error(f"request failed: {type(exc).__name__}")
-            return EXIT_FAILURE
+            return EXIT_NETWORK
         except exceptions.KloudlessException as exc:
             # SDK-side errors such as InvalidParameter; network ones were handled above.
             output.error(str(exc) or type(exc).__name__)
@@ -69,12 +79,13 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
             _silence_stdout()
             return EXIT_FAILURE
         except OSError as exc:
-            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            output.error(f"{exc.strerror or exc}{where}")
-            return EXIT_FAILURE
+            output.error(describe_os_error(exc))
+            if isinstance(exc, FileNotFoundError):
+                return EXIT_NOT_FOUND
+            return EXIT_CONFLICT if isinstance(exc, FileExistsError) else EXIT_FAILURE
         finally:
             ctx.close()
-            _stop_logging(log_handler)
+            _stop_logging(log_handlers)
 
     run_command.__doc__ = handler.__doc__
     return run_command
@@ -93,30 +104,47 @@ def _serve_hint(ctx: Context) -> str:
     return "; is `kloudless serve` running?" if host and is_loopback_host(host) else ""
 
 
-def _start_logging(verbosity: int) -> logging.Handler | None:
-    """Show the SDK's log on stderr for ``-v`` (INFO: retries) or ``-vv`` (DEBUG: every request).
+def describe_os_error(exc: OSError) -> str:
+    """:returns: a local file error in one line: what went wrong, and the file it concerns."""
+    filename = getattr(exc, "filename", None)
+    where = f": {os.fspath(filename)}" if filename else ""
+    return f"{exc.strerror or exc}{where}"
 
-    The handler carries the SDK's redacting filter, so tokens and keys never reach the terminal.
+
+def _start_logging(verbosity: int) -> list[logging.Handler]:
+    """Route the SDK's log for one command; :func:`_stop_logging` undoes it.
+
+    Retries always show (on the progress bar, or as one stderr line). ``-v`` adds the SDK's log
+    on stderr at INFO (retries, resumes), ``-vv`` at DEBUG (every request), through the SDK's
+    redacting filter, so tokens and keys never reach the terminal. Without ``-v`` nothing else
+    of the SDK's log shows: the command reports what matters itself, once (Python would
+    otherwise print WARNING records, such as the SDK's own resume hint, a second time).
+
+    :returns: the handlers added.
     """
-    if verbosity <= 0:
-        return None
     from kloudless.util import RedactingFilter
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{output.PROG}: %(levelname)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+    from .progress import RetryNotices
+
     sdk_logger = logging.getLogger("kloudless")
-    sdk_logger.addHandler(handler)
+    handlers: list[logging.Handler] = [RetryNotices(lines=verbosity <= 0)]
+    if verbosity > 0:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter(f"{output.PROG}: %(levelname)s: %(message)s"))
+        stream.addFilter(RedactingFilter())
+        handlers.append(stream)
+    for handler in handlers:
+        sdk_logger.addHandler(handler)
     sdk_logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
-    return handler
+    return handlers
 
 
-def _stop_logging(handler: logging.Handler | None) -> None:
-    if handler is not None:
-        sdk_logger = logging.getLogger("kloudless")
+def _stop_logging(handlers: list[logging.Handler]) -> None:
+    sdk_logger = logging.getLogger("kloudless")
+    for handler in handlers:
         sdk_logger.removeHandler(handler)
-        sdk_logger.setLevel(logging.NOTSET)
         handler.close()
+    sdk_logger.setLevel(logging.NOTSET)
 
 
 def _silence_stdout() -> None:
@@ -189,24 +217,63 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as written (descriptions and epilogs keep their line breaks), options one per line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
 def add_command(
     subparsers: Any,
     name: str,
     handler: Handler,
     help_text: str,
-    parents: list[argparse.ArgumentParser],
     description: str | None = None,
+    *,
+    parents: Sequence[argparse.ArgumentParser] = (),
 ) -> argparse.ArgumentParser:
+    """Add a client command: the shared connection options, one error policy, its own usage.
+
+    :param subparsers: what ``ArgumentParser.add_subparsers()`` (or :func:`add_group`) returned.
+    :param name: the command's name.
+    :param handler: the command (takes a :class:`Context`, returns the exit code).
+    :param help_text: one line for the command list.
+    :param description: the text of the command's ``--help`` (default: ``help_text``).
+    :param parents: more parent parsers whose options the command takes.
+    :returns: the command's parser, for its own arguments.
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=help_text,
         description=description or help_text,
         epilog=EPILOG,
-        parents=parents,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_options(), *parents],
+        formatter_class=HelpFormatter,
     )
     parser.set_defaults(func=guarded(handler))
     return parser
+
+
+def add_group(subparsers: Any, name: str, help_text: str, description: str | None = None) -> Any:
+    """Add a command group such as ``cal``, whose sub-commands come from :func:`add_command`.
+
+    :param subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+    :param name: the group's name.
+    :param help_text: one line for the command list.
+    :param description: the text of the group's ``--help`` (default: ``help_text``).
+    :returns: the group's sub-parsers, to pass to :func:`add_command`.
+    """
+    group = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=description or help_text,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    commands = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    commands.required = True
+    return commands
 
 
 def response_data(response: Any) -> dict[str, Any]:

@@ -6,12 +6,51 @@ from typing import Any
 
 from .env import ENV_API_KEY, ENV_TOKEN
 
-#: Exit code for usage problems: bad arguments, missing credentials, ambiguous or unknown paths.
-EXIT_USAGE = 2
-#: Exit code for failures reported by the API or the network.
+#: Exit codes, one per kind of failure, so that scripts can tell them apart (docs/cli.rst lists
+#: them; :data:`EXIT_CODES` is that table).
+EXIT_OK = 0
+#: Anything not listed below: a local file error, an API error of another kind.
 EXIT_FAILURE = 1
-#: Exit code after Ctrl-C (128 + SIGINT), as shells do.
+#: Usage: a bad option or argument, missing credentials, an ambiguous name.
+EXIT_USAGE = 2
+#: Not found: no such remote file, folder or calendar (404), or no such local file.
+EXIT_NOT_FOUND = 3
+#: Authentication: the credentials were refused (401) or do not allow this (403).
+EXIT_AUTH = 4
+#: Conflict: the destination exists (remote 409/412, or a local file without ``--force``).
+EXIT_CONFLICT = 5
+#: Network: the server could not be reached, or did not answer in time.
+EXIT_NETWORK = 6
+#: Server: the server failed (5xx) or kept refusing for load (429) after the retries.
+EXIT_SERVER = 7
+#: Interrupted by Ctrl-C (128 + SIGINT), as shells do.
 EXIT_INTERRUPTED = 130
+
+#: ``(code, meaning)`` for every exit code, in the order the documentation lists them.
+EXIT_CODES = (
+    (EXIT_OK, "success"),
+    (EXIT_FAILURE, "another failure (a local file error, another API error)"),
+    (EXIT_USAGE, "usage: a bad option or argument, missing credentials, an ambiguous name"),
+    (EXIT_NOT_FOUND, "not found: no such remote file, folder or calendar, or local file"),
+    (EXIT_AUTH, "authentication: credentials refused (401) or not allowed (403)"),
+    (EXIT_CONFLICT, "conflict: the destination exists (409, or a local file without --force)"),
+    (EXIT_NETWORK, "network: the server cannot be reached or did not answer in time"),
+    (EXIT_SERVER, "server: the server failed (5xx) or stayed overloaded (429)"),
+    (EXIT_INTERRUPTED, "interrupted by Ctrl-C"),
+)
+
+
+def exit_code_for_status(status: int | None) -> int:
+    """:returns: the exit code for an API error with HTTP status ``status``."""
+    if status in (401, 403):
+        return EXIT_AUTH
+    if status in (404, 410):
+        return EXIT_NOT_FOUND
+    if status in (409, 412):
+        return EXIT_CONFLICT
+    if status is not None and (status == 429 or status >= 500):
+        return EXIT_SERVER
+    return EXIT_FAILURE
 
 
 class CommandError(Exception):

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import output
-from .command import add_command, common_options, response_data
+from .command import add_command, response_data
 from .context import Context
 from .errors import CommandError
-from .listing import display_name
+from .listing import display_name, kind_label
 from .resolve import PAGE_SIZE
 
 #: Limits of ``events --follow --interval`` so a typo can neither hammer the server nor stall.
@@ -45,14 +45,23 @@ def fetch_events(
             return
 
 
-def _event_line(event: dict[str, Any]) -> str:
+#: The header above the events (fixed widths: with --follow lines are printed as they come).
+EVENT_HEADER = f"{'TIME':<16}  {'ACTION':<8}  {'TYPE':<4}  PATH (ID)"
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """:returns: one event as a line under :data:`EVENT_HEADER`: when, what happened, to what
+    kind of object, and the object's path (its name when the event has no path) and id."""
     raw_meta = event.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     when = output.format_time(event.get("modified"))
-    kind = str(event.get("type") or event.get("action") or "-")
-    what = display_name(meta) if meta else "-"
+    action = str(event.get("type") or event.get("action") or "-")
+    kind = kind_label(meta) if meta else "-"
+    what = str(meta.get("path") or display_name(meta)) if meta else "-"
+    if meta.get("type") == "folder" and not what.endswith("/"):
+        what += "/"
     object_id = meta.get("id") or event.get("id")
-    return f"{when}  {kind:<8}  {what}  ({object_id})"
+    return f"{when:<16}  {action:<8}  {kind:<4}  {what} ({object_id})"
 
 
 def cmd_events(ctx: Context) -> int:
@@ -69,6 +78,7 @@ def cmd_events(ctx: Context) -> int:
         cursor = response_data(ctx.account.get("events/latest")).get("cursor")
     collected: list[dict[str, Any]] = []
     polls = 0
+    header_shown = False
     try:
         while True:
             polls += 1
@@ -80,7 +90,10 @@ def cmd_events(ctx: Context) -> int:
                     elif ctx.json:
                         collected.append(event)
                     else:
-                        output.echo(_event_line(event))
+                        if not header_shown:
+                            output.echo(EVENT_HEADER)
+                            header_shown = True
+                        output.echo(event_line(event))
             if not args.follow or (args.max_polls is not None and polls >= args.max_polls):
                 break
             time.sleep(interval)
@@ -100,14 +113,11 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
-
     p = add_command(
         subparsers,
         "events",
         cmd_events,
         "show activity events",
-        common,
         "Show the account's activity events after a cursor; with --follow keep polling "
         "(Ctrl-C stops). The last cursor is printed on stderr.",
     )

@@ -109,10 +109,20 @@ def print_json(data: Any, stream: IO[str] | None = None, *, lines: bool = False)
     :param lines: write one compact line (JSON Lines) instead of an indented document.
     """
     out = stream if stream is not None else sys.stdout
-    if lines:
-        out.write(json.dumps(data, sort_keys=True, default=str) + "\n")
-    else:
-        out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    # Names stay readable ("Café.txt", not "Caf\\u00e9.txt"), written as UTF-8 whatever the
+    # locale's encoding: JSON is UTF-8 (RFC 8259).
+    indent = None if lines else 2
+    text = json.dumps(data, indent=indent, sort_keys=True, default=str, ensure_ascii=False) + "\n"
+    binary = getattr(out, "buffer", None)
+    if (
+        binary is not None
+        and (getattr(out, "encoding", "") or "").lower().replace("-", "") != "utf8"
+    ):
+        out.flush()
+        binary.write(text.encode("utf-8"))
+        binary.flush()
+        return
+    out.write(text)
     out.flush()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import output
-from .command import add_command, common_options
+from .command import add_command
 from .context import Context
 from .errors import CommandError
 
@@ -66,14 +66,11 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
-
     p = add_command(
         subparsers,
         "raw",
         cmd_raw,
         "pass-through request to the upstream service",
-        common,
         "Send METHOD URI to the account's upstream service API (pass-through).",
     )
     p.add_argument("method", metavar="METHOD", help="HTTP method, e.g. GET")

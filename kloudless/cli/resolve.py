@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from kloudless import exceptions
 
-from .errors import CommandError
+from .errors import EXIT_CONFLICT, EXIT_NOT_FOUND, CommandError
 
 #: Largest page the API accepts; fewer round trips when walking big folders.
 PAGE_SIZE = 1000
@@ -114,6 +114,44 @@ class Resolver:
             raise CommandError(f"'{name}' is ambiguous (several items: {ids}); use an id")
         return matches[0] if matches else None
 
+    # -- creating folders --------------------------------------------------------------------
+
+    def make_folder(self, parent_id: str, name: str, exist_ok: bool) -> dict[str, Any]:
+        """Create a folder.
+
+        :param parent_id: the folder to create it in.
+        :param name: its name.
+        :param exist_ok: True to get the existing folder of that name instead of a 409.
+        :returns: the folder's JSON data.
+        """
+        response = self.account.post(
+            "storage/folders",
+            json={"name": name, "parent_id": parent_id},
+            params={"conflict_if_exists": "false" if exist_ok else "true"},
+        )
+        self.forget(parent_id)
+        return dict(response.data)
+
+    def ensure_folders(
+        self, names: list[str], start: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Follow ``names`` from ``start`` (the root folder), creating what is missing, as
+        ``mkdir -p`` does; existing folders are fine.
+
+        :param names: the folder names, outermost first.
+        :param start: the folder to start from (its JSON data); None for the root folder.
+        :returns: the last folder's JSON data.
+        :raises CommandError: when a file stands where a folder is needed.
+        """
+        current = start if start is not None else self.get_object("folder", "root")
+        for depth, name in enumerate(names):
+            found = self.child(str(current["id"]), name)
+            if found is not None and found.get("type") != "folder":
+                where = "/".join(names[: depth + 1])
+                raise CommandError(f"not a folder: {where} is a file", EXIT_CONFLICT)
+            current = found or self.make_folder(str(current["id"]), name, exist_ok=True)
+        return current
+
     # -- argument resolution -----------------------------------------------------------------
 
     def walk(self, names: list[str], spec: str) -> dict[str, Any]:
@@ -131,7 +169,7 @@ class Resolver:
                 raise CommandError(f"not a folder: {so_far}")
             found = self.child(str(current["id"]), name)
             if found is None:
-                raise CommandError(f"no such file or folder: {spec}")
+                raise CommandError(f"no such file or folder: {spec}", EXIT_NOT_FOUND)
             current = found
         return current
 
@@ -152,7 +190,7 @@ class Resolver:
                 found = self.child(str(self.get_object("folder", "root")["id"]), spec)
             if found is None:
                 what = {"file": "file", "folder": "folder"}.get(kind or "", "file or folder")
-                raise CommandError(f"no such {what}: {spec}")
+                raise CommandError(f"no such {what}: {spec}", EXIT_NOT_FOUND)
         if kind is not None and found.get("type") != kind:
             raise CommandError(f"not a {kind}: {spec}")
         return found

@@ -13,6 +13,7 @@ import errno
 import functools
 import json
 import os
+import shlex
 import sys
 from contextlib import closing
 from typing import Any
@@ -228,6 +229,14 @@ def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _print_exports(what: str, account_id: int, token: str) -> None:
+    """Print an account's new token as ``export`` lines for a POSIX shell, like ``serve`` does
+    for its first-start credentials."""
+    print(f"{what} (shown once, store it safely):")
+    print(f"  export KLOUDLESS_ACCOUNT_ID={account_id}")
+    print(f"  export KLOUDLESS_TOKEN={shlex.quote(token)}")
+
+
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account (checking upstream settings first) and a bearer token for it."""
     from kloudless.server import account_fields  # noqa: F401  (the 'admin' column)
@@ -239,7 +248,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     try:
         settings = _upstream_settings(args)
     except _UsageError as exc:
-        sys.stderr.write(f"kloudless: {exc}\n")
+        sys.stderr.write(f"kloudless: error: {exc}\n")
         return 2
     with closing(_store(args)) as store:
         try:
@@ -247,7 +256,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
             policy = OutboundPolicy.from_entries(_allow_upstream(args))
             config = get_connector(args.service).validate_config(settings, store, policy)
         except ApiError as exc:
-            sys.stderr.write(f"kloudless: {exc.message} ({exc.error_code})\n")
+            sys.stderr.write(f"kloudless: error: {exc.message} ({exc.error_code})\n")
             return 1
         app = _first_app(store)
         name = args.name or default_account_name(args.service, config)
@@ -262,7 +271,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
             return 0
         kind = "admin account" if args.admin else "account"
         print(f"Created {kind} {account_id} ({args.service}, {name[:255]!r}).")
-        print(f"Bearer token (shown once): {token}")
+        _print_exports("Its bearer token", account_id, token)
     return 0
 
 
@@ -282,7 +291,7 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
     with closing(_store(args)) as store:
         row = store.get_account(args.account_id)
         if row is None or not store.delete_account(args.account_id):
-            sys.stderr.write(f"kloudless: no account {args.account_id}\n")
+            sys.stderr.write(f"kloudless: error: no account {args.account_id}\n")
             return 1
         from kloudless.server.connectors.registry import get_connector
 
@@ -291,7 +300,7 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
                 store, args.account_id, args.data_dir
             )
         except Exception as exc:  # the account is gone either way; report leftovers
-            sys.stderr.write(f"kloudless: cleanup failed: {exc}\n")
+            sys.stderr.write(f"kloudless: error: cleanup failed: {exc}\n")
         print(f"Deleted account {args.account_id}.")
     return 0
 
@@ -320,10 +329,10 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     with closing(_store(args)) as store:
         row = store.get_account(args.account_id)
         if row is None:
-            sys.stderr.write(f"kloudless: no account {args.account_id}\n")
+            sys.stderr.write(f"kloudless: error: no account {args.account_id}\n")
             return 1
         token = store.create_token(row["app_id"], args.account_id)
-        print(f"Bearer token for account {args.account_id} (shown once): {token}")
+        _print_exports(f"A new bearer token for account {args.account_id}", args.account_id, token)
     return 0
 
 
@@ -352,7 +361,7 @@ def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
         if args.redirect_command == "add":
             parts = urlsplit(args.url)
             if not parts.scheme or not parts.netloc or len(args.url) > 2000:
-                sys.stderr.write("kloudless: the redirect URI must be an absolute URL\n")
+                sys.stderr.write("kloudless: error: the redirect URI must be an absolute URL\n")
                 return 2
             if args.url not in uris:
                 uris.append(args.url)
@@ -397,7 +406,7 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
             config = webhooks.get_webhook(store, app_id)
             print(f"Webhook {config.url}: {config.state}" if config else "No webhook.")
     except ApiError as exc:
-        sys.stderr.write(f"kloudless: {exc.message}\n")
+        sys.stderr.write(f"kloudless: error: {exc.message}\n")
         return 2
     finally:
         store.close()
@@ -409,7 +418,9 @@ def register(subparsers: Any) -> None:
     serve = _command(subparsers, "serve", cmd_serve, help="run the local Kloudless API server")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     serve.add_argument("--port", type=_port, default=8002, help="port (default %(default)s)")
-    serve.add_argument("--threads", type=int, default=8, help="worker threads")
+    serve.add_argument(
+        "--threads", type=int, default=8, help="worker threads (default %(default)s)"
+    )
     serve.add_argument(
         "--rate-limit",
         type=int,
@@ -417,7 +428,13 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="requests per minute per credential (0 = off)",
     )
-    serve.add_argument("--max-upload-bytes", type=int, default=5 * 1024**3)
+    serve.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=5 * 1024**3,
+        metavar="N",
+        help="largest upload accepted, in bytes (default %(default)s: 5 GiB)",
+    )
     serve.add_argument(
         "--public-url", default=None, help="base URL used in hrefs (when behind a reverse proxy)"
     )
@@ -513,14 +530,14 @@ def register(subparsers: Any) -> None:
     delete = _command(
         acc_sub, "delete", cmd_accounts_delete, help="delete an account and its files"
     )
-    delete.add_argument("account_id", type=int)
+    delete.add_argument("account_id", type=int, metavar="ACCOUNT", help="the account's id")
 
     tokens = subparsers.add_parser("tokens", help="manage bearer tokens")
     tok_sub = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
     tcreate = _command(
         tok_sub, "create", cmd_tokens_create, help="create a bearer token for an account"
     )
-    tcreate.add_argument("account_id", type=int, metavar="ACCOUNT")
+    tcreate.add_argument("account_id", type=int, metavar="ACCOUNT", help="the account's id")
 
     apps = subparsers.add_parser("apps", help="show the application")
     app_sub = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
@@ -537,7 +554,7 @@ def register(subparsers: Any) -> None:
     )
     red_sub = redirect.add_subparsers(dest="redirect_command", metavar="ACTION", required=True)
     radd = _command(red_sub, "add", cmd_apps_redirect_uri, help="register a redirect URI")
-    radd.add_argument("url", metavar="URL")
+    radd.add_argument("url", metavar="URL", help="the redirect URI, e.g. https://app.example/cb")
     _command(red_sub, "list", cmd_apps_redirect_uri, help="list the registered redirect URIs")
     webhook = app_sub.add_parser(
         "webhook",
@@ -553,5 +570,7 @@ def register(subparsers: Any) -> None:
         ("rotate-key", "replace the signing key (receivers accept old and new meanwhile)"),
     ):
         _command(hook_sub, name, cmd_apps_webhook, help=text)
-    hook_sub.choices["set"].add_argument("url", metavar="URL")
+    hook_sub.choices["set"].add_argument(
+        "url", metavar="URL", help="where the server POSTs notifications"
+    )
     _add_allow_upstream(hook_sub.choices["set"])

@@ -11,9 +11,9 @@ from kloudless import exceptions
 
 from . import output
 from .argtypes import parse_user_time, positive_int
-from .command import add_command, common_options, response_data
+from .command import add_command, response_data
 from .context import Context
-from .errors import CommandError
+from .errors import EXIT_NOT_FOUND, CommandError
 from .listing import (
     display_name,
     format_item_size,
@@ -78,38 +78,35 @@ def cmd_tree(ctx: Context) -> int:
     return 0
 
 
-def _make_folder(ctx: Context, parent_id: str, name: str, exist_ok: bool) -> dict[str, Any]:
-    response = ctx.account.post(
-        "storage/folders",
-        json={"name": name, "parent_id": parent_id},
-        params={"conflict_if_exists": "false" if exist_ok else "true"},
-    )
-    ctx.resolver.forget(parent_id)
-    return response_data(response)
-
-
 def cmd_mkdir(ctx: Context) -> int:
-    """Create folders."""
+    """Create folders; with ``-p`` also their missing parents, and existing ones are fine."""
     created = []
     for spec in ctx.args.paths:
         if ctx.args.parent:
             if "/" in spec:
                 raise CommandError("with --parent, give a folder name without '/'")
             parent = ctx.resolver.resolve(ctx.args.parent, kind="folder")
-            created.append(_make_folder(ctx, str(parent["id"]), spec, ctx.args.parents))
+            if ctx.args.parents:
+                created.append(ctx.resolver.ensure_folders([spec], parent))
+            else:
+                created.append(ctx.resolver.make_folder(str(parent["id"]), spec, exist_ok=False))
             continue
         names = split_path(spec)
         if not names:
             raise CommandError("the root folder already exists")
         if ctx.args.parents:
-            current = ctx.resolver.resolve("/", kind="folder")
-            for name in names:
-                found = ctx.resolver.child(str(current["id"]), name, kind="folder")
-                current = found or _make_folder(ctx, str(current["id"]), name, exist_ok=True)
-            created.append(current)
-        else:
+            created.append(ctx.resolver.ensure_folders(names))
+            continue
+        try:
             parent, name = ctx.resolver.resolve_parent(spec)
-            created.append(_make_folder(ctx, str(parent["id"]), name, exist_ok=False))
+        except CommandError as exc:
+            if exc.exit_code != EXIT_NOT_FOUND:
+                raise
+            above = "/" + "/".join(names[:-1])
+            raise CommandError(
+                f"no such folder: {above} (use -p to create missing parents)", EXIT_NOT_FOUND
+            ) from None
+        created.append(ctx.resolver.make_folder(str(parent["id"]), name, exist_ok=False))
     if ctx.json:
         output.print_json(created if len(created) > 1 else created[0])
     else:
@@ -241,16 +238,14 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
-
-    p = add_command(subparsers, "ls", cmd_ls, "list a folder", common)
+    p = add_command(subparsers, "ls", cmd_ls, "list a folder")
     p.add_argument("folder", nargs="?", metavar="FOLDER", help="folder id or path (default /)")
 
-    p = add_command(subparsers, "tree", cmd_tree, "show a folder tree", common)
+    p = add_command(subparsers, "tree", cmd_tree, "show a folder tree")
     p.add_argument("folder", nargs="?", metavar="FOLDER", help="folder id or path (default /)")
     p.add_argument("--depth", type=int, default=None, help="levels to show (1: the folder's items)")
 
-    p = add_command(subparsers, "mkdir", cmd_mkdir, "create folders", common)
+    p = add_command(subparsers, "mkdir", cmd_mkdir, "create folders")
     p.add_argument("paths", nargs="+", metavar="FOLDER", help="path of the new folder")
     p.add_argument("--parent", metavar="FOLDER", help="create NAME inside this folder id or path")
     p.add_argument(
@@ -261,27 +256,27 @@ def register(subparsers: Any) -> None:
         "an existing folder (id or path) to put it in, a path with the new name, "
         "or a bare new name to rename in place"
     )
-    p = add_command(subparsers, "mv", cmd_mv, "move or rename a file or folder", common)
+    p = add_command(subparsers, "mv", cmd_mv, "move or rename a file or folder")
     p.add_argument("source", metavar="SOURCE", help="file or folder id or path")
     p.add_argument("dest", metavar="DEST", help=dest_help)
 
-    p = add_command(subparsers, "cp", cmd_cp, "copy a file or folder", common)
+    p = add_command(subparsers, "cp", cmd_cp, "copy a file or folder")
     p.add_argument("source", metavar="SOURCE", help="file or folder id or path")
     p.add_argument("dest", metavar="DEST", help=dest_help)
 
-    p = add_command(subparsers, "rm", cmd_rm, "delete files and folders", common)
+    p = add_command(subparsers, "rm", cmd_rm, "delete files and folders")
     p.add_argument("targets", nargs="+", metavar="TARGET", help="file or folder id or path")
     p.add_argument(
         "-r", "--recursive", action="store_true", help="delete folders and their contents"
     )
     p.add_argument("--permanent", action="store_true", help="skip the trash where there is one")
 
-    p = add_command(subparsers, "link", cmd_link, "create a shared link to a file", common)
+    p = add_command(subparsers, "link", cmd_link, "create a shared link to a file")
     p.add_argument("file", metavar="FILE", help="file id or path")
     p.add_argument("--direct", action="store_true", help="link to the raw contents")
     p.add_argument("--expiration", metavar="TIME", help="when the link stops working")
 
-    p = add_command(subparsers, "search", cmd_search, "search files and folders", common)
+    p = add_command(subparsers, "search", cmd_search, "search files and folders")
     p.add_argument("query", metavar="QUERY", help="text to look for in names")
     p.add_argument("--parent", metavar="FOLDER", help="search only inside this folder")
     p.add_argument("--limit", type=positive_int, default=100, help="most results (default 100)")

@@ -8,9 +8,15 @@ from typing import Any
 
 from . import output
 from .argtypes import byte_count
-from .command import add_command, common_options, response_data
+from .command import add_command, response_data
 from .context import Context
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError
+from .errors import (
+    EXIT_CONFLICT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    CommandError,
+)
 from .listing import print_storage_table, quote_id
 from .progress import progress_bar
 
@@ -30,19 +36,21 @@ def cmd_get(ctx: Context) -> int:
     if dest is None or os.path.isdir(dest) or dest.endswith(("/", os.sep)):
         folder = dest or "."
         if not os.path.isdir(folder):
-            raise CommandError(f"no such local folder: {folder}")
+            raise CommandError(f"no such local folder: {folder}", EXIT_NOT_FOUND)
         path = safe_join(folder, item.get("name"))
     else:
         path = os.path.abspath(dest)
         folder = os.path.dirname(path)
         if not os.path.isdir(folder):  # checked here: the download would name its temp file
-            raise CommandError(f"no such local folder: {os.path.dirname(dest) or folder}")
+            raise CommandError(
+                f"no such local folder: {os.path.dirname(dest) or folder}", EXIT_NOT_FOUND
+            )
     if os.path.exists(path) and not ctx.args.force:
-        raise CommandError(f"{path} exists; use --force to replace it")
+        raise CommandError(f"{path} exists; use --force to replace it", EXIT_CONFLICT)
     with progress_bar(str(item.get("name") or "download"), not ctx.args.no_progress) as callback:
         # Written to a temporary file and renamed into place: a failed download leaves nothing
         # under the final name; dropped connections are resumed with Range requests.
-        resource.download(path, chunk_size=ctx.args.chunk_size, progress=callback)
+        path = str(resource.download(path, chunk_size=ctx.args.chunk_size, progress=callback))
     size = os.path.getsize(path)
     if ctx.json:
         output.print_json({"id": item["id"], "name": item.get("name"), "path": path, "size": size})
@@ -62,7 +70,7 @@ def cmd_put(ctx: Context) -> int:
         if os.path.isdir(path):
             raise CommandError(f"{path} is a folder; upload files one by one")
         if not os.path.isfile(path):
-            raise CommandError(f"no such local file: {path}")
+            raise CommandError(f"no such local file: {path}", EXIT_NOT_FOUND)
     parent = ctx.resolver.resolve(ctx.args.parent or "/", kind="folder")
     options: dict[str, Any] = {}
     if ctx.args.multipart_threshold is not None:
@@ -108,9 +116,7 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
-
-    p = add_command(subparsers, "get", cmd_get, "download a file", common)
+    p = add_command(subparsers, "get", cmd_get, "download a file")
     p.add_argument("file", metavar="FILE", help="file id or path")
     p.add_argument(
         "dest",
@@ -119,7 +125,13 @@ def register(subparsers: Any) -> None:
         help="local file or folder (default: the current folder; '-' for stdout)",
     )
     p.add_argument("-f", "--force", action="store_true", help="replace an existing local file")
-    p.add_argument("--chunk-size", type=byte_count, default=1024 * 1024, metavar="SIZE")
+    p.add_argument(
+        "--chunk-size",
+        type=byte_count,
+        default=1024 * 1024,
+        metavar="SIZE",
+        help="bytes read from the network at a time (default 1M)",
+    )
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
     p = add_command(
@@ -127,7 +139,6 @@ def register(subparsers: Any) -> None:
         "put",
         cmd_put,
         "upload files",
-        common,
         "Upload files; large files go up in parts (multipart upload).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="local file(s)")

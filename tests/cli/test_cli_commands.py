@@ -15,6 +15,14 @@ import pytest
 import requests
 from live_server import Credentials
 
+from kloudless.cli.errors import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_NETWORK,
+    EXIT_NOT_FOUND,
+    EXIT_SERVER,
+)
+
 Cli = Callable[..., Any]
 
 
@@ -68,7 +76,7 @@ def test_put_ls_get_roundtrip(cli: Cli, creds: Credentials, tmp_path: Path) -> N
 
     # The local file exists now: no silent overwrite, then --force replaces it.
     again = cli("get", uploaded["id"], str(dest))
-    assert_one_line_error(again, 2, "exists", "--force")
+    assert_one_line_error(again, EXIT_CONFLICT, "exists", "--force")
     forced = cli("get", uploaded["id"], str(dest / "hello.txt"), "--force", "--json")
     assert forced.code == 0
     assert json.loads(forced.out)["size"] == 12
@@ -117,10 +125,10 @@ def test_put_into_folder_by_path_and_id(cli: Cli, creds: Credentials, tmp_path: 
 
 def test_mkdir_variants(cli: Cli, creds: Credentials) -> None:
     assert cli("mkdir", "/a").code == 0
-    assert_one_line_error(cli("mkdir", "/a"), 1, "409")
+    assert_one_line_error(cli("mkdir", "/a"), EXIT_CONFLICT, "409")
     assert cli("mkdir", "-p", "/a/b/c").code == 0
     assert cli("mkdir", "-p", "/a/b/c").code == 0  # already there: fine with -p
-    assert_one_line_error(cli("mkdir", "/x/y"), 2, "no such file or folder")
+    assert_one_line_error(cli("mkdir", "/x/y"), EXIT_NOT_FOUND, "no such folder: /x", "-p")
     assert cli("mkdir", "sub", "--parent", "/a").code == 0
     tree = json.loads(cli("tree", "--json").out)
     (a,) = tree["children"]
@@ -170,7 +178,7 @@ def test_rm(cli: Cli, creds: Credentials, tmp_path: Path) -> None:
     assert removed.code == 0 and json.loads(removed.out)[0]["name"] == "a.txt"
     assert cli("rm", "-r", "/docs").out.strip() == "deleted docs/"
     assert json.loads(cli("ls", "--json").out) == []
-    assert_one_line_error(cli("rm", "/a.txt"), 2, "no such")
+    assert_one_line_error(cli("rm", "/a.txt"), EXIT_NOT_FOUND, "no such")
 
 
 def test_link_serves_the_file(cli: Cli, creds: Credentials, tmp_path: Path) -> None:
@@ -239,7 +247,9 @@ def test_calendar_commands(cli: Cli, creds: Credentials) -> None:
         2,
         "end after",
     )
-    assert_one_line_error(cli("cal", "events", "no-such-calendar"), 2, "no such calendar")
+    assert_one_line_error(
+        cli("cal", "events", "no-such-calendar"), EXIT_NOT_FOUND, "no such calendar"
+    )
 
 
 # -- activity events --------------------------------------------------------------------------
@@ -294,7 +304,7 @@ def test_events_follow_stops_cleanly_on_ctrl_c(
 
 def test_raw_reports_the_api_error(cli: Cli, creds: Credentials) -> None:
     result = cli("raw", "GET", "/drive/v2/about")
-    assert_one_line_error(result, 1, "501", "not_implemented", "request id")
+    assert_one_line_error(result, EXIT_SERVER, "501", "not_implemented", "request id")
 
 
 # -- credentials and errors -------------------------------------------------------------------
@@ -302,7 +312,7 @@ def test_raw_reports_the_api_error(cli: Cli, creds: Credentials) -> None:
 
 def test_bad_token(cli: Cli, creds: Credentials) -> None:
     result = cli("ls", "--token", "tok_not-a-real-token")
-    assert_one_line_error(result, 1, "401")
+    assert_one_line_error(result, EXIT_AUTH, "401")
     assert "tok_not-a-real-token" not in result.err
 
 
@@ -331,16 +341,20 @@ def test_server_down(cli: Cli, creds: Credentials) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = cli("ls", "--base-url", f"http://127.0.0.1:{port}", "--retries", "0")
-    assert_one_line_error(result, 1, "cannot connect", str(port))
+    assert_one_line_error(result, EXIT_NETWORK, "cannot connect", str(port))
     assert "is `kloudless serve` running?" in result.err
     assert_one_line_error(cli("ls", "--retries", "-1"), 2, "--retries")
     assert_one_line_error(cli("ls", "--timeout", "0"), 2, "--timeout")
 
 
 def test_missing_remote_and_local_files(cli: Cli, creds: Credentials, tmp_path: Path) -> None:
-    assert_one_line_error(cli("get", "/nope.txt"), 2, "no such file or folder: /nope.txt")
-    assert_one_line_error(cli("get", "file_doesnotexist"), 2, "no such file")
-    assert_one_line_error(cli("put", str(tmp_path / "absent.txt")), 2, "no such local file")
+    assert_one_line_error(
+        cli("get", "/nope.txt"), EXIT_NOT_FOUND, "no such file or folder: /nope.txt"
+    )
+    assert_one_line_error(cli("get", "file_doesnotexist"), EXIT_NOT_FOUND, "no such file")
+    assert_one_line_error(
+        cli("put", str(tmp_path / "absent.txt")), EXIT_NOT_FOUND, "no such local file"
+    )
     cli("mkdir", "/docs")
     assert_one_line_error(cli("get", "/docs"), 2, "not a file")
     assert_one_line_error(cli("ls", "/docs/../etc"), 2, "'..'")
@@ -486,6 +500,6 @@ def test_get_into_a_missing_local_folder(cli: Cli, creds: Credentials, tmp_path:
     put_text(cli, tmp_path, "here.txt", "h")
     missing = tmp_path / "missing" / "dir"
     result = cli("get", "/here.txt", str(missing / "x.txt"))
-    assert_one_line_error(result, 2)
+    assert_one_line_error(result, EXIT_NOT_FOUND)
     assert result.err == f"kloudless: error: no such local folder: {missing}\n"
     assert not missing.exists()

@@ -63,7 +63,7 @@ def test_put_ls_get_through_subprocess(live_server: object, tmp_path: Path) -> N
 def test_errors_through_subprocess(live_server: object) -> None:
     creds: Credentials = live_server.new_account()  # type: ignore[attr-defined]
     bad = run(["ls"], {"KLOUDLESS_BASE_URL": creds.base_url, "KLOUDLESS_TOKEN": "tok_wrong"})
-    assert bad.returncode == 1
+    assert bad.returncode == 4  # authentication
     assert bad.stdout == b""
     err = bad.stderr.decode()
     assert len(err.strip().splitlines()) == 1 and "401" in err and "Traceback" not in err
@@ -73,7 +73,7 @@ def test_errors_through_subprocess(live_server: object) -> None:
         ["get", "/missing.txt"],
         {"KLOUDLESS_BASE_URL": creds.base_url, "KLOUDLESS_TOKEN": creds.token},
     )
-    assert missing.returncode == 2
+    assert missing.returncode == 3  # not found
     assert (
         missing.stderr.decode().strip() == "kloudless: error: no such file or folder: /missing.txt"
     )

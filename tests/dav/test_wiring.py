@@ -320,7 +320,8 @@ def test_cli_creates_webdav_account(
     assert status == 0, err
     assert webdav_folder.password not in out + err
     created = re.search(r"Created account (\d+) \(webdav, '([^']+)'\)", out)
-    token = re.search(r"Bearer token \(shown once\): (tok_\S+)", out)
+    # The new account's token follows "Created account" (bootstrap may print another first).
+    token = re.search(r"export KLOUDLESS_TOKEN=(tok_\S+)", out.split("Created account")[-1])
     assert created is not None and token is not None
     assert created.group(2) == f"{webdav_folder.username}@127.0.0.1"
 

@@ -43,7 +43,9 @@ def test_accounts_and_tokens(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
     _run(capsys, "apps", "show", "--data-dir", data)
     status, out = _run(capsys, "accounts", "create", "--data-dir", data, "--name", "bob")
     assert status == 0 and "Created account 2" in out
-    token = re.search(r"(tok_\S+)", out)
+    # Like `serve` at first start: export lines to paste into a shell.
+    assert "  export KLOUDLESS_ACCOUNT_ID=2\n" in out
+    token = re.search(r"^  export KLOUDLESS_TOKEN=(tok_\S+)$", out, re.M)
     assert token is not None
     store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
     try:
@@ -54,7 +56,7 @@ def test_accounts_and_tokens(tmp_path: Any, capsys: pytest.CaptureFixture[str]) 
     status, out = _run(capsys, "accounts", "list", "--data-dir", data)
     assert "bob" in out and "local" in out
     status, out = _run(capsys, "tokens", "create", "--data-dir", data, "2")
-    assert status == 0 and "tok_" in out
+    assert status == 0 and re.search(r"^  export KLOUDLESS_TOKEN=tok_\S+$", out, re.M)
     assert _run(capsys, "tokens", "create", "--data-dir", data, "99")[0] == 1
     status, out = _run(capsys, "accounts", "delete", "--data-dir", data, "2")
     assert status == 0 and "Deleted account 2" in out
