@@ -54,13 +54,7 @@ def handle_response(response: requests.Response) -> requests.Response:
         logger.debug("Request to %s succeeded. Status code: %s", response.url, response.status_code)
         return response
     error = exceptions.from_response(response)
-    logger.debug(
-        "Request to %s failed. Status code: %s, error code: %s, request id: %s",
-        response.url,
-        response.status_code,
-        error.error_code,
-        error.request_id,
-    )
+    logger.debug("Request to %s failed: %s", response.url, error.summary)
     raise error
 
 

@@ -88,6 +88,11 @@ class KloudlessException(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def summary(self) -> str:
+        """One line for people (:attr:`APIException.summary`); here the message itself."""
+        return self.message
+
 
 class InvalidParameter(KloudlessException):
     """The parameters are invalid in a function call or class instantiation."""
@@ -209,6 +214,33 @@ class APIException(KloudlessException):
         code = error_data.get("error_code")
         self.error_code = None if code is None else str(code)
         self.request_id = request_id
+        api_message = error_data.get("message")
+        #: The server's own ``message`` (from the JSON error body), or None.
+        self.api_message: str | None = redact(str(api_message)) if api_message else None
+        # Tracebacks (Python 3.11+) show the readable line under the 2.x-format message.
+        add_note = getattr(self, "add_note", None)
+        if add_note is not None:
+            add_note(self.summary)
+
+    @property
+    def summary(self) -> str:
+        """The error in one readable line: status, the API's error code and message, request id.
+
+        For example ``404 not_found: File not found: x (request 8d78...)``. The message is the
+        server's (:attr:`api_message`), or the class's default when the body has none.
+        ``str(e)`` keeps the 2.x format, which existing code parses; this is the line to show
+        people: the command line prints it, the SDK's log uses it, and on Python 3.11+ it is the
+        exception's note, so tracebacks show it too.
+        """
+        head = f"{self.status} {self.error_code}" if self.error_code else str(self.status)
+        tail = f" (request {self.request_id})" if self.request_id else ""
+        return f"{head}: {self.api_message or self.default_message}{tail}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, error_code={self.error_code!r}, "
+            f"request_id={self.request_id!r})"
+        )
 
 
 class AuthorizationException(APIException):

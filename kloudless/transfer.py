@@ -22,6 +22,7 @@ callback aborts the transfer (a way to cancel it).
 from __future__ import annotations
 
 import contextlib
+import email.message
 import io
 import json
 import logging
@@ -47,12 +48,15 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MULTIPART_THRESHOLD",
     "DEFAULT_PART_SIZE",
+    "PARTIAL_SUFFIX",
     "SizeMismatchError",
     "TransferError",
     "UploadInterrupted",
     "abort_upload",
     "download",
     "download_resource",
+    "partial_path",
+    "save_body",
     "upload_file",
 ]
 
@@ -64,6 +68,9 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 #: Part size used only when the server's multipart session does not state one.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
+#: Suffix of a download's kept bytes (``keep_partial=True``), beside the destination; a note
+#: with the same name plus ``.json`` records what they are the start of (ETag and size).
+PARTIAL_SUFFIX = ".kloudless-part"
 #: How many times a download continues after a dropped connection or short body.
 MAX_RESUME_ATTEMPTS = 5
 #: How many times one part is sent when its connection keeps dropping.
@@ -296,7 +303,7 @@ class _Download:
         return True, None
 
     def run(self) -> int:
-        self.progress.set(0)
+        self.progress.set(self.done)
         failures = 0
         while True:
             usable, error = self._attempt()
@@ -354,6 +361,8 @@ def download(
     resume: bool = True,
     max_resume_attempts: int = MAX_RESUME_ATTEMPTS,
     headers: dict[str, str] | None = None,
+    keep_partial: bool = False,
+    continue_partial: bool = False,
 ) -> str | int:
     """Stream the body of ``GET url`` to a path or a binary file object.
 
@@ -386,6 +395,15 @@ def download(
     :param resume: set to ``False`` to fail at the first dropped connection.
     :param max_resume_attempts: bound on the number of continuations.
     :param headers: extra request headers.
+    :param keep_partial: for a path: when the download fails or is interrupted (Ctrl-C), keep
+        the bytes received in ``<path>.kloudless-part`` (:data:`PARTIAL_SUFFIX`) instead of
+        removing them, with a note of the file's ETag and size, so that a later call with
+        ``continue_partial=True`` goes on from there. Kept only when the server sent a strong
+        ETag (without one a changed file could not be told apart).
+    :param continue_partial: for a path: start from the bytes a failed ``keep_partial``
+        download left, if their note matches (same size as ``expected_size``), with ``Range``
+        and ``If-Range``: if the file changed upstream the server sends it whole and the
+        download starts over. Otherwise the download starts from the beginning.
     :returns: the final path (``str``) for a path destination; the number of bytes written for a
         file object.
     :raises SizeMismatchError: if the byte count does not match.
@@ -408,6 +426,26 @@ def download(
     path = os.fspath(dest)
     if os.path.isdir(path):
         path = safe_join(path, name)
+    if keep_partial or continue_partial:
+        return _download_keeping_partial(client, url, path, options, continue_partial)
+
+    def write(fh: IO[bytes]) -> None:
+        def restart() -> None:
+            fh.seek(0)
+            fh.truncate()
+
+        _Download(client, url, fh, restart, **options).run()
+
+    return _write_to_path(path, write)
+
+
+def _write_to_path(path: str, write: Callable[[IO[bytes]], Any]) -> str:
+    """Write a file through a temporary file beside it, renamed into place once complete.
+
+    :param path: the final path (an existing file there is replaced).
+    :param write: writes the contents to the open temporary file.
+    :returns: ``path``. On any failure the temporary file is removed and ``path`` is untouched.
+    """
     tmp = _temp_path(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
@@ -417,12 +455,7 @@ def download(
         raise _about_destination(exc, tmp, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
-
-            def restart() -> None:
-                fh.seek(0)
-                fh.truncate()
-
-            _Download(client, url, fh, restart, **options).run()
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -434,6 +467,80 @@ def download(
             os.unlink(tmp)
         raise
     return path
+
+
+def partial_path(path: str) -> str:
+    """:returns: where ``download(..., keep_partial=True)`` keeps the bytes of ``path``."""
+    return path + PARTIAL_SUFFIX
+
+
+def _partial_start(part: str, expected_size: int | None) -> tuple[int, str] | None:
+    """:returns: ``(bytes kept, ETag)`` of a usable partial download at ``part``, else None."""
+    try:
+        with open(part + ".json", encoding="utf-8") as handle:
+            note = json.load(handle)
+        kept = os.path.getsize(part)
+    except (OSError, ValueError):
+        return None
+    etag = note.get("etag") if isinstance(note, dict) else None
+    size = note.get("size") if isinstance(note, dict) else None
+    if not isinstance(etag, str) or etag.startswith("W/") or not isinstance(size, int):
+        return None
+    if expected_size is not None and size != expected_size:
+        return None  # the file's size changed upstream: these bytes belong to another version
+    return (kept, etag) if 0 < kept <= size else None
+
+
+def _download_keeping_partial(
+    client: Any, url: str, path: str, options: dict[str, Any], continue_partial: bool
+) -> str:
+    part = partial_path(os.path.abspath(path))
+    start = _partial_start(part, options["expected_size"]) if continue_partial else None
+    try:
+        fh = open(part, "r+b" if start else "wb")  # noqa: SIM115 - closed below on every path
+    except OSError as exc:
+        raise _about_destination(exc, part, path) from exc
+
+    def restart() -> None:
+        fh.seek(0)
+        fh.truncate()
+
+    job = _Download(client, url, fh, restart, **options)
+    if start is not None:
+        job.done, job.etag = start
+        job.ranges = True
+        fh.seek(job.done)
+        logger.info("Download of %s: continuing after %d kept bytes", _path_of(url), job.done)
+    try:
+        try:
+            job.run()
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fh.close()
+        try:
+            os.replace(part, path)
+        except OSError as exc:
+            raise _about_destination(exc, part, path) from exc
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(part + ".json")
+    except BaseException:
+        _keep_or_drop(part, job)
+        raise
+    return path
+
+
+def _keep_or_drop(part: str, job: _Download) -> None:
+    """After a failure: keep the bytes and their note when they can be continued, else remove."""
+    total = job.progress.total
+    if job.done > 0 and job.etag and not job.etag.startswith("W/") and total is not None:
+        with contextlib.suppress(OSError):
+            with open(part + ".json", "w", encoding="utf-8") as handle:
+                json.dump({"etag": job.etag, "size": total}, handle)
+            return
+    for leftover in (part, part + ".json"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
 
 
 def _about_destination(exc: OSError, tmp: str, path: str) -> OSError:
@@ -475,6 +582,8 @@ def download_resource(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     resume: bool = True,
+    keep_partial: bool = False,
+    continue_partial: bool = False,
 ) -> str | int:
     """Download a file resource's contents (``GET <file>/contents``); see :func:`download`.
 
@@ -488,10 +597,17 @@ def download_resource(
     :param chunk_size: bytes per read.
     :param progress: ``progress(done, total)`` after every chunk.
     :param resume: continue after a dropped connection (with ``Range`` when possible).
+    :param keep_partial: keep the bytes of a failed download to continue later (see
+        :func:`download`).
+    :param continue_partial: continue from such kept bytes if they are still valid.
     :returns: the final path (``str``), or the number of bytes written for a file object.
     :raises TransferError: if the resource is not a file.
     :raises SizeMismatchError: if the byte count does not match.
     """
+    if "data" not in vars(resource) and getattr(resource, "response", None) is not None:
+        # Not a file object but an answer with a body, e.g. ``file.get("contents")``: its body
+        # has arrived already, so that is what is saved.
+        return save_body(resource, dest, chunk_size=chunk_size, progress=progress)
     data = _response_data(resource)
     if data.get("type", "file") != "file":
         raise TransferError(f"only files can be downloaded, not a {data.get('type')}")
@@ -505,7 +621,72 @@ def download_resource(
         chunk_size=chunk_size,
         progress=progress,
         resume=resume,
+        keep_partial=keep_partial,
+        continue_partial=continue_partial,
     )
+
+
+def save_body(
+    answer: Any,
+    dest: PathOrFile,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: ProgressCallback | None = None,
+) -> str | int:
+    """Save the body of an answer the caller already has, such as ``file.get("contents")``.
+
+    This is what ``download()`` does on such an answer. The body is streamed in chunks (unless
+    it was read already); a path is written as :func:`download` writes it (a temporary file
+    renamed into place once the byte count matches ``Content-Length``), and a folder gets the
+    name from the answer's ``Content-Disposition``, else ``download``. Unlike ``download()`` on
+    the file resource, a dropped connection cannot be continued: this answer is all there is.
+
+    :param answer: a :class:`~kloudless.resources.Response` (any SDK answer with a body).
+    :param dest: a path, an existing folder, or a binary file object.
+    :param chunk_size: bytes per read.
+    :param progress: ``progress(done, total)`` after every chunk.
+    :returns: the final path (``str``), or the number of bytes written for a file object.
+    :raises SizeMismatchError: if the body is shorter or longer than its ``Content-Length``.
+    """
+    _check_positive("chunk_size", chunk_size)
+    response = answer.response
+    headers = response.headers
+    identity = headers.get("Content-Encoding", "identity").lower() in ("", "identity")
+    length = _as_size(headers.get("Content-Length")) if identity else None
+    tracker = _Progress(progress, length)
+
+    def write(out: IO[bytes]) -> int:
+        done = 0
+        for chunk in response.iter_content(chunk_size):
+            out.write(chunk)
+            done += len(chunk)
+            tracker.set(done)
+        if length is not None and done != length:
+            raise SizeMismatchError(
+                f"received {done} bytes, but {length} were announced",
+                expected=length,
+                actual=done,
+            )
+        return done
+
+    if not isinstance(dest, (str, os.PathLike)):
+        out = cast(IO[bytes], dest)
+        if isinstance(out, io.TextIOBase):
+            raise TypeError("dest must be opened in binary mode ('wb'), not text mode")
+        return write(out)
+    path = os.fspath(dest)
+    if os.path.isdir(path):
+        path = safe_join(path, _disposition_name(headers.get("Content-Disposition")))
+    return _write_to_path(path, write)
+
+
+def _disposition_name(value: str | None) -> str | None:
+    """:returns: the file name of a ``Content-Disposition`` header (untrusted), or None."""
+    if not value:
+        return None
+    message = email.message.Message()
+    message["Content-Disposition"] = value
+    return message.get_filename()
 
 
 # --------------------------------------------------------------------------------------------

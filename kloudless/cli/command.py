@@ -29,6 +29,7 @@ from .errors import (
     EXIT_NETWORK,
     EXIT_NOT_FOUND,
     CommandError,
+    Interrupted,
     describe_api_error,
     exit_code_for_status,
 )
@@ -52,25 +53,9 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
         log_handlers = _start_logging(int(getattr(args, "verbose", 0) or 0))
         try:
             return int(handler(ctx) or 0)
-        except CommandError as exc:
-            output.error(exc.message)
-            return exc.exit_code
-        except exceptions.APIException as exc:
-            output.error(describe_api_error(exc))
-            return exit_code_for_status(exc.status)
-        except requests.Timeout:
-            output.error(f"the API server at {ctx.base_url} did not answer in time")
-            return EXIT_NETWORK
-        except requests.ConnectionError:
-            output.error(f"cannot connect to the API server at {ctx.base_url}{_serve_hint(ctx)}")
-            return EXIT_NETWORK
-        except requests.RequestException as exc:
-            output.error(f"request failed: {type(exc).__name__}")
-            return EXIT_NETWORK
-        except exceptions.KloudlessException as exc:
-            # SDK-side errors such as InvalidParameter; network ones were handled above.
-            output.error(str(exc) or type(exc).__name__)
-            return EXIT_FAILURE
+        except Interrupted as exc:
+            output.info(exc.message)
+            return EXIT_INTERRUPTED
         except KeyboardInterrupt:
             output.info("interrupted")
             return EXIT_INTERRUPTED
@@ -78,17 +63,52 @@ def guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
             # The reader went away (e.g. `kloudless ls | head`): stop quietly.
             _silence_stdout()
             return EXIT_FAILURE
-        except OSError as exc:
-            output.error(describe_os_error(exc))
-            if isinstance(exc, FileNotFoundError):
-                return EXIT_NOT_FOUND
-            return EXIT_CONFLICT if isinstance(exc, FileExistsError) else EXIT_FAILURE
+        except EXPECTED as exc:
+            message, code = describe_failure(exc, ctx)
+            output.error(message)
+            return code
         finally:
             ctx.close()
             _stop_logging(log_handlers)
 
     run_command.__doc__ = handler.__doc__
     return run_command
+
+
+#: The failures a command reports as one line (anything else is a bug and propagates).
+EXPECTED = (CommandError, exceptions.KloudlessException, requests.RequestException, OSError)
+
+
+def describe_failure(exc: BaseException, ctx: Context | None = None) -> tuple[str, int]:
+    """One line and an exit code for an expected failure (see :data:`EXPECTED`).
+
+    :param exc: the failure: a :class:`CommandError`, an SDK or ``requests`` error, or a local
+        file error.
+    :param ctx: the command's context, to name the server in network errors.
+    :returns: ``(message, exit code)``.
+    """
+    base_url = ctx.base_url if ctx is not None else "the API server"
+    if isinstance(exc, CommandError):
+        return exc.message, exc.exit_code
+    if isinstance(exc, exceptions.APIException):
+        return describe_api_error(exc), exit_code_for_status(exc.status)
+    if isinstance(exc, requests.Timeout):
+        return f"the API server at {base_url} did not answer in time", EXIT_NETWORK
+    if isinstance(exc, requests.ConnectionError):
+        hint = _serve_hint(ctx) if ctx is not None else ""
+        return f"cannot connect to the API server at {base_url}{hint}", EXIT_NETWORK
+    if isinstance(exc, requests.RequestException):
+        return f"request failed: {type(exc).__name__}", EXIT_NETWORK
+    if isinstance(exc, exceptions.KloudlessException):
+        # SDK-side errors such as InvalidParameter; network ones were handled above.
+        return str(exc) or type(exc).__name__, EXIT_FAILURE
+    if isinstance(exc, OSError):
+        if isinstance(exc, FileNotFoundError):
+            code = EXIT_NOT_FOUND
+        else:
+            code = EXIT_CONFLICT if isinstance(exc, FileExistsError) else EXIT_FAILURE
+        return describe_os_error(exc), code
+    return f"{type(exc).__name__}: {exc}", EXIT_FAILURE
 
 
 def _serve_hint(ctx: Context) -> str:

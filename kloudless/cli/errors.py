@@ -66,29 +66,29 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class Interrupted(Exception):
+    """Ctrl-C, reported as one line (``interrupted; ...``) and :data:`EXIT_INTERRUPTED`.
+
+    :param message: what to say, e.g. how to resume.
+    """
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def describe_api_error(exc: Any) -> str:
     """Summarise an API error in one line: status, error code, message and request id.
 
     :param exc: a :class:`kloudless.exceptions.APIException`.
-    :returns: e.g. ``404 not_found: The file does not exist. (request id 5f2c...)``.
+    :returns: its :attr:`~kloudless.exceptions.APIException.summary` (e.g. ``404 not_found: The
+        file does not exist. (request 5f2c...)``), with a hint on the credentials for a 401.
     """
     status = getattr(exc, "status", None)
-    data = getattr(exc, "error_data", None)
-    code = message = request_id = None
-    if isinstance(data, dict):
-        code = data.get("error_code")
-        message = data.get("message")
-        request_id = data.get("id")
-    code = code or getattr(exc, "error_code", None)
-    request_id = request_id or getattr(exc, "request_id", None)
-    if not message:
+    text = getattr(exc, "summary", None)
+    if not isinstance(text, str):  # not one of the SDK's exceptions
         message = getattr(exc, "default_message", None) or type(exc).__name__
-    text = f"{status or 'HTTP error'}"
-    if code:
-        text += f" {code}"
-    text += f": {message}"
-    if request_id:
-        text += f" (request id {request_id})"
+        text = f"{status or 'HTTP error'}: {message}"
     if status == 401:
         text += f"; check --token/{ENV_TOKEN} or --api-key/{ENV_API_KEY}"
     return text

@@ -256,21 +256,33 @@ class Response:
         chunk_size: int = 1024 * 1024,
         progress: Any = None,
         resume: bool = True,
+        keep_partial: bool = False,
+        continue_partial: bool = False,
     ) -> Any:
         """Stream this file's contents to ``dest``.
 
-        See :func:`kloudless.transfer.download_resource`.
+        See :func:`kloudless.transfer.download_resource`. On an answer with a body instead of a
+        file object (such as ``file.get("contents")``), save that body
+        (:func:`kloudless.transfer.save_body`).
 
         :param dest: a path, a folder, or a binary file object.
         :param chunk_size: bytes per read.
         :param progress: ``callback(bytes_done, total)``.
         :param resume: resume with ``Range`` after a dropped connection.
+        :param keep_partial: keep the bytes of a failed download to continue later.
+        :param continue_partial: continue from such kept bytes when still valid.
         :returns: what :func:`~kloudless.transfer.download_resource` returns.
         """
         from ..transfer import download_resource
 
         return download_resource(
-            self, dest, chunk_size=chunk_size, progress=progress, resume=resume
+            self,
+            dest,
+            chunk_size=chunk_size,
+            progress=progress,
+            resume=resume,
+            keep_partial=keep_partial,
+            continue_partial=continue_partial,
         )
 
     def _get_self(self) -> Response:

@@ -115,20 +115,28 @@ def test_paths() -> None:
         split_path("/docs/../etc")
 
 
-def test_describe_api_error_uses_error_body() -> None:
-    class Fake(Exception):
-        status = 404
-        error_data = {"error_code": "not_found", "message": "No such file.", "id": "req-1"}
+def test_describe_api_error_is_the_exceptions_summary() -> None:
+    import requests
 
-    assert describe_api_error(Fake()) == "404 not_found: No such file. (request id req-1)"
+    from kloudless import exceptions
 
-    class Unauthorized(Exception):
-        status = 401
-        error_data: dict[str, str] = {}
-        default_message = "Authorization failed."
+    def error(status: int, body: str) -> exceptions.APIException:
+        response = requests.Response()
+        response.status_code = status
+        response._content = body.encode()
+        response.headers["Content-Type"] = "application/json"
+        return exceptions.from_response(response)
 
-    text = describe_api_error(Unauthorized())
+    found = error(404, '{"error_code": "not_found", "message": "No such file.", "id": "req-1"}')
+    assert describe_api_error(found) == "404 not_found: No such file. (request req-1)"
+    text = describe_api_error(error(401, ""))
     assert text.startswith("401: Authorization failed.") and "KLOUDLESS_TOKEN" in text
+
+    class Foreign(Exception):  # not an SDK exception: status and class default only
+        status = 500
+        default_message = "Broken."
+
+    assert describe_api_error(Foreign()) == "500: Broken."
 
 
 def test_progress_bar_is_silent_off_a_terminal() -> None:

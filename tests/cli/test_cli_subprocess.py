@@ -80,3 +80,43 @@ def test_errors_through_subprocess(live_server: object) -> None:
 
     nothing = run(["ls"], {"KLOUDLESS_BASE_URL": creds.base_url})
     assert nothing.returncode == 2 and b"no credentials" in nothing.stderr
+
+
+CTRL_C_ON_PART_1 = """
+import sys
+from kloudless import transfer
+from kloudless.cli import main
+
+send_part = transfer._MultipartUpload._send_part
+
+def ctrl_c_on_part_1(self, session_id, number):
+    if number == 1:  # the session exists on the server by now
+        raise KeyboardInterrupt
+    send_part(self, session_id, number)
+
+transfer._MultipartUpload._send_part = ctrl_c_on_part_1
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_an_upload_prints_one_resume_hint(
+    live_server: object, tmp_path: Path
+) -> None:
+    creds: Credentials = live_server.new_account()  # type: ignore[attr-defined]
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(3 * 1024 * 1024))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KLOUDLESS_")}
+    clean.update(KLOUDLESS_BASE_URL=creds.base_url, KLOUDLESS_TOKEN=creds.token)
+    # A real process, without pytest's log handlers: Python's last-resort handler would print
+    # the SDK's own WARNING (a second hint, in Python syntax) if the command let it through.
+    stopped = subprocess.run(
+        [sys.executable, "-c", CTRL_C_ON_PART_1, "put", str(local), "--multipart-threshold", "64K"],
+        capture_output=True,
+        env=clean,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    err = stopped.stderr.decode()
+    assert stopped.returncode == 130, err
+    assert err.count("resume") == 1 and "session_id=" not in err, err
+    assert err.startswith(f"interrupted; resume with: kloudless put {local} --session-id ")
