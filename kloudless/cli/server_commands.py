@@ -451,7 +451,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="most open connections from one client address (0 = no limit; raise it behind a "
+        help="most open connections from one client address (default %(default)s; 0 = no limit; "
+        "raise it behind a "
         "reverse proxy, whose connections all come from one address)",
     )
     serve.add_argument(
