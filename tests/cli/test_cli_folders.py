@@ -150,31 +150,40 @@ def test_put_parent_mkdir_and_skip_existing(cli: Cli, creds: Credentials, tmp_pa
     assert folder.code == 2 and "use put -r" in folder.err
 
 
+def interrupt_downloads_halfway(monkeypatch: pytest.MonkeyPatch, size: int) -> Callable[[], None]:
+    """Make the progress bar raise Ctrl-C once half of ``size`` bytes arrived.
+
+    :returns: a function that undoes it.
+    """
+    from kloudless.cli import progress
+
+    update = progress.Bar.update
+
+    def ctrl_c_halfway(self: Any, done: int, total: int | None) -> None:
+        if done >= size // 2:
+            raise KeyboardInterrupt
+        update(self, done, total)
+
+    monkeypatch.setattr(progress.Bar, "update", ctrl_c_halfway)
+    return lambda: monkeypatch.setattr(progress.Bar, "update", update)
+
+
 def test_get_resume_continues_the_kept_bytes(
     cli: Cli, creds: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kloudless.cli import progress
-
     payload = os.urandom(1024 * 1024)
     (tmp_path / "big.bin").write_bytes(payload)
     assert cli("put", str(tmp_path / "big.bin")).code == 0
     dest = tmp_path / "out" / "big.bin"
     dest.parent.mkdir()
-    update = progress.Bar.update
-
-    def ctrl_c_halfway(self: Any, done: int, total: int | None) -> None:
-        if done >= len(payload) // 2:
-            raise KeyboardInterrupt
-        update(self, done, total)
-
-    monkeypatch.setattr(progress.Bar, "update", ctrl_c_halfway)
+    restore = interrupt_downloads_halfway(monkeypatch, len(payload))
     stopped = cli("get", "/big.bin", str(dest), "--chunk-size", "64K")
     assert stopped.code == EXIT_INTERRUPTED
     assert stopped.err == f"interrupted; resume with: kloudless get /big.bin {dest} --resume\n"
     kept = dest.with_name("big.bin.kloudless-part")
     assert not dest.exists() and len(payload) // 2 <= kept.stat().st_size < len(payload)
 
-    monkeypatch.setattr(progress.Bar, "update", update)
+    restore()
     resumed = cli("get", "/big.bin", str(dest), "--resume", "-v")
     assert resumed.code == 0, resumed.err
     assert "continuing after" in resumed.err  # a Range request for the rest only
@@ -185,22 +194,13 @@ def test_get_resume_continues_the_kept_bytes(
 def test_get_resume_starts_over_when_the_file_changed(
     cli: Cli, creds: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kloudless.cli import progress
-
     first, second = os.urandom(512 * 1024), os.urandom(512 * 1024)  # same size, new bytes
     (tmp_path / "f.bin").write_bytes(first)
     assert cli("put", str(tmp_path / "f.bin")).code == 0
     dest = tmp_path / "got.bin"
-    update = progress.Bar.update
-
-    def ctrl_c_halfway(self: Any, done: int, total: int | None) -> None:
-        if done >= len(first) // 2:
-            raise KeyboardInterrupt
-        update(self, done, total)
-
-    monkeypatch.setattr(progress.Bar, "update", ctrl_c_halfway)
+    restore = interrupt_downloads_halfway(monkeypatch, len(first))
     assert cli("get", "/f.bin", str(dest), "--chunk-size", "64K").code == EXIT_INTERRUPTED
-    monkeypatch.setattr(progress.Bar, "update", update)
+    restore()
     (tmp_path / "f.bin").write_bytes(second)
     assert cli("put", str(tmp_path / "f.bin"), "--overwrite").code == 0
     resumed = cli("get", "/f.bin", str(dest), "--resume")
