@@ -265,7 +265,10 @@ def _put_tree(ctx: Context) -> int:
         spec = paths[1]
     else:
         base = os.path.basename(os.path.abspath(source))
-        spec = (ctx.args.parent or "/").rstrip("/") + "/" + base
+        parent = ctx.args.parent or "/"
+        if not is_path(parent):  # a folder id: name the destination by its path
+            parent = str(ctx.resolver.resolve(parent, kind="folder").get("path") or "/")
+        spec = parent.rstrip("/") + "/" + base
     folder = _remote_destination(ctx, spec)
     existing = "replace" if ctx.args.overwrite else "skip" if ctx.args.skip_existing else "rename"
     remote = tree.remote_tree(ctx, folder) if folder is not None else tree.Tree()
@@ -377,7 +380,6 @@ def cmd_sync(ctx: Context) -> int:
         result = tree.plan(
             tree.local_tree(source), remote, upload=True, existing="sync", delete=ctx.args.delete
         )
-        ctx.args.multipart_threshold = None
         return _upload_plan(ctx, result, source, folder, remote, dest)
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise CommandError(f"{dest} exists and is not a folder", EXIT_CONFLICT)

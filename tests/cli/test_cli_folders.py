@@ -206,3 +206,13 @@ def test_get_resume_starts_over_when_the_file_changed(
     resumed = cli("get", "/f.bin", str(dest), "--resume")
     assert resumed.code == 0, resumed.err
     assert dest.read_bytes() == second  # If-Range: the server sent the new version whole
+
+
+def test_put_r_into_a_parent_given_by_id(cli: Cli, creds: Credentials, tmp_path: Path) -> None:
+    source = tmp_path / "album"
+    (source / "2026").mkdir(parents=True)
+    (source / "2026" / "p.txt").write_text("p")
+    parent = json.loads(cli("mkdir", "-p", "/Pictures", "--json").out)
+    result = cli("put", "-r", str(source), "--parent", parent["id"])
+    assert result.code == 0, result.err
+    assert remote_paths(cli, "/Pictures") == {"album/", "album/2026/", "album/2026/p.txt"}
