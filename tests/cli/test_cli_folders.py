@@ -216,3 +216,15 @@ def test_put_r_into_a_parent_given_by_id(cli: Cli, creds: Credentials, tmp_path:
     result = cli("put", "-r", str(source), "--parent", parent["id"])
     assert result.code == 0, result.err
     assert remote_paths(cli, "/Pictures") == {"album/", "album/2026/", "album/2026/p.txt"}
+
+
+def test_one_progress_bar_counts_files_and_bytes(
+    cli: Cli, creds: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kloudless.cli.progress._want_bar", lambda enabled: enabled)
+    source = tmp_path / "src"
+    make_tree(source)
+    result = cli("put", "-r", str(source), "/bar", "--transfers", "2")
+    assert result.code == 0, result.err
+    assert "4 files:" in result.err and "4/4 files, " in result.err and "KiB" in result.err
+    assert result.err.count("\r") > 1  # one bar redrawn in place, not one per file
