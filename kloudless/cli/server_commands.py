@@ -521,7 +521,9 @@ def register(subparsers: Any) -> None:
         "invited to connect' and enter it. The code works once, for this account's "
         "application only, and expires.",
     )
-    invite.add_argument("account_id", type=int, metavar="ACCOUNT")
+    invite.add_argument(
+        "account_id", type=int, metavar="ACCOUNT", help="the id of the account the code connects"
+    )
     invite.add_argument(
         "--hours",
         type=float,

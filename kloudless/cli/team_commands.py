@@ -118,6 +118,15 @@ def _member_set(member: bool) -> Callable[[Any, Any, argparse.Namespace], Any]:
     return work
 
 
+#: The help of the positional arguments of the team commands.
+ARGUMENT_HELP = {
+    "ACCOUNT": "the id of the account the new user stands for",
+    "USER": "the team user's id",
+    "GROUP": "the group's id",
+    "NAME": "the new group's name",
+}
+
+
 def register(subparsers: Any) -> None:
     """Add ``team users ...`` and ``team groups ...``."""
     team = subparsers.add_parser("team", help="manage an admin account's team (users, groups)")
@@ -134,14 +143,14 @@ def register(subparsers: Any) -> None:
         parser.set_defaults(many=many)
         parser.add_argument("admin", type=int, metavar="ADMIN", help="the admin account id")
         for arg in args:
-            parser.add_argument(arg.lower(), metavar=arg)
+            parser.add_argument(arg.lower(), metavar=arg, help=ARGUMENT_HELP[arg])
         parser.add_argument("--json", action="store_true", help="print JSON")
         return parser
 
     add(users, "list", _users_list, "list the team's users", True)
     adder = add(users, "add", _users_add, "add a user backed by ACCOUNT", False, "ACCOUNT")
     adder.add_argument("--name", help="display name (default: the account's name)")
-    adder.add_argument("--email")
+    adder.add_argument("--email", help="the user's e-mail address")
     adder.add_argument("--role", help="default: user")
     add(users, "remove", _users_remove, "remove a user from the team", False, "USER")
     add(groups, "list", _groups_list, "list the team's groups", True)
