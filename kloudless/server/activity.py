@@ -53,9 +53,12 @@ class ActivityLog:
         :param actor: who acted, when not the account itself (impersonation).
         :returns: the new cursor.
         """
-        cursor = self.store.append_activity(
-            account_id, type_, object_id or metadata.get("id"), metadata, ip, actor
-        )
+        # A transaction of its own joins the request's unit of work (see Store.unit_of_work),
+        # so the event commits with the change and the stored answer.
+        with self.store.transaction():
+            cursor = self.store.append_activity(
+                account_id, type_, object_id or metadata.get("id"), metadata, ip, actor
+            )
 
         def notify() -> None:
             for listener in list(self.listeners):

@@ -26,7 +26,7 @@ from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response
-from .routing import AUTH_APP, AUTH_NONE, BODY_UPLOAD, Route, url_map
+from .routing import AUTH_APP, AUTH_NONE, BODY_UPLOAD, WRITE_METHODS, Route, url_map
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -131,8 +131,17 @@ class ServerApp(Core):
         if limited is not None:
             raise too_many_requests("requests", limited)
 
+        ctx.atomic = (
+            route.atomic and route.auth != AUTH_NONE and ctx.request.method in WRITE_METHODS
+        )
+
         def call() -> Response:
-            return route.handler(ctx, **args)
+            if not ctx.atomic:
+                return route.handler(ctx, **args)
+            # The change, its activity events and (joining the idempotency layer's unit)
+            # the stored answer commit together; see Store.unit_of_work.
+            with self.store.unit_of_work():
+                return route.handler(ctx, **args)
 
         if route.auth == AUTH_NONE or not self.handler_wrappers:
             return call()

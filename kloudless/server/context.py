@@ -53,6 +53,9 @@ class RequestContext:
     #: The accounts this request acts on as an admin account's team user
     #: (``X-Kloudless-As-User``): account id -> the actor its activity events record.
     actors: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: True when the handler runs as one unit of work (an authenticated write of an atomic
+    #: route): wrappers that store state about the request join it.
+    atomic: bool = False
 
     def body_stream(self) -> IO[bytes]:
         """:returns: the request body stream (the override when a wrapper consumed it)."""

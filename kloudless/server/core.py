@@ -18,6 +18,7 @@ from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
 from .connectors import caldav, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
+from .recovery import recover
 from .settings import Settings
 from .store import Store
 from .sweep import Sweeper
@@ -36,6 +37,8 @@ class Core:
         # Connectors and API modules register their tables' migrations at import time (the
         # imports above and the app's), so the store is opened only now.
         self.store = Store(settings.db_path)
+        #: What start-up recovery found left in progress by an earlier process.
+        self.recovered = recover(self.store, settings)
         #: The one activity log (events API, webhooks).
         self.activity = ActivityLog(self.store)
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kloudless-task")

@@ -79,3 +79,15 @@ def too_many_requests(what: str, wait: int) -> ApiError:
         f"Too many {what}; retry after {wait} seconds.",
         headers={"Retry-After": str(wait)},
     )
+
+
+def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
+    """:returns: the JSON error ``{status_code, error_code, message, id}`` (+ extra keys)."""
+    body: dict[str, Any] = {
+        "status_code": exc.status,
+        "error_code": exc.error_code,
+        "message": exc.message,
+        "id": request_id,
+    }
+    body.update(exc.extra)
+    return body

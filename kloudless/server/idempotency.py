@@ -31,6 +31,7 @@ is replayed, and compared with the first one's digest and size.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -286,22 +287,39 @@ class IdempotencyLayer:
         body = HashingStream(ctx.body_stream())
         ctx.body_override = cast(IO[bytes], body)
         ctx.request.stream = cast(IO[bytes], body)  # handlers that read request.stream directly
+        unit = self.store.unit_of_work() if ctx.atomic else contextlib.nullcontext()
         try:
             try:
-                response = call_next()
+                # The answer is stored inside the handler's unit of work: after a crash the
+                # change and its answer both exist or neither does.
+                with unit:
+                    response = call_next()
+                    self._store_answer(ctx, req, claim, body, response)
             except ApiError as exc:
                 if exc.status >= 500:
                     raise
+                # Rolled back: nothing changed, and the refusal is stored on its own.
                 response = error_response(exc, ctx.request_id)
-            stored = self._storable(response)
-            if stored is not None and body.drain(self.drain_limit):
-                self._finish(req, claim, body, stored, ctx.request_id)
-            else:
-                self._release(req, claim)
+                self._store_answer(ctx, req, claim, body, response)
         except BaseException:
             self._release(req, claim)
             raise
         return response
+
+    def _store_answer(
+        self,
+        ctx: RequestContext,
+        req: _Request,
+        claim: str,
+        body: HashingStream,
+        response: Response,
+    ) -> None:
+        """Store ``response`` as the key's answer, or release the key when it must not be."""
+        stored = self._storable(response)
+        if stored is not None and body.drain(self.drain_limit):
+            self._finish(req, claim, body, stored, ctx.request_id)
+        else:
+            self._release(req, claim)
 
     def _replay(self, ctx: RequestContext, row: sqlite3.Row) -> Response:
         """Check the repeated request's body against the first one's and replay the response."""
@@ -417,30 +435,33 @@ class IdempotencyLayer:
     def _finish(
         self, req: _Request, claim: str, body: HashingStream, stored: _Stored, request_id: str
     ) -> None:
-        self.store.execute(
-            "UPDATE idempotency_keys SET state = 'done', body_sha256 = ?, body_size = ?,"
-            " status = ?, response_headers = ?, response_body = ?, request_id = ?"
-            " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
-            (
-                body.hexdigest(),
-                body.size,
-                stored.status,
-                json.dumps(stored.headers),
-                stored.body,
-                request_id,
-                req.scope,
-                req.key_hash,
-                claim,
-            ),
-        )
+        # A transaction of its own joins the request's unit of work.
+        with self.store.transaction():
+            self.store.execute(
+                "UPDATE idempotency_keys SET state = 'done', body_sha256 = ?, body_size = ?,"
+                " status = ?, response_headers = ?, response_body = ?, request_id = ?"
+                " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
+                (
+                    body.hexdigest(),
+                    body.size,
+                    stored.status,
+                    json.dumps(stored.headers),
+                    stored.body,
+                    request_id,
+                    req.scope,
+                    req.key_hash,
+                    claim,
+                ),
+            )
 
     def _release(self, req: _Request, claim: str) -> None:
         try:
-            self.store.execute(
-                "DELETE FROM idempotency_keys"
-                " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
-                (req.scope, req.key_hash, claim),
-            )
+            with self.store.transaction():  # joins the request's unit of work, if any
+                self.store.execute(
+                    "DELETE FROM idempotency_keys"
+                    " WHERE scope = ? AND key_hash = ? AND claim = ? AND state = 'running'",
+                    (req.scope, req.key_hash, claim),
+                )
         except sqlite3.Error:  # the row stays 'running' until this process restarts or expiry
             log.exception("could not release an idempotency key")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from .errors import ApiError
+from .errors import ApiError, error_body
 
-__all__ = ["error_body", "error_response", "json_response", "no_content", "object_list"]
+__all__ = ["error_response", "json_response", "no_content", "object_list"]
 
 
 def object_list(
@@ -50,18 +50,6 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def no_content() -> Response:
     """:returns: an empty 204 response."""
     return Response(status=204)
-
-
-def error_body(exc: ApiError, request_id: str) -> dict[str, Any]:
-    """:returns: the JSON error ``{status_code, error_code, message, id}`` (+ extra keys)."""
-    body: dict[str, Any] = {
-        "status_code": exc.status,
-        "error_code": exc.error_code,
-        "message": exc.message,
-        "id": request_id,
-    }
-    body.update(exc.extra)
-    return body
 
 
 def error_response(exc: ApiError, request_id: str) -> Response:

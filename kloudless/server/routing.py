@@ -24,6 +24,8 @@ Precheck = Callable[..., None]
 
 BODY_SMALL = "small"  # JSON or form bodies, up to Settings.max_json_bytes
 BODY_UPLOAD = "upload"  # file bytes, up to Settings.max_upload_bytes
+#: The methods that change state.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 __all__ = [
     "AUTH_ANY",
@@ -31,6 +33,7 @@ __all__ = [
     "AUTH_NONE",
     "BODY_SMALL",
     "BODY_UPLOAD",
+    "WRITE_METHODS",
     "Handler",
     "Precheck",
     "Route",
@@ -51,6 +54,10 @@ class Route:
         :data:`BODY_UPLOAD`; a longer body is refused before it is read.
     :param precheck: checks that need only the headers (the account, its quota), run by the
         HTTP server before it reads the body, and never instead of the handler's own checks.
+    :param atomic: run an authenticated write (POST, PUT, PATCH, DELETE) as one unit of work
+        (:meth:`~kloudless.server.store.Store.unit_of_work`): its change, activity events and
+        stored idempotent answer commit together. False only for a handler that must call out
+        (an upstream, a webhook URL) after its first write.
     """
 
     path: str
@@ -60,6 +67,7 @@ class Route:
     prefix: bool = True
     body: str = BODY_SMALL
     precheck: Precheck | None = None
+    atomic: bool = True
 
 
 def url_map(routes: Sequence[Route]) -> Map:

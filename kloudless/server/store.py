@@ -3,6 +3,9 @@ log, multipart sessions, OAuth codes, tasks and links.
 
 * One connection per thread (``threading.local``), WAL journal, ``busy_timeout`` so concurrent
   writers wait instead of failing. Use :meth:`Store.transaction` for multi-statement writes.
+* :meth:`Store.unit_of_work` makes every transaction opened inside it one database transaction,
+  begun at the first of them and committed when the block ends: a write request's change, its
+  activity events and its stored idempotent answer commit together or not at all.
 * Schema migrations are numbered; :data:`MIGRATIONS` only ever grows. Other modules add their own
   tables through :func:`register_migration` (their number must not collide; calendar tables use
   100+, DAV connectors 200+, idempotency 300+).
@@ -159,6 +162,15 @@ def _create_private(path: str) -> None:
         os.close(fd)
 
 
+class _Unit:
+    """The state of one thread's :meth:`Store.unit_of_work`."""
+
+    def __init__(self) -> None:
+        self.begun = False  # its BEGIN IMMEDIATE was issued
+        self.active = False  # inside one of its transaction() blocks
+        self.on_rollback: list[Callable[[], None]] = []
+
+
 class Store:
     """Thread-safe access to the server's SQLite database.
 
@@ -173,6 +185,7 @@ class Store:
         _create_private(path)
         self._local = threading.local()
         self._after_commit = threading.local()
+        self._units = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.migrate()
@@ -197,37 +210,118 @@ class Store:
         return conn
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, standalone: bool = False) -> Iterator[sqlite3.Connection]:
         """Run a block in one ``BEGIN IMMEDIATE`` transaction (commit on success, else rollback).
 
-        Nested use joins the outer transaction.
+        Nested use joins the outer transaction. Inside a :meth:`unit_of_work` the block joins
+        the unit's transaction (begun by the first block) as a savepoint: an exception rolls
+        back this block only, and the commit waits for the end of the unit.
+
+        :param standalone: commit at the end of this block even inside a unit of work, for a
+            claim that others must see at once; the unit must not have begun yet.
+        :raises RuntimeError: for ``standalone`` inside a unit whose transaction has begun.
         """
         conn = self.conn
-        if conn.in_transaction:
-            yield conn
+        unit: _Unit | None = getattr(self._units, "unit", None)
+        if unit is not None and standalone:
+            if unit.begun:
+                raise RuntimeError("a standalone transaction inside a begun unit of work")
+            unit = None
+        if unit is None:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            self._after_commit.calls = []
+            try:
+                yield conn
+            except BaseException:
+                self._after_commit.calls = None
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._run_after_commit()
             return
-        conn.execute("BEGIN IMMEDIATE")
-        self._after_commit.calls = []
+        if unit.active or (conn.in_transaction and not unit.begun):
+            yield conn  # nested, or inside a read snapshot opened by the caller
+            return
+        if not unit.begun:
+            conn.execute("BEGIN IMMEDIATE")
+            unit.begun = True
+            self._after_commit.calls = []
+        calls: list[Callable[[], object]] = self._after_commit.calls
+        mark = len(calls)
+        unit.active = True
+        conn.execute("SAVEPOINT unit_step")
         try:
             yield conn
         except BaseException:
-            self._after_commit.calls = None
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK TO unit_step")
+            conn.execute("RELEASE unit_step")
+            del calls[mark:]
             raise
-        conn.execute("COMMIT")
+        finally:
+            unit.active = False
+        conn.execute("RELEASE unit_step")
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Make the block one unit of work: every :meth:`transaction` inside it joins one
+        database transaction, begun lazily by the first (so spooling a body or copying bytes
+        before it holds no lock) and committed when the block ends; an exception rolls all of
+        it back (then the :meth:`after_rollback` calls run). Nested use joins the outer unit.
+
+        Keep upstream calls and long I/O before the first write of the unit: the write lock
+        is held from the first write to the end of the block.
+        """
+        if getattr(self._units, "unit", None) is not None:
+            yield
+            return
+        unit = self._units.unit = _Unit()
+        try:
+            yield
+        except BaseException:
+            self._units.unit = None
+            if unit.begun:
+                self._after_commit.calls = None
+                self.conn.execute("ROLLBACK")
+            for call in unit.on_rollback:
+                call()
+            raise
+        self._units.unit = None
+        if unit.begun:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._after_commit.calls = None
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                for call in unit.on_rollback:
+                    call()
+                raise
+            self._run_after_commit()
+
+    def _run_after_commit(self) -> None:
         calls, self._after_commit.calls = self._after_commit.calls, None
         for call in calls or ():
             call()
 
-    def after_commit(self, call: Callable[[], None]) -> None:
-        """Run ``call`` once this thread's :meth:`transaction` commits (dropped on rollback),
-        or right away outside a transaction. For side effects that must not announce a change
-        before it is durable (webhook notification)."""
-        calls: list[Callable[[], None]] | None = getattr(self._after_commit, "calls", None)
+    def after_commit(self, call: Callable[[], object]) -> None:
+        """Run ``call`` once this thread's :meth:`transaction` (or unit of work) commits
+        (dropped on rollback), or right away outside a transaction. For side effects that must
+        not happen before the change is durable (webhook notification, removing files)."""
+        calls: list[Callable[[], object]] | None = getattr(self._after_commit, "calls", None)
         if calls is None or not self.conn.in_transaction:
             call()
         else:
             calls.append(call)
+
+    def after_rollback(self, call: Callable[[], None]) -> None:
+        """Run ``call`` (outside any transaction) if this thread's unit of work rolls back, to
+        undo what a standalone claim of the unit did. Outside a unit it is never called."""
+        unit: _Unit | None = getattr(self._units, "unit", None)
+        if unit is not None:
+            unit.on_rollback.append(call)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement on this thread's connection."""
@@ -292,11 +386,13 @@ class Store:
 
     def server_secret(self) -> bytes:
         """:returns: the random per-data-dir secret used to sign CSRF tokens (created once)."""
-        with self.transaction():
-            value = self.get_kv("server_secret")
-            if value is None:
-                value = new_secret()
-                self.execute("INSERT INTO kv VALUES ('server_secret', ?)", (value,))
+        value = self.get_kv("server_secret")  # a read: it must not begin a unit of work
+        if value is None:
+            with self.transaction():
+                value = self.get_kv("server_secret")
+                if value is None:
+                    value = new_secret()
+                    self.execute("INSERT INTO kv VALUES ('server_secret', ?)", (value,))
         return value.encode()
 
     # -- applications and credentials --------------------------------------------------------

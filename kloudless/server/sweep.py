@@ -2,9 +2,10 @@
 
 :func:`sweep` removes finished tasks older than a day, multipart sessions idle for more than
 seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
-``cp-*``, and request bodies the HTTP server spooled, ``tmp/body-*``) older than a day and
-expired OAuth codes. :class:`Sweeper` runs it at start-up and
-then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
+``cp-*``, and request bodies the HTTP server spooled, ``tmp/body-*``) older than a day,
+expired OAuth codes, blob files no row references (journal rows first, then unmentioned files
+older than an hour) and part folders without a session. :class:`Sweeper` runs it at start-up
+and then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
 executor (never on a request thread), so it stops with the server
 (:meth:`kloudless.server.core.Core.close`).
 """
@@ -23,6 +24,8 @@ from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 from .availability import parse_datetime
+from .connectors.local_storage import ORPHAN_GRACE_SECONDS, reclaim_orphans, settle_all
+from .recovery import remove_orphan_part_folders
 from .settings import Settings
 from .spool import SPOOL_DIR, SPOOL_PREFIX
 from .store import Store
@@ -62,7 +65,16 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     store = app.store
-    counts = {"tasks": 0, "multipart": 0, "temp_files": 0, "oauth_codes": 0}
+    counts = {
+        "tasks": 0,
+        "multipart": 0,
+        "temp_files": 0,
+        "oauth_codes": 0,
+        "blobs": 0,
+        "part_folders": 0,
+    }
+    # Journal rows whose after-commit step failed first (before their temp files age out).
+    counts["blobs"] = settle_all(store, app.settings.data_dir)
     task_limit = now - TASK_MAX_AGE
     for row in store.all("SELECT id, modified FROM tasks WHERE state != 'PENDING'"):
         if _older(row["modified"], task_limit):
@@ -97,6 +109,10 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     counts["oauth_codes"] = store.execute(
         "DELETE FROM oauth_codes WHERE expires < ?", (now.timestamp(),)
     ).rowcount
+    counts["blobs"] += reclaim_orphans(store, app.settings.data_dir)
+    counts["part_folders"] = remove_orphan_part_folders(
+        store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS
+    )
     return counts
 
 

@@ -135,10 +135,12 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
     release = threading.Event()
     refused = threading.Event()
 
-    def slow(account_id: int, cursor: int) -> None:  # runs inside the first attempt's handler
+    def slow(ctx: RequestContext, call_next: Callable[[], Any]) -> Any:
+        # Inside the idempotency layer, before the first attempt's handler: its key is running.
         if not busy.is_set():
             busy.set()
             release.wait(10)
+        return call_next()
 
     def observe(ctx: RequestContext, call_next: Callable[[], Any]) -> Any:
         try:
@@ -153,7 +155,7 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
     # wait shorter than the SDK's read timeout here so the retry hears the 409.
     layer = next(w for w in app.handler_wrappers if isinstance(w, IdempotencyLayer))
     saved_wait, layer.wait_seconds = layer.wait_seconds, 0.1
-    app.activity_listeners.append(slow)
+    app.handler_wrappers.append(slow)
     app.handler_wrappers.insert(0, observe)
     try:
         with account(
@@ -164,7 +166,7 @@ def test_retry_after_read_timeout_waits_for_the_running_attempt(server: Server) 
         release.set()
         layer.wait_seconds = saved_wait
         app.handler_wrappers.remove(observe)
-        app.activity_listeners.remove(slow)
+        app.handler_wrappers.remove(slow)
     assert busy.is_set() and refused.is_set()
     assert created.response.headers["Idempotent-Replayed"] == "true"
     assert names_in_root(server).count("slow.txt") == 1

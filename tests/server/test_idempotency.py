@@ -287,18 +287,20 @@ def blocked_first_request(
     entered = threading.Event()
     release = threading.Event()
 
-    def block(account_id: int, cursor: int) -> None:  # runs inside the first handler
+    def block(ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
+        # Inside the idempotency layer, before the handler: the key is claimed and running.
         entered.set()
         release.wait(WAIT)
+        return call_next()
 
-    app.activity_listeners.append(block)
+    app.handler_wrappers.append(block)
     results: list[TestResponse] = []
     first = threading.Thread(
         target=lambda: results.append(post_folder(BufferedClient(app), auth, key))
     )
     first.start()
     assert entered.wait(WAIT)
-    app.activity_listeners.remove(block)
+    app.handler_wrappers.remove(block)
     return first, release, results
 
 
@@ -406,18 +408,19 @@ def test_stale_running_row_of_a_dead_process_is_taken_over(
     entered = threading.Event()
     release = threading.Event()
 
-    def block(account_id: int, cursor: int) -> None:
-        entered.set()
+    def block(ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
+        entered.set()  # the key is claimed, the handler has not run yet
         release.wait(WAIT)
+        return call_next()
 
-    app.activity_listeners.append(block)
+    app.handler_wrappers.append(block)
     thread = threading.Thread(target=lambda: post_folder(BufferedClient(app), auth, "crash"))
     thread.start()
     try:
         assert entered.wait(WAIT)
         # Simulate a crash: the row now belongs to a process instance that no longer exists.
         app.store.execute("UPDATE idempotency_keys SET instance = 'dead-process'")
-        app.activity_listeners.remove(block)
+        app.handler_wrappers.remove(block)
         taken = post_folder(client, auth, "crash", conflict_if_exists="false")
         assert taken.status_code in (200, 201) and "Idempotent-Replayed" not in taken.headers
     finally:

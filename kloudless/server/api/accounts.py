@@ -189,7 +189,11 @@ def delete_account(ctx: RequestContext, account_id: str) -> Response:
 
     remove_account_sessions(ctx, acc)
     ctx.store.delete_account(acc)
-    get_connector(str(row["service"])).on_account_deleted(ctx.store, acc, ctx.settings.data_dir)
+    connector = get_connector(str(row["service"]))
+    # Connector clean-up (files on disk, ...) once the deletion has committed.
+    ctx.store.after_commit(
+        lambda: connector.on_account_deleted(ctx.store, acc, ctx.settings.data_dir)
+    )
     return no_content()
 
 

@@ -103,5 +103,6 @@ def _patch_webhook(ctx: RequestContext, app_id: str, body: dict[str, Any]) -> di
 ROUTES = [
     Route("/meta/applications", ("GET",), list_apps, auth=AUTH_APP),
     Route("/meta/applications/<app_id>", ("GET",), get_app, auth=AUTH_APP),
-    Route("/meta/applications/<app_id>", ("PATCH",), patch_app, auth=AUTH_APP),
+    # Not atomic: the webhook validation ping is sent after the new URL is stored.
+    Route("/meta/applications/<app_id>", ("PATCH",), patch_app, auth=AUTH_APP, atomic=False),
 ]

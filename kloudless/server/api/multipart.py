@@ -9,8 +9,11 @@ account's storage backend like a normal upload.
 A session's ``state`` is ``open`` or ``completing``: ``complete`` claims it atomically
 (``open`` → ``completing`` in one statement), so only one of several parallel completes
 assembles the file; the others, and part uploads and aborts arriving meanwhile, get a 409.
-A failed complete puts the session back to ``open``. (A retried complete with the SDK's same
-``Idempotency-Key`` is replayed by the idempotency layer instead.)
+A failed complete puts the session back to ``open``; so does start-up recovery for a complete
+that a crash interrupted. The new file, its activity event, the session's removal and the
+stored idempotent answer commit in one transaction, so a retried complete with the SDK's same
+``Idempotency-Key`` gets the stored answer, and one without finds the session gone (404) but
+never creates a second file.
 
 Session ids are positive integers from one server-wide sequence, as in Kloudless v1 (the Java SDK
 parses them as ``int``); they are not secrets, since a session is found only together with its
@@ -39,7 +42,7 @@ from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
 from ..spool import remove_quietly, spool_to_temp
 from ..store import now_iso, register_migration
-from .storage import record_after, serialize, storage_backend, upload_precheck
+from .storage import serialize, storage_backend, upload_precheck
 
 A = "/accounts/<account_id>/storage/multipart"
 
@@ -251,21 +254,24 @@ class _Concat:
 
 def complete_upload(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     account, row = _session(ctx, account_id, session_id)
-    with ctx.store.transaction():
+    # The claim commits at once (parallel completes and parts see it); the file, its activity,
+    # the session's removal and the stored answer are the request's one unit of work.
+    with ctx.store.transaction(standalone=True):
         claimed = ctx.store.execute(
             "UPDATE multipart SET state = 'completing' WHERE id = ? AND state = 'open'",
             (session_id,),
         ).rowcount
     if not claimed:
         raise _busy(session_id)
-    try:
-        return _complete(ctx, account, row, session_id)
-    except BaseException:
+
+    def reopen() -> None:
         ctx.store.execute(
             "UPDATE multipart SET state = 'open' WHERE id = ? AND state = 'completing'",
             (session_id,),
         )
-        raise
+
+    ctx.store.after_rollback(reopen)  # a crash instead: start-up recovery reopens it
+    return _complete(ctx, account, row, session_id)
 
 
 def _complete(
@@ -308,9 +314,7 @@ def _complete(
     if obj.size != size:
         raise ApiError(500, "internal_error", "The assembled file has the wrong size.")
     _remove(ctx, session_id)
-    data = serialize(ctx, acc, obj)
-    record_after(ctx, acc, storage, "add", data)
-    return json_response(data, 201)
+    return json_response(serialize(ctx, acc, obj), 201)
 
 
 def _size_from_parts(parts: dict[int, int], part_size: int) -> int:
@@ -334,7 +338,10 @@ def _remove(ctx: RequestContext, session_id: str) -> None:
     with ctx.store.transaction():
         ctx.store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (session_id,))
         ctx.store.execute("DELETE FROM multipart WHERE id = ?", (session_id,))
-    shutil.rmtree(_dir(ctx, session_id), ignore_errors=True)
+        # Parts go once the removal commits; a crash first leaves a folder without a
+        # session, which start-up recovery removes.
+        directory = _dir(ctx, session_id)
+        ctx.store.after_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 def remove_account_sessions(ctx: RequestContext, account_id: int) -> None:
@@ -353,7 +360,8 @@ def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respo
             raise _busy(session_id)
         ctx.store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (session_id,))
         ctx.store.execute("DELETE FROM multipart WHERE id = ?", (session_id,))
-    shutil.rmtree(_dir(ctx, session_id), ignore_errors=True)
+        directory = _dir(ctx, session_id)
+        ctx.store.after_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
     return no_content()
 
 

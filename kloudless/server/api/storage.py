@@ -66,14 +66,6 @@ def storage_backend(ctx: RequestContext, account: Any) -> StorageBackend:
     return ctx.storage(account, lambda obj: serialize(ctx, acc, obj))
 
 
-def record_after(
-    ctx: RequestContext, acc: int, storage: StorageBackend, type_: str, data: dict[str, Any]
-) -> None:
-    """Record an event after the change, for backends that do not record it themselves."""
-    if not storage.records_activity:
-        ctx.record_activity(acc, type_, data)
-
-
 def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
     account = ctx.account(account_id)
     return int(account["id"]), storage_backend(ctx, account)
@@ -133,10 +125,7 @@ def create_folder(ctx: RequestContext, account_id: str) -> Response:
         body.get("name"),  # type: ignore[arg-type]
         conflict,
     )
-    data = serialize(ctx, acc, folder)
-    if created:
-        record_after(ctx, acc, storage, "add", data)
-    return json_response(data, 201 if created else 200)
+    return json_response(serialize(ctx, acc, folder), 201 if created else 200)
 
 
 def patch_object(kind: str) -> Callable[..., Response]:
@@ -148,13 +137,9 @@ def patch_object(kind: str) -> Callable[..., Response]:
         parent = _json_id(body, "parent_id", False)
         if name is None and parent is None:
             raise invalid_parameters("Give 'name' and/or 'parent_id'.")
-        before = storage.get(_id(object_id), kind)
+        storage.get(_id(object_id), kind)  # 404 for a malformed id before any change
         after = storage.update(object_id, kind, name=name, parent_id=parent)
-        data = serialize(ctx, acc, after)
-        moved = after.parent_id != before.parent_id
-        if moved or after.name != before.name:
-            record_after(ctx, acc, storage, "move" if moved else "rename", data)
-        return json_response(data)
+        return json_response(serialize(ctx, acc, after))
 
     return handler
 
@@ -170,9 +155,7 @@ def copy_object(kind: str) -> Callable[..., Response]:
 
         def work() -> tuple[int, dict[str, Any]]:
             copied = storage.copy(object_id, kind, parent or "root", name)
-            data = serialize(ctx, acc, copied)
-            record_after(ctx, acc, storage, "copy", data)
-            return 201, data
+            return 201, serialize(ctx, acc, copied)
 
         return run_maybe_async(ctx, acc, work)
 
@@ -184,9 +167,7 @@ def delete_object(kind: str) -> Callable[..., Response]:
         acc, storage = _setup(ctx, account_id)
         recursive = ctx.arg_bool("recursive")
         permanent = ctx.arg_bool("permanent")
-        before = storage.delete(_id(object_id), kind, recursive, permanent)
-        if not storage.records_activity:
-            ctx.record_activity(acc, "delete", serialize(ctx, acc, before), object_id)
+        storage.delete(_id(object_id), kind, recursive, permanent)
         return no_content()
 
     return handler
@@ -265,12 +246,9 @@ def _store_upload(
     stream: IO[bytes],
     overwrite: bool,
 ) -> dict[str, Any]:
-    """Store one uploaded file and record its event. :returns: the file's JSON."""
-    existed = _existing_name(storage, parent, name) if overwrite else False
+    """Store one uploaded file (the backend records its event). :returns: the file's JSON."""
     obj = storage.upload(parent, name, stream, overwrite, ctx.settings.max_upload_bytes)
-    data = serialize(ctx, acc, obj)
-    record_after(ctx, acc, storage, "update" if existed else "add", data)
-    return data
+    return serialize(ctx, acc, obj)
 
 
 def _upload_from_url(
@@ -299,23 +277,12 @@ def _upload_from_url(
     return run_maybe_async(ctx, acc, work)
 
 
-def _existing_name(storage: StorageBackend, parent: str, name: Any) -> bool:
-    if not isinstance(name, str):
-        return False
-    try:
-        return storage.find_child(parent, name) is not None
-    except ApiError:
-        return False
-
-
 def put_file(ctx: RequestContext, account_id: str, object_id: str) -> Response:
     acc, storage = _setup(ctx, account_id)
     obj = storage.replace_contents(
         _id(object_id), _upload_stream(ctx), ctx.settings.max_upload_bytes
     )
-    data = serialize(ctx, acc, obj)
-    record_after(ctx, acc, storage, "update", data)
-    return json_response(data)
+    return json_response(serialize(ctx, acc, obj))
 
 
 def file_contents(ctx: RequestContext, account_id: str, object_id: str) -> Response:

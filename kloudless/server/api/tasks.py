@@ -14,8 +14,8 @@ from typing import Any, Callable
 from werkzeug.wrappers import Response
 
 from ..context import RequestContext
-from ..errors import ApiError, not_found
-from ..responses import error_body, json_response
+from ..errors import ApiError, error_body, not_found
+from ..responses import json_response
 from ..routing import Route
 from ..store import now_iso
 
@@ -55,31 +55,38 @@ def run_maybe_async(ctx: RequestContext, account_id: int, work: Work) -> Respons
         return json_response(body, status)
     task_id = str(uuid.uuid4())
     now = now_iso()
-    ctx.store.execute(
-        "INSERT INTO tasks (id, account_id, state, created, modified) VALUES (?, ?, ?, ?, ?)",
-        (task_id, account_id, "PENDING", now, now),
-    )
+    store = ctx.store
+    with store.transaction():  # joins the request's unit of work
+        store.execute(
+            "INSERT INTO tasks (id, account_id, state, created, modified) VALUES (?, ?, ?, ?, ?)",
+            (task_id, account_id, "PENDING", now, now),
+        )
+
+    def finish(state: str, status: int, body: dict[str, Any]) -> None:
+        with store.transaction():
+            store.execute(
+                "UPDATE tasks SET state = ?, result = ?, status_code = ?, modified = ?"
+                " WHERE id = ?",
+                (state, json.dumps(body), status, now_iso(), task_id),
+            )
 
     def run() -> None:
         try:
-            status, body = work()
-            state = "SUCCESS"
+            # The work's change, its activity and the task's result are one unit of work: a
+            # crash leaves the task PENDING with nothing changed, and start-up recovery fails
+            # it with a clear error.
+            with store.unit_of_work():
+                status, body = work()
+                finish("SUCCESS", status, body)
         except ApiError as exc:
-            status, state = exc.status, "FAILURE"
-            body = error_body(exc, ctx.request_id)
+            finish("FAILURE", exc.status, error_body(exc, ctx.request_id))
         except Exception:
             log.exception("task %s failed", task_id)
-            status, state = 500, "FAILURE"
-            body = error_body(
-                ApiError(500, "internal_error", "The task failed; see the server log."),
-                ctx.request_id,
-            )
-        ctx.store.execute(
-            "UPDATE tasks SET state = ?, result = ?, status_code = ?, modified = ? WHERE id = ?",
-            (state, json.dumps(body), status, now_iso(), task_id),
-        )
+            error = ApiError(500, "internal_error", "The task failed; see the server log.")
+            finish("FAILURE", 500, error_body(error, ctx.request_id))
 
-    ctx.core.executor.submit(run)
+    # Started once the task row has committed (with the request's answer).
+    store.after_commit(lambda: ctx.core.executor.submit(run))
     return json_response(task_json(ctx, account_id, task_id, "PENDING"), 202)
 
 

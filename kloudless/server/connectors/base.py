@@ -170,16 +170,15 @@ READ_WRITE_CAPABILITIES = (
 
 class StorageBackend(abc.ABC):
     """Storage operations for one account. Ids are opaque, URL-safe strings; ``root`` is the
-    root folder. Every method raises ApiError 404 for ids that do not exist in this account."""
+    root folder. Every method raises ApiError 404 for ids that do not exist in this account.
+
+    Every write records its activity event through the account's recorder
+    (``env.activity.record(type_, obj)``: ``add``, ``update``, ``rename``, ``move``, ``copy``,
+    ``delete``) once the change is made, inside the backend's transaction when it has local
+    state; the API layer never records storage events itself."""
 
     #: Capabilities reported by ``GET accounts/{id}?retrieve_full=true``.
     capabilities: dict[str, bool] = {}
-
-    #: True when the backend appends the activity event itself, inside the transaction of
-    #: the change, through its :class:`AccountEnv` ``activity`` recorder (so event order is
-    #: change order and a crash cannot keep a change without its event). Otherwise the API
-    #: records it afterwards.
-    records_activity: bool = False
 
     @abc.abstractmethod
     def get(self, object_id: str, kind: str) -> StorageObject:

@@ -25,15 +25,16 @@ so the database write lock is never held during a byte copy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mimetypes
 import os
 import secrets
 import shutil
 import sqlite3
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from ..activity import ActivityRecorder
 from ..availability import parse_datetime
@@ -46,7 +47,7 @@ from ..errors import (
     too_large,
 )
 from ..spool import remove_quietly, spool_to_temp
-from ..store import Store, now_iso
+from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
     FileContents,
@@ -55,25 +56,121 @@ from .base import (
     validate_name,
 )
 
+log = logging.getLogger("kloudless.server")
+
 MAX_DEPTH = 1000
 ROOT = "root"
 
-_locks: dict[int, threading.RLock] = {}
-_locks_guard = threading.Lock()
+#: The blob journal (migration 900). A row ``(blob, temp)`` says: the bytes of ``blob`` wait at
+#: ``temp`` and move into ``blobs/`` once the row that references them is committed; a row
+#: ``(blob, NULL)`` says: no row references ``blob`` any more, remove its file. Journal rows
+#: commit with the change; :func:`settle` acts on them after the commit, and again at start-up
+#: for those a crash left, so ``blobs/`` only ever holds files that committed rows reference.
+register_migration(
+    900,
+    """
+    CREATE TABLE blob_journal (
+        account_id INTEGER NOT NULL, blob TEXT NOT NULL, temp TEXT,
+        size INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL,
+        PRIMARY KEY (account_id, blob))
+    """,
+)
 
-
-def account_lock(account_id: int) -> threading.RLock:
-    """:returns: the process-wide lock serialising tree changes of one account."""
-    with _locks_guard:
-        lock = _locks.get(account_id)
-        if lock is None:
-            lock = _locks[account_id] = threading.RLock()
-        return lock
+#: Least age of an unreferenced, unjournaled file in ``blobs/`` before the sweep removes it
+#: (older versions renamed blobs into place before their commit).
+ORPHAN_GRACE_SECONDS = 3600.0
 
 
 def account_dir(data_dir: str, account_id: int) -> str:
     """:returns: the account's folder on disk."""
     return os.path.join(data_dir, "accounts", str(int(account_id)))
+
+
+def settle(store: Store, base: str, account_id: int, blobs: list[str] | None = None) -> int:
+    """Act on an account's blob journal rows (those of ``blobs``, or all): move committed
+    blobs into ``blobs/``, remove the files of blobs no row references. Safe to repeat and to
+    run concurrently: it only acts on committed state.
+
+    :param base: the account's folder (:func:`account_dir`).
+    :returns: the number of journal rows settled.
+    """
+    if blobs is None:
+        rows = store.all("SELECT * FROM blob_journal WHERE account_id = ?", (account_id,))
+    else:
+        rows = []
+        for blob in blobs:
+            row = store.one(
+                "SELECT * FROM blob_journal WHERE account_id = ? AND blob = ?", (account_id, blob)
+            )
+            if row is not None:
+                rows.append(row)
+    for row in rows:
+        blob = str(row["blob"])
+        path = os.path.join(base, "blobs", blob)
+        referenced = store.one(
+            "SELECT 1 FROM objects WHERE account_id = ? AND blob = ?", (account_id, blob)
+        )
+        temp = None if row["temp"] is None else os.path.join(base, str(row["temp"]))
+        with contextlib.suppress(OSError):
+            if temp and referenced and os.path.exists(temp):
+                os.replace(temp, path)
+            elif temp:
+                remove_quietly(temp)
+            elif not referenced:
+                os.unlink(path)
+        store.execute(
+            "DELETE FROM blob_journal WHERE account_id = ? AND blob = ? AND temp IS ?",
+            (account_id, blob, row["temp"]),
+        )
+    return len(rows)
+
+
+def settle_all(store: Store, data_dir: str) -> int:
+    """Settle the blob journal of every account (start-up recovery, sweeps).
+
+    :returns: the number of journal rows settled.
+    """
+    accounts = store.all("SELECT DISTINCT account_id FROM blob_journal")
+    return sum(
+        settle(store, account_dir(data_dir, int(r["account_id"])), int(r["account_id"]))
+        for r in accounts
+    )
+
+
+def reclaim_orphans(store: Store, data_dir: str, grace: float = ORPHAN_GRACE_SECONDS) -> int:
+    """Remove files in ``accounts/*/blobs/`` that no row references and no journal row
+    mentions, once older than ``grace`` seconds (left by versions that renamed blobs into
+    place before their commit, or by hand).
+
+    :returns: the number of files removed.
+    """
+    removed = 0
+    limit = time.time() - grace
+    root = os.path.join(data_dir, "accounts")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            if not name.isdigit():
+                continue
+            blobs_dir = os.path.join(root, name, "blobs")
+            try:
+                files = os.listdir(blobs_dir)
+            except OSError:
+                continue
+            known = {
+                str(r["blob"])
+                for r in store.all(
+                    "SELECT blob FROM objects WHERE account_id = ? AND blob IS NOT NULL"
+                    " UNION SELECT blob FROM blob_journal WHERE account_id = ?",
+                    (int(name), int(name)),
+                )
+            }
+            for blob in files:
+                path = os.path.join(blobs_dir, blob)
+                with contextlib.suppress(OSError):
+                    if blob not in known and os.lstat(path).st_mtime < limit:
+                        os.unlink(path)
+                        removed += 1
+    return removed
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -94,7 +191,6 @@ class LocalStorage(StorageBackend):
     """
 
     capabilities = dict.fromkeys((*READ_WRITE_CAPABILITIES, "can_delete_file_permanently"), True)
-    records_activity = True
 
     def __init__(
         self,
@@ -115,7 +211,6 @@ class LocalStorage(StorageBackend):
             if os.path.islink(path):
                 raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
             os.makedirs(path, exist_ok=True)
-        self.lock = account_lock(self.account_id)
         #: Ancestor chains by parent id, used only while building one listing.
         self._chains: dict[str, list[tuple[str, str]]] | None = None
 
@@ -252,6 +347,20 @@ class LocalStorage(StorageBackend):
             raise ApiError(500, "internal_error", "Corrupt blob reference.")
         return os.path.join(self.blobs, blob)
 
+    def _blob_source(self, blob: str) -> str:
+        """:returns: where a committed blob's bytes are: in ``blobs/``, or for a moment after
+        its commit still at the journalled temp path."""
+        path = self._blob_path(blob)
+        if os.path.exists(path):
+            return path
+        row = self.store.one(
+            "SELECT temp FROM blob_journal WHERE account_id = ? AND blob = ?",
+            (self.account_id, blob),
+        )
+        if row is not None and row["temp"]:
+            return os.path.join(self.base, str(row["temp"]))
+        return path
+
     def _write_temp(self, stream: IO[bytes], max_bytes: int) -> tuple[str, int, str]:
         """Copy a stream into a fsync'ed temp file. :returns: ``(path, size, sha256 hex)``."""
         return spool_to_temp(
@@ -267,24 +376,54 @@ class LocalStorage(StorageBackend):
         if self.activity is not None:
             self.activity.record(type_, obj)
 
-    def _commit_blob(self, temp_path: str) -> str:
+    def _stage_blob(self, temp_path: str, size: int) -> str:
+        """Journal a new blob whose bytes wait at ``temp_path`` (call inside the transaction
+        that inserts the row referencing it); the file moves into ``blobs/`` after the commit.
+
+        :returns: the blob name.
+        """
         blob = secrets.token_hex(16)
-        os.replace(temp_path, self._blob_path(blob))
+        self.store.execute(
+            "INSERT INTO blob_journal (account_id, blob, temp, size, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            # Relative to the account folder, so a moved data dir still settles.
+            (self.account_id, blob, os.path.relpath(temp_path, self.base), size, now_iso()),
+        )
+        self.store.after_commit(lambda: self._settle_quietly(blob))
         return blob
 
-    def _drop_blob(self, blob: str | None) -> None:
-        if blob:
-            with contextlib.suppress(OSError):
-                os.unlink(self._blob_path(blob))
+    def _release_blob(self, blob: str | None, size: int | None) -> None:
+        """Journal the removal of a blob no row will reference (call inside the transaction
+        that changes the row); the file is removed after the commit."""
+        if not blob:
+            return
+        self.store.execute(
+            "INSERT OR REPLACE INTO blob_journal (account_id, blob, temp, size, created)"
+            " VALUES (?, ?, NULL, ?, ?)",
+            (self.account_id, blob, int(size or 0), now_iso()),
+        )
+        self.store.after_commit(lambda: self._settle_quietly(blob))
+
+    def _settle_quietly(self, blob: str) -> None:
+        # After the commit the change stands: a failure here leaves a journal row that the
+        # next start-up or sweep settles, never a failed request.
+        try:
+            settle(self.store, self.base, self.account_id, [blob])
+        except (OSError, sqlite3.Error):
+            log.exception("settling blob %s failed; the sweep will retry", blob)
+
+    def _on_rollback_remove(self, *paths: str) -> None:
+        """Remove temp files if the request's unit of work rolls back after this change."""
+        self.store.after_rollback(lambda: remove_quietly(*paths))
 
     @contextlib.contextmanager
     def _tree_change(self) -> Iterator[None]:
-        with self.lock:
-            try:
-                with self.store.transaction():
-                    yield
-            except sqlite3.IntegrityError:
-                raise naming_conflict("An object with that name already exists.", None) from None
+        # BEGIN IMMEDIATE serialises tree changes (of every account, in every process).
+        try:
+            with self.store.transaction():
+                yield
+        except sqlite3.IntegrityError:
+            raise naming_conflict("An object with that name already exists.", None) from None
 
     # -- StorageBackend ------------------------------------------------------------------------
     def get(self, object_id: str, kind: str) -> StorageObject:
@@ -395,20 +534,20 @@ class LocalStorage(StorageBackend):
         self._folder_row(parent_id)  # fail early, before reading the body
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"  # not under the lock
         temp, size, digest = self._write_temp(stream, max_bytes)
-        blob: str | None = None
         old_blob: str | None = None
         try:
             with self._tree_change():
                 self._folder_row(parent_id)
                 now = now_iso()
                 existing = self._child(parent_id, name)
-                blob = self._commit_blob(temp)
+                blob = self._stage_blob(temp, size)
                 if existing is not None and overwrite:
                     if existing["kind"] != "file":
                         raise naming_conflict(
                             f"A folder named {name!r} already exists.", str(existing["id"])
                         )
                     old_blob = existing["blob"]
+                    self._release_blob(old_blob, existing["size"])
                     self.store.execute(
                         "UPDATE objects SET blob = ?, size = ?, etag = ?, mime_type = ?,"
                         " modified = ? WHERE id = ?",
@@ -441,9 +580,8 @@ class LocalStorage(StorageBackend):
                 self._record("update" if old_blob is not None else "add", result)
         except BaseException:
             remove_quietly(temp)
-            self._drop_blob(blob)
             raise
-        self._drop_blob(old_blob)
+        self._on_rollback_remove(temp)
         return result
 
     def open_contents(self, file_id: str) -> FileContents:
@@ -451,7 +589,7 @@ class LocalStorage(StorageBackend):
             row = self._row(file_id, "file")
             try:
                 fd = os.open(
-                    self._blob_path(str(row["blob"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                    self._blob_source(str(row["blob"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                 )
             except FileNotFoundError:
                 continue
@@ -469,12 +607,11 @@ class LocalStorage(StorageBackend):
     def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
         self._row(file_id, "file")
         temp, size, digest = self._write_temp(stream, max_bytes)
-        blob: str | None = None
         try:
             with self._tree_change():
                 row = self._row(file_id, "file")
-                old_blob = row["blob"]
-                blob = self._commit_blob(temp)
+                self._release_blob(row["blob"], row["size"])
+                blob = self._stage_blob(temp, size)
                 self.store.execute(
                     "UPDATE objects SET blob = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
                     (blob, size, digest[:32], now_iso(), file_id),
@@ -483,9 +620,8 @@ class LocalStorage(StorageBackend):
                 self._record("update", result)
         except BaseException:
             remove_quietly(temp)
-            self._drop_blob(blob)
             raise
-        self._drop_blob(old_blob)
+        self._on_rollback_remove(temp)
         return result
 
     def update(
@@ -529,7 +665,7 @@ class LocalStorage(StorageBackend):
             validate_name(name)
         self._folder_row(parent_id)  # fail early, before copying any bytes
         plan, temps = self._copy_sources(object_id, kind)
-        new_blobs: list[str] = []
+        staged: list[str] = []
         try:
             # Only row inserts and renames happen under the write lock; the bytes are copied.
             with self._tree_change():
@@ -542,15 +678,15 @@ class LocalStorage(StorageBackend):
                             400, "invalid_parent_folder", "A folder cannot be copied into itself."
                         )
                 final = self._free_name(parent_id, name or str(source["name"]))
-                new_id = self._insert_copies(plan, temps, parent_id, final, new_blobs)
+                new_id = self._insert_copies(plan, temps, parent_id, final, staged)
                 result = self._object(self._row(new_id, kind))
                 self._record("copy", result)
         except BaseException:
-            for blob in new_blobs:
-                self._drop_blob(blob)
+            remove_quietly(*staged)
             raise
         finally:
             remove_quietly(*temps.values())
+        self._on_rollback_remove(*staged)
         return result
 
     def _copy_sources(self, object_id: str, kind: str) -> tuple[list[sqlite3.Row], dict[str, str]]:
@@ -584,7 +720,7 @@ class LocalStorage(StorageBackend):
                     fd, temp = tempfile.mkstemp(dir=self.tmp, prefix="cp-")
                     os.close(fd)
                     temps[str(row["id"])] = temp
-                    shutil.copyfile(self._blob_path(str(row["blob"])), temp)
+                    shutil.copyfile(self._blob_source(str(row["blob"])), temp)
             except FileNotFoundError:
                 remove_quietly(*temps.values())
                 continue
@@ -600,9 +736,10 @@ class LocalStorage(StorageBackend):
         temps: dict[str, str],
         parent_id: str,
         name: str,
-        new_blobs: list[str],
+        staged: list[str],
     ) -> str:
-        """Insert copies of ``rows`` (parents first) and move their temp files into place.
+        """Insert copies of ``rows`` (parents first) and journal their temp files as blobs
+        (``staged`` collects the temp paths).
 
         :returns: the id of the copy of ``rows[0]``.
         """
@@ -618,8 +755,9 @@ class LocalStorage(StorageBackend):
                 dest_parent, dest_name = new_ids[str(row["parent_id"])], str(row["name"])
             blob = None
             if row["kind"] == "file":
-                blob = self._commit_blob(temps.pop(src_id))
-                new_blobs.append(blob)
+                temp = temps.pop(src_id)
+                staged.append(temp)
+                blob = self._stage_blob(temp, int(row["size"] or 0))
             self.store.execute(
                 "INSERT INTO objects (id, account_id, parent_id, name, kind, size, mime_type,"
                 " blob, etag, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -644,7 +782,6 @@ class LocalStorage(StorageBackend):
         for ``local`` (see the module docstring); ``permanent`` is accepted and ignored."""
         if object_id == ROOT:
             raise forbidden("The root folder cannot be deleted.")
-        blobs: list[Any] = []
         with self._tree_change():
             row = self._row(object_id, kind)
             before = self._object(row)
@@ -659,14 +796,14 @@ class LocalStorage(StorageBackend):
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 marks = ",".join("?" * len(part))
-                blobs.extend(
-                    r["blob"]
-                    for r in self.store.all(f"SELECT blob FROM objects WHERE id IN ({marks})", part)
-                )
+                # Journalled with the delete: the files go after the commit, and a crash
+                # half-way through removing them leaves journal rows that start-up finishes.
+                for r in self.store.all(
+                    f"SELECT blob, size FROM objects WHERE id IN ({marks})", part
+                ):
+                    self._release_blob(r["blob"], r["size"])
                 self.store.execute(f"DELETE FROM objects WHERE id IN ({marks})", part)
             self._record("delete", before)
-        for blob in blobs:  # after the commit: a rollback must find its blobs intact
-            self._drop_blob(blob)
         return before
 
     def search(self, query: str, parents: list[str] | None) -> list[StorageObject]:
@@ -700,9 +837,12 @@ class LocalStorage(StorageBackend):
         return self._objects(rows)
 
     def quota(self) -> dict[str, int | None]:
+        # What is on disk: the files, plus removed ones whose blobs are not deleted yet.
         row = self.store.one(
-            "SELECT COALESCE(SUM(size), 0) AS used FROM objects"
-            " WHERE account_id = ? AND kind = 'file' AND trashed = 0",
-            (self.account_id,),
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM objects"
+            "  WHERE account_id = ? AND kind = 'file' AND trashed = 0)"
+            " + (SELECT COALESCE(SUM(size), 0) FROM blob_journal"
+            "  WHERE account_id = ? AND temp IS NULL) AS used",
+            (self.account_id, self.account_id),
         )
         return {"used": int(row["used"]) if row else 0, "total": None}

@@ -70,7 +70,7 @@ from kloudless.server.connectors.webdav_errors import (
     UpstreamError,
 )
 from kloudless.server.connectors.webdav_passthrough import forward_request
-from kloudless.server.connectors.webdav_snapshots import Snapshots, snapshot_lock
+from kloudless.server.connectors.webdav_snapshots import Snapshots
 from kloudless.server.connectors.webdav_streams import RemoteFile, Spooled
 from kloudless.server.errors import (
     ApiError,
@@ -364,6 +364,7 @@ class WebDAVStorage(StorageBackend):
                 return self._object(existing), False
             raise naming_conflict(f"'{name}' already exists in the folder.", existing_id) from None
         obj = self._note(self.client.stat(path))
+        self._log("add", obj)
         return obj, True
 
     def upload(
@@ -372,7 +373,9 @@ class WebDAVStorage(StorageBackend):
         validate_name(name)
         parent = self._folder_path(parent_id)
         with self._spool(stream, max_bytes) as (spooled, size):
-            taken = set() if overwrite else {m.name for m in self._members(parent)}
+            names = {m.name for m in self._members(parent)}
+            existed = overwrite and name in names
+            taken = set() if overwrite else names
             for candidate in _candidate_names(name):
                 if candidate in taken:
                     continue
@@ -386,6 +389,7 @@ class WebDAVStorage(StorageBackend):
             else:
                 raise naming_conflict(f"No free name for '{name}'.", None)
         obj = self._note(self.client.stat(path))
+        self._log("update" if existed else "add", obj)
         return obj
 
     def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
@@ -393,6 +397,7 @@ class WebDAVStorage(StorageBackend):
         with self._spool(stream, max_bytes) as (spooled, size):
             self._put_atomically(res.path, spooled, size, overwrite=True)
         obj = self._note(self.client.stat(res.path))
+        self._log("update", obj)
         return obj
 
     def _spool(self, stream: IO[bytes], max_bytes: int) -> Spooled:
@@ -437,8 +442,10 @@ class WebDAVStorage(StorageBackend):
             raise naming_conflict(
                 f"'{new_name}' already exists in the destination folder.", existing_id
             ) from None
+        moved = self.client.stat(target)  # upstream first: local writes hold the write lock
         self._forget(res.path, subtree=res.is_collection)
-        obj = self._note(self.client.stat(target))
+        obj = self._note(moved)
+        self._log("move" if _parent(target) != _parent(res.path) else "rename", obj)
         return obj
 
     def copy(self, object_id: str, kind: str, parent_id: str, name: str | None) -> StorageObject:
@@ -462,6 +469,7 @@ class WebDAVStorage(StorageBackend):
         else:
             raise naming_conflict(f"No free name for '{new_name}'.", None)
         obj = self._note(self.client.stat(target))
+        self._log("copy", obj)
         return obj
 
     def delete(self, object_id: str, kind: str, recursive: bool, permanent: bool) -> StorageObject:
@@ -475,6 +483,7 @@ class WebDAVStorage(StorageBackend):
         obj = self._object(res)
         self.client.delete(res.path, collection=res.is_collection)
         self._forget(res.path, subtree=res.is_collection)
+        self._log("delete", obj)
         return obj
 
     # -- change detection ----------------------------------------------------------------------
@@ -490,7 +499,8 @@ class WebDAVStorage(StorageBackend):
         current = {
             m.name: ["folder" if m.is_collection else "file", _signature(m)] for m in members
         }
-        with snapshot_lock(self.account_id):
+        assert self.store is not None
+        with self.store.transaction():  # serialises snapshot updates
             previous = snapshots.load(folder)
             snapshots.save(folder, current)
         if previous is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import threading
 from typing import Any
 
 from kloudless.server.store import register_migration
@@ -23,16 +22,6 @@ SNAPSHOT_SCHEMA = """
 # creates the table on first use (idempotent) because the registry imports connectors lazily.
 register_migration(SNAPSHOT_MIGRATION, SNAPSHOT_SCHEMA)
 _SCHEMA_READY: set[str] = set()
-
-
-_SNAPSHOT_LOCKS: dict[int, threading.Lock] = {}
-_SNAPSHOT_LOCKS_GUARD = threading.Lock()
-
-
-def snapshot_lock(account_id: int) -> threading.Lock:
-    """:returns: the lock serialising snapshot updates of one account (in this process)."""
-    with _SNAPSHOT_LOCKS_GUARD:
-        return _SNAPSHOT_LOCKS.setdefault(account_id, threading.Lock())
 
 
 def _parent(path: str) -> str:
@@ -72,7 +61,7 @@ class Snapshots:
     def note(self, path: str, kind: str, signature: str) -> None:
         """Record one member (changed through the API) if its folder has a snapshot."""
         folder = _parent(path)
-        with snapshot_lock(self.account_id):
+        with self.store.transaction():  # serialises snapshot updates (and joins a unit of work)
             members = self.load(folder)
             if members is None:
                 return
@@ -81,7 +70,7 @@ class Snapshots:
 
     def forget(self, path: str, subtree: bool) -> None:
         """Drop ``path`` from its folder's snapshot, and with ``subtree`` the snapshots below."""
-        with snapshot_lock(self.account_id):
+        with self.store.transaction():
             folder = _parent(path)
             members = self.load(folder)
             if members is not None and posixpath.basename(path) in members:
