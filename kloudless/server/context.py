@@ -53,6 +53,9 @@ class RequestContext:
     #: The accounts this request acts on as an admin account's team user
     #: (``X-Kloudless-As-User``): account id -> the actor its activity events record.
     actors: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Identifies a request with an ``Idempotency-Key`` (the same on its retries); set by the
+    #: idempotency layer once the key is claimed.
+    request_key: str | None = None
     #: True when the handler runs as one unit of work (an authenticated write of an atomic
     #: route): wrappers that store state about the request join it.
     atomic: bool = False
@@ -149,7 +152,11 @@ class RequestContext:
         """:returns: what the account's connector is given (events carry the caller's
         address; ``describe`` turns backend objects into event metadata)."""
         return self.core.account_env(
-            account, self.client_ip, describe, self.actors.get(int(account["id"]))
+            account,
+            self.client_ip,
+            describe,
+            self.actors.get(int(account["id"])),
+            self.request_key,
         )
 
     def storage(self, account: sqlite3.Row, describe: Describe | None = None) -> StorageBackend:

@@ -18,6 +18,7 @@ from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
 from .connectors import caldav, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
+from .intents import Intent
 from .recovery import recover
 from .settings import Settings
 from .store import Store
@@ -62,13 +63,17 @@ class Core:
         ip: str | None = None,
         describe: Describe | None = None,
         actor: dict[str, Any] | None = None,
+        request_key: str | None = None,
     ) -> AccountEnv:
-        """:returns: what the account's connector is given: store, settings, account row and an
+        """:returns: what the account's connector is given: store, settings, account row, an
         activity recorder (``ip`` and ``actor`` stored with its events, ``describe`` building
-        their metadata).
+        their metadata) and, for a keyed request (``request_key``), its intent slot.
         """
         recorder = ActivityRecorder(self.activity, int(account["id"]), ip, describe, actor)
-        return AccountEnv(self.store, self.settings, account, recorder)
+        intent = None
+        if request_key is not None:
+            intent = Intent(self.store, request_key, int(account["id"]))
+        return AccountEnv(self.store, self.settings, account, recorder, intent)
 
     def close(self) -> None:
         """Stop background work, close pooled upstream (DAV) connections and the database."""

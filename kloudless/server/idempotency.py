@@ -48,6 +48,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, cast
 from werkzeug.wrappers import Response
 
 from .errors import ApiError
+from .intents import forget_intent, prune_intents
 from .responses import error_response
 from .settings import Settings
 from .store import Store, register_migration
@@ -284,6 +285,7 @@ class IdempotencyLayer:
         self, ctx: RequestContext, req: _Request, claim: str, call_next: Callable[[], Response]
     ) -> Response:
         """Run the handler with a hashing body stream, then store or release the key."""
+        ctx.request_key = f"{req.scope}:{req.key_hash}"
         body = HashingStream(ctx.body_stream())
         ctx.body_override = cast(IO[bytes], body)
         ctx.request.stream = cast(IO[bytes], body)  # handlers that read request.stream directly
@@ -435,8 +437,10 @@ class IdempotencyLayer:
     def _finish(
         self, req: _Request, claim: str, body: HashingStream, stored: _Stored, request_id: str
     ) -> None:
-        # A transaction of its own joins the request's unit of work.
+        # A transaction of its own joins the request's unit of work; the request's upstream
+        # intent (if any) is done with once its answer is stored.
         with self.store.transaction():
+            forget_intent(self.store, f"{req.scope}:{req.key_hash}")
             self.store.execute(
                 "UPDATE idempotency_keys SET state = 'done', body_sha256 = ?, body_size = ?,"
                 " status = ?, response_headers = ?, response_body = ?, request_id = ?"
@@ -486,6 +490,7 @@ class IdempotencyLayer:
             " WHERE expires <= ? LIMIT ?)",
             (self.clock(), self.prune_batch),
         )
+        prune_intents(self.store, self.ttl)  # their keys have expired too
         return int(cur.rowcount)
 
 

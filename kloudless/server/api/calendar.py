@@ -17,6 +17,7 @@ errors to JSON errors. Every change is appended to the account's activity log.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from datetime import datetime
 from typing import Any, Callable
@@ -256,7 +257,20 @@ def list_events(ctx: RequestContext, account_id: str, calendar_id: str) -> Respo
 def create_event(ctx: RequestContext, account_id: str, calendar_id: str) -> Response:
     acc, backend = _backend(ctx, account_id)
     fields = clean_event_input(ctx.json_body(), partial=False)
-    event = backend.create_event(backend.resolve_calendar_id(calendar_id), fields)
+    real_id = backend.resolve_calendar_id(calendar_id)
+    derived = None
+    if ctx.request_key is not None and not fields.get("ical_uid"):
+        # A keyed create names its event after the key: a retry after a crash that came after
+        # the upstream change finds that event instead of creating a second one.
+        digest = hashlib.sha256(ctx.request_key.encode("utf-8")).hexdigest()
+        derived = f"{digest[:32]}@kloudless"
+        fields = {**fields, "ical_uid": derived}
+    try:
+        event = backend.create_event(real_id, fields)
+    except CalendarConflict as exc:
+        if derived is None or exc.conflicting_id is None:
+            raise
+        event = backend.get_event(real_id, exc.conflicting_id)
     ctx.record_activity(acc, "add", serialize_event(ctx, acc, event, raw=False))
     return json_response(serialize_event(ctx, acc, event), 201)
 

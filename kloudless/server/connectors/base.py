@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..activity import ActivityRecorder
 from ..errors import ApiError
+from ..intents import Intent
 from ..outbound import DEFAULT_POLICY, OutboundPolicy
 from ..settings import Settings
 from ..store import Store
@@ -72,12 +73,16 @@ class AccountEnv:
     :param settings: the server settings (data dir, limits).
     :param account: the account row (``id``, ``app_id``, ``service``, ``account``, ``config``).
     :param activity: records the account's changes (see :mod:`kloudless.server.activity`).
+    :param intent: for a request with an ``Idempotency-Key``, its intent slot (see
+        :mod:`kloudless.server.intents`): remote backends record there what they are about to
+        create upstream, and find it again when a crash made the client retry.
     """
 
     store: Store
     settings: Settings
     account: sqlite3.Row
     activity: ActivityRecorder
+    intent: Intent | None = None
 
     @property
     def account_id(self) -> int:

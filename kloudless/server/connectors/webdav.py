@@ -78,6 +78,7 @@ from kloudless.server.errors import (
     naming_conflict,
     not_found,
 )
+from kloudless.server.intents import Intent
 from kloudless.server.outbound import DEFAULT_POLICY, OutboundPolicy, policy_for
 
 if TYPE_CHECKING:
@@ -172,6 +173,9 @@ class WebDAVStorage(StorageBackend):
     :param account_id: the account (for the change-detection snapshots and activity).
     :param store: the server's store (change-detection snapshots); optional for direct use.
     :param activity: records the upstream changes found by listings; optional too.
+    :param intent: the intent slot of a keyed request: uploads and copies record the path they
+        are about to create, and a retry after a crash finds that object instead of creating a
+        ``name (1)`` copy.
     """
 
     capabilities = dict.fromkeys(READ_WRITE_CAPABILITIES, True)
@@ -182,11 +186,13 @@ class WebDAVStorage(StorageBackend):
         account_id: int,
         store: Store | None = None,
         activity: ActivityRecorder | None = None,
+        intent: Intent | None = None,
     ) -> None:
         self.client = client
         self.account_id = int(account_id)
         self.store = store
         self.activity = activity
+        self.intent = intent
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -375,11 +381,15 @@ class WebDAVStorage(StorageBackend):
         with self._spool(stream, max_bytes) as (spooled, size):
             names = {m.name for m in self._members(parent)}
             existed = overwrite and name in names
+            earlier = None if overwrite else self._earlier_attempt("upload", False, size)
+            if earlier is not None:
+                return earlier
             taken = set() if overwrite else names
             for candidate in _candidate_names(name):
                 if candidate in taken:
                     continue
                 path = _join(parent, candidate)
+                self._intend("upload", path)
                 try:
                     self._put_atomically(path, spooled, size, overwrite)
                 except NamingConflict:
@@ -456,11 +466,15 @@ class WebDAVStorage(StorageBackend):
         parent = self._folder_path(parent_id)
         if res.is_collection and (parent + "/").startswith(res.path + "/"):
             raise ApiError(400, "invalid_parent_folder", "A folder cannot be copied into itself.")
+        earlier = self._earlier_attempt("copy", res.is_collection, res.size)
+        if earlier is not None:
+            return earlier
         taken = {m.name for m in self._members(parent)}
         for candidate in _candidate_names(new_name):
             if candidate in taken:
                 continue
             target = _join(parent, candidate)
+            self._intend("copy", target)
             try:
                 self.client.copy(res.path, target, collection=res.is_collection)
             except NamingConflict:
@@ -484,6 +498,30 @@ class WebDAVStorage(StorageBackend):
         self.client.delete(res.path, collection=res.is_collection)
         self._forget(res.path, subtree=res.is_collection)
         self._log("delete", obj)
+        return obj
+
+    # -- intents (keyed requests) --------------------------------------------------------------
+
+    def _intend(self, op: str, path: str) -> None:
+        """Record the path a keyed request is about to create, before creating it."""
+        if self.intent is not None:
+            self.intent.remember(op, {"path": path})
+
+    def _earlier_attempt(self, op: str, collection: bool, size: int | None) -> StorageObject | None:
+        """:returns: the object an interrupted earlier attempt of this keyed request created
+        (its intent names a path that now exists, of the expected kind and size), recorded
+        now; or None."""
+        previous = None if self.intent is None else self.intent.recall(op)
+        if previous is None or not isinstance(previous.get("path"), str):
+            return None
+        try:
+            res = self.client.stat(previous["path"])
+        except NotFound:
+            return None
+        if res.is_collection != collection or (not collection and res.size != size):
+            return None
+        obj = self._note(res)
+        self._log("add" if op == "upload" else op, obj)
         return obj
 
     # -- change detection ----------------------------------------------------------------------
@@ -588,7 +626,7 @@ class WebDAVConnector(Connector):
         )
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
-        return WebDAVStorage(self.client(env), env.account_id, env.store, env.activity)
+        return WebDAVStorage(self.client(env), env.account_id, env.store, env.activity, env.intent)
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         return forward_request(request, self.client(env), env.settings.max_upload_bytes)
