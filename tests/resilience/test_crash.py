@@ -36,6 +36,8 @@ from typing import IO, Any
 
 import pytest
 
+from .test_workload import list_events, list_storage
+
 SEED = 20261201
 KILLS = 8
 CLIENTS = 4
@@ -255,27 +257,9 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: A
         server.start()
         from kloudless import Account
 
-        objects: list[dict[str, Any]] = []
         with Account(token=server.token, base_url=server.base_url) as direct:
-            page: Any = 1
-            for _ in range(100):
-                listing = direct.get(
-                    "storage/folders/root/contents", params={"page_size": 1000, "page": page}
-                )
-                objects.extend(listing.data["objects"])
-                page = listing.data.get("next_page")
-                if not page:
-                    break
-            events: list[dict[str, Any]] = []
-            page = 1
-            for _ in range(100):
-                listing = direct.get(
-                    "cal/calendars/primary/events", params={"page_size": 1000, "page": page}
-                )
-                events.extend(listing.data["objects"])
-                page = listing.data.get("next_page")
-                if not page:
-                    break
+            objects = list_storage(direct)
+            events = list_events(direct)
             corrupted = 0
             for led in ledgers:
                 for file_id, (_, digest) in led.files.items():
