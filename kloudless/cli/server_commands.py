@@ -387,7 +387,13 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
         app_id = str(_first_app(store)["id"])
         action = args.webhook_command
         if action == "set":
+            chosen = None
+            if args.signing_key_stdin:  # the key never appears in the process arguments
+                chosen = webhooks.check_signing_key(sys.stdin.readline().strip())
             _, key = webhooks.configure_webhook(store, app_id, args.url)
+            if chosen is not None:
+                webhooks.set_signing_key(store, app_id, chosen)
+                key = None
             policy = OutboundPolicy.from_entries(_allow_upstream(args))
             checked = webhooks.validate_webhook(
                 store, app_id, sender=functools.partial(webhooks.send_http, policy=policy)
@@ -575,5 +581,11 @@ def register(subparsers: Any) -> None:
         _command(hook_sub, name, cmd_apps_webhook, help=text)
     hook_sub.choices["set"].add_argument(
         "url", metavar="URL", help="where the server POSTs notifications"
+    )
+    hook_sub.choices["set"].add_argument(
+        "--signing-key-stdin",
+        action="store_true",
+        help="sign with a key read from standard input (e.g. the API key an existing "
+        "Kloudless receiver verifies with) instead of a new whsec_ key",
     )
     _add_allow_upstream(hook_sub.choices["set"])

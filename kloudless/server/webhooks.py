@@ -51,6 +51,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util import Retry
 
 from ..webhooks import SIGNATURE_HEADER, compute_signature
+from .connectors.webdav_auth import seal, unseal
 from .errors import invalid_parameters
 from .outbound import DEFAULT_POLICY, OutboundPolicy, OutboundRefused, policy_for
 from .settings import Settings
@@ -185,6 +186,47 @@ def validate_webhook_url(url: object) -> str:
     return url
 
 
+#: Shortest and longest signing key an operator may choose (an API key fits).
+MIN_KEY, MAX_KEY = 16, 512
+
+
+def _seal_key(store: Store, key: str) -> str:
+    """:returns: a signing key sealed for storage (never kept in clear)."""
+    return seal(store.server_secret(), key)
+
+
+def _unseal_key(store: Store, stored: str) -> str:
+    # Rows written before keys were sealed hold the key itself (whsec_...).
+    return unseal(store.server_secret(), stored) if stored.startswith("kdav1.") else stored
+
+
+def check_signing_key(key: object) -> str:
+    """Validate a signing key the operator chose (e.g. the API key a Kloudless receiver
+    already verifies with). :raises ApiError: 400 ``invalid_parameters``."""
+    if (
+        not isinstance(key, str)
+        or not MIN_KEY <= len(key) <= MAX_KEY
+        or not key.isascii()
+        or not key.isprintable()
+    ):
+        raise invalid_parameters(
+            f"A webhook signing key must be {MIN_KEY} to {MAX_KEY} printable ASCII characters."
+        )
+    return key
+
+
+def set_signing_key(store: Store, app_id: str, key: str) -> None:
+    """Sign the application's notifications with ``key`` from now on (stored sealed).
+
+    :raises ApiError: 400 for a malformed key or when the app has no webhook."""
+    cur = store.execute(
+        "UPDATE webhooks SET signing_key = ?, modified = ? WHERE app_id = ?",
+        (_seal_key(store, check_signing_key(key)), now_iso(), app_id),
+    )
+    if cur.rowcount == 0:
+        raise invalid_parameters("This application has no webhook.")
+
+
 def get_webhook(store: Store, app_id: str) -> WebhookConfig | None:
     """:returns: the application's webhook, or None when it has none."""
     row = store.one("SELECT * FROM webhooks WHERE app_id = ?", (app_id,))
@@ -196,7 +238,7 @@ def get_webhook(store: Store, app_id: str) -> WebhookConfig | None:
         str(row["state"]),
         row["error"],
         row["checked"],
-        str(row["signing_key"]),
+        _unseal_key(store, str(row["signing_key"])),
     )
 
 
@@ -217,7 +259,7 @@ def configure_webhook(store: Store, app_id: str, url: str) -> tuple[WebhookConfi
             store.execute(
                 "INSERT INTO webhooks (app_id, url, signing_key, state, created, modified)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (app_id, url, created, PENDING, now, now),
+                (app_id, url, _seal_key(store, created), PENDING, now, now),
             )
         else:
             store.execute(
@@ -238,7 +280,7 @@ def rotate_signing_key(store: Store, app_id: str) -> str:
     key = "whsec_" + new_secret()
     cur = store.execute(
         "UPDATE webhooks SET signing_key = ?, modified = ? WHERE app_id = ?",
-        (key, now_iso(), app_id),
+        (_seal_key(store, key), now_iso(), app_id),
     )
     if cur.rowcount == 0:
         raise invalid_parameters("This application has no webhook.")

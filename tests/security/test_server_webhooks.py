@@ -430,3 +430,32 @@ def test_cli_webhook_commands(
     assert main(["apps", "webhook", "set", "not a url", "--data-dir", data]) == 2
     assert main(["apps", "webhook", "remove", "--data-dir", data]) == 0
     assert "removed" in capsys.readouterr().out
+
+
+def test_cli_webhook_set_with_a_chosen_signing_key(
+    tmp_path: Any,
+    loopback: Callable[[Reply], LoopbackServer],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from kloudless.cli import main
+    from kloudless.server import Settings, create_app
+
+    data = str(tmp_path / "cli-key")
+    create_app(Settings(data_dir=data)).close()
+    assert main(["apps", "show", "--data-dir", data]) == 0
+    out = capsys.readouterr().out
+    app_id = re.search(r"KLOUDLESS_APP_ID=(\S+)", out)
+    api_key = re.search(r"KLOUDLESS_API_KEY=(\S+)", out)
+    assert app_id is not None and api_key is not None
+    receiver = loopback(receiver_for(app_id.group(1)))
+    monkeypatch.setattr("sys.stdin", io.StringIO(api_key.group(1) + "\n"))
+    argv = ["apps", "webhook", "set", receiver.url, "--signing-key-stdin", "--data-dir", data]
+    assert main([*argv, "--allow-upstream", "127.0.0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert "valid" in printed and "whsec_" not in printed and api_key.group(1) not in printed
+    assert verified(receiver.seen[0], api_key.group(1))
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main([*argv, "--allow-upstream", "127.0.0.1"]) == 2

@@ -81,17 +81,25 @@ def _patch_webhook(ctx: RequestContext, app_id: str, body: dict[str, Any]) -> di
     """Apply ``webhook_url`` (a URL, validated with a ping now; null removes the webhook) and
     ``rotate_webhook_signing_key``. :returns: a new signing key to show once, if any."""
     shown: dict[str, str] = {}
+    # A key of the operator's choice (the API key a Kloudless receiver verifies with).
+    chosen = body.get("webhook_signing_key")
+    if chosen is not None:
+        webhooks.check_signing_key(chosen)
     if "webhook_url" in body:
         if body["webhook_url"] is None:
             webhooks.remove_webhook(ctx.store, app_id)
         else:
             _, key = webhooks.configure_webhook(ctx.store, app_id, body["webhook_url"])
-            if key is not None:
+            if chosen is not None:
+                webhooks.set_signing_key(ctx.store, app_id, chosen)
+            elif key is not None:
                 shown["webhook_signing_key"] = key
             dispatcher = ctx.core.webhooks
             webhooks.validate_webhook(
                 ctx.store, app_id, timeout=dispatcher.timeout, sender=dispatcher.sender
             )
+    if chosen is not None and "webhook_url" not in body:
+        webhooks.set_signing_key(ctx.store, app_id, chosen)
     rotate = body.get("rotate_webhook_signing_key", False)
     if not isinstance(rotate, bool):
         raise invalid_parameters("'rotate_webhook_signing_key' must be a boolean.")
