@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_STAMP := $(VENV)/.installed-server
 
-.PHONY: help demo test lint typecheck unit docs readme bench dist clean
+.PHONY: help demo test test-browser lint typecheck unit docs readme bench dist clean
 
 help:
 	@echo "make demo   run the quickstart against a throw-away local server"
 	@echo "make test   lint, type-check, run every test, build the docs"
 	@echo "make bench  run the benchmarks (see docs/performance.rst)"
 	@echo "make dist   build the wheel and the sdist into dist/ (twine-checked)"
+	@echo "make test-browser  only the browser tests (they drive an installed Chromium)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,18 @@ readme: $(DEV_STAMP)
 	$(BIN)/python -W ignore::UserWarning -m readme_renderer README.rst -o /dev/null
 
 test: lint typecheck unit docs readme
+
+# The browser tests drive an installed Chromium through Playwright (no browser download).
+test-browser: $(DEV_STAMP)
+	@if command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 \
+	    || [ -n "$$KLOUDLESS_TEST_BROWSER" ]; then \
+	    $(BIN)/pytest -ra tests/browser; \
+	else \
+	    echo "No Chromium found. Install one, then run make test-browser again:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install chromium-headless-shell   (or chromium)"; \
+	    echo "  elsewhere: set KLOUDLESS_TEST_BROWSER=/path/to/chromium"; \
+	    exit 1; \
+	fi
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks

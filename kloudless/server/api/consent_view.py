@@ -129,9 +129,9 @@ def _radio(value: str, checked: bool, title: str, hint: str, inner: str = "") ->
     ident = f"c-{value}"
     return (
         f'<div class="choice"><label for="{ident}"><input type="radio" name="account_id" '
-        f'value="{esc(value)}" id="{ident}"{" checked" if checked else ""}>'
-        f'<span>{title}<span class="hint">{hint}</span></span></label>'
-        f"{inner}</div>"
+        f'value="{esc(value)}" id="{ident}" aria-describedby="{ident}-hint"'
+        f"{' checked' if checked else ''}><span>{title}</span></label>"
+        f'<p class="hint" id="{ident}-hint">{hint}</p>{inner}</div>'
     )
 
 
