@@ -1,6 +1,7 @@
 """Server sub-commands: ``serve``, ``accounts create|list|delete|invite``, ``tokens create``,
-``apps show``, ``apps redirect-uri add|list``, ``apps webhook ...``. They work directly on a
-data dir (stop the server first or run them alongside: SQLite WAL handles both).
+``apps show``, ``apps redirect-uri add|list``, ``apps trusted-domain add|list|remove``,
+``apps webhook ...``. They work directly on a data dir (stop the server first or run them
+alongside: SQLite WAL handles both).
 
 Only ``serve`` creates a data dir; the admin commands refuse a folder that holds no server
 store (``kloudless: error: no server data in DIR``), so a mistyped ``--data-dir`` never
@@ -349,6 +350,40 @@ def cmd_apps_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apps_trusted_domain(args: argparse.Namespace) -> int:
+    """``apps trusted-domain add|list|remove ORIGIN``: the web origins the application's
+    browser code runs on (CORS and the popup flow's ``postMessage``; see
+    :mod:`kloudless.server.trusted_domains`)."""
+    from kloudless.server import trusted_domains
+
+    action = args.trusted_command
+    origin = ""
+    if action != "list":
+        try:
+            origin = trusted_domains.normalize(args.origin)
+        except ValueError as exc:
+            sys.stderr.write(f"kloudless: error: {exc}\n")
+            return 2
+    with closing(_store(args)) as store:
+        app_id = str(_first_app(store)["id"])
+        if action == "add":
+            try:
+                trusted_domains.add(store, app_id, origin)
+            except OverflowError as exc:
+                sys.stderr.write(f"kloudless: error: {exc}\n")
+                return 2
+            print(f"Trusted domain of {app_id}: {origin}")
+        elif action == "remove":
+            if not trusted_domains.remove(store, app_id, origin):
+                sys.stderr.write(f"kloudless: error: {origin} is not a trusted domain\n")
+                return 1
+            print(f"No longer trusted by {app_id}: {origin}")
+        else:
+            for row in trusted_domains.list_for(store, app_id):
+                print(row["origin"])
+    return 0
+
+
 def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
     """``apps redirect-uri add URL`` / ``apps redirect-uri list``: the application's registered
     OAuth redirect URIs (needed for ``response_type=token`` to a non-loopback URI)."""
@@ -565,6 +600,18 @@ def register(subparsers: Any) -> None:
     radd = _command(red_sub, "add", cmd_apps_redirect_uri, help="register a redirect URI")
     radd.add_argument("url", metavar="URL", help="the redirect URI, e.g. https://app.example/cb")
     _command(red_sub, "list", cmd_apps_redirect_uri, help="list the registered redirect URIs")
+    trusted = app_sub.add_parser(
+        "trusted-domain",
+        help="manage the web origins the application's browser code runs on",
+        description="Browser pages on a trusted domain (an origin: scheme://host[:port]) may "
+        "call the API with the application's credentials (CORS) and receive the token of the "
+        "consent page's popup flow (postMessage). None is trusted by default.",
+    )
+    tru_sub = trusted.add_subparsers(dest="trusted_command", metavar="ACTION", required=True)
+    for name, text in (("add", "trust an origin"), ("remove", "stop trusting an origin")):
+        sub = _command(tru_sub, name, cmd_apps_trusted_domain, help=text)
+        sub.add_argument("origin", metavar="ORIGIN", help="e.g. https://app.example.com")
+    _command(tru_sub, "list", cmd_apps_trusted_domain, help="list the trusted domains")
     webhook = app_sub.add_parser(
         "webhook",
         help="manage the application's webhook URL and signing key",

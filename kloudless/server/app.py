@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import idempotency, imported
+from . import cors, idempotency, imported
 from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
@@ -81,6 +81,7 @@ class ServerApp(Core):
             response = _error_response(exc, request, request_id)
         for key, value in ctx.response_headers.items():
             response.headers.setdefault(key, value)
+        cors.apply(ctx.request, ctx.store, ctx.auth, response)
         return response
 
     def preflight(self, environ: WSGIEnvironment) -> tuple[WsgiAnswer | None, int]:
@@ -157,6 +158,10 @@ class ServerApp(Core):
         """
         self.check_host(ctx.request.host)
         adapter = self.url_map.bind_to_environ(ctx.request.environ)
+        if cors.is_preflight(ctx.request):
+            # Answered before any credential is looked at (browsers send none with it).
+            answer = cors.preflight(ctx.request, self.store, adapter)
+            return Route(ctx.request.path, ("OPTIONS",), lambda _ctx: answer, AUTH_NONE), {}
         index, args = adapter.match()
         route = self.routes[index]
         if route.auth != AUTH_NONE:

@@ -21,6 +21,7 @@ from . import (
     storage,
     tasks,
     team,
+    trusted_domains,
     unsupported,
 )
 
@@ -35,6 +36,7 @@ ROUTES: list[Route] = [
     *raw.ROUTES,
     *raw_ids.ROUTES,
     *meta.ROUTES,
+    *trusted_domains.ROUTES,
     *tasks.ROUTES,
     *team.ROUTES,
     *unsupported.ROUTES,

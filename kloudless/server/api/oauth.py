@@ -44,7 +44,8 @@ from urllib.parse import urlencode, urlsplit
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from .. import invitations
+from .. import invitations, trusted_domains
+from ..auth import Auth
 from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, clean_settings
 from ..context import RequestContext
@@ -67,7 +68,19 @@ CONNECT_FAILED = (
     "Could not connect an account with these settings. Check the server URL, the user name "
     "and the password (and the calendar name), or ask the server's operator."
 )
-PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state", "extra_data", "form_data")
+PARAMS = (
+    "client_id",
+    "response_type",
+    "redirect_uri",
+    "scope",
+    "state",
+    "extra_data",
+    "form_data",
+    "request_id",
+    "origin",
+)
+#: The ``redirect_uri`` of the popup (out-of-band) flow of the Kloudless Authenticator.
+OOB_REDIRECT_URI = "urn:ietf:wg:oauth:2.0:oob"
 #: Services whose accounts are connected with a server URL and credentials on the consent page.
 DAV_SERVICES = ("webdav", "caldav")
 
@@ -90,6 +103,9 @@ def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str,
     parts = urlsplit(redirect_uri)
     if not redirect_uri or not parts.scheme or len(redirect_uri) > 2000:
         raise invalid_parameters("A valid absolute redirect_uri is required.")
+    if redirect_uri == OOB_REDIRECT_URI:
+        _check_popup_origin(ctx, app_id, str(app["name"]), params)
+        return app_id, redirect_uri
     registered = json.loads(app["redirect_uris"] or "[]")
     if registered and redirect_uri not in registered:
         raise invalid_parameters("redirect_uri is not registered for this application.")
@@ -106,6 +122,30 @@ def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str,
             "or one registered for the application (kloudless apps redirect-uri add URL)."
         )
     return app_id, redirect_uri
+
+
+def _check_popup_origin(
+    ctx: RequestContext, app_id: str, app_name: str, params: dict[str, str]
+) -> None:
+    """The popup flow hands its result to the page that opened it, by ``postMessage`` to
+    ``origin``: only to a trusted domain of the application (an exact match).
+
+    :raises ApiError: 400 ``untrusted_origin``, before anything is shown or created.
+    """
+    origin = params.get("origin", "")
+    if not origin:
+        raise invalid_parameters(
+            "The popup flow (redirect_uri=urn:ietf:wg:oauth:2.0:oob) needs the 'origin' of the "
+            "page that opened it."
+        )
+    if not trusted_domains.is_trusted(ctx.store, app_id, origin):
+        raise ApiError(
+            400,
+            "untrusted_origin",
+            f"{origin[:200]} is not a trusted domain of {app_name[:100]}, so nothing can be "
+            "sent back to it. The server's operator can add it with: kloudless apps "
+            "trusted-domain add ORIGIN",
+        )
 
 
 def dav_services(scope: str) -> list[str]:
@@ -228,7 +268,9 @@ def _view(
         scope=params.get("scope") or "",
         hidden={k: params.get(k, "") for k in PARAMS},
         csrf_token=form_token(ctx, cookie, params),
-        redirect_to=destination(params.get("redirect_uri", ""), False),
+        redirect_to=destination(
+            params.get("redirect_uri", ""), params.get("redirect_uri") == OOB_REDIRECT_URI
+        ),
         existing_mode=ctx.settings.oauth_existing_accounts,
         accounts=[
             (int(r["id"]), str(r["account"]), str(r["service"]))
@@ -419,6 +461,23 @@ def consent_submit(ctx: RequestContext) -> Response:
         raise
 
 
+def _finish(
+    params: dict[str, str], app_name: str, redirect_uri: str, data: dict[str, Any], implicit: bool
+) -> Response:
+    """:returns: the redirect to the application, or for the popup flow the page that posts
+    ``data`` to its opener (the origin was checked by :func:`_validate_request`)."""
+    data = {k: v for k, v in data.items() if v is not None}
+    if redirect_uri == OOB_REDIRECT_URI:
+        return consent_view.popup_page(
+            params.get("request_id") or params.get("state") or "",
+            params.get("origin", ""),
+            data,
+            app_name=app_name,
+            success="error" not in data,
+        )
+    return _redirect(redirect_uri, data, implicit)
+
+
 def _decide(
     ctx: RequestContext,
     form: dict[str, str],
@@ -428,8 +487,12 @@ def _decide(
 ) -> Response:
     state = params.get("state") or None
     implicit = params.get("response_type") == "token"
+    app = ctx.store.get_app(app_id)
+    app_name = str(app["name"]) if app is not None else app_id
     if form.get("decision") != "allow":
-        return _redirect(
+        return _finish(
+            params,
+            app_name,
             redirect_uri,
             {
                 "error": "access_denied",
@@ -478,7 +541,9 @@ def _decide(
                 ),
             )
     if implicit:
-        return _redirect(
+        return _finish(
+            params,
+            app_name,
             redirect_uri,
             {
                 "access_token": access,
@@ -489,7 +554,7 @@ def _decide(
             },
             True,
         )
-    return _redirect(redirect_uri, {"code": code, "state": state}, False)
+    return _finish(params, app_name, redirect_uri, {"code": code, "state": state}, False)
 
 
 def exchange_code(ctx: RequestContext) -> Response:
@@ -559,6 +624,8 @@ def verify_token(ctx: RequestContext) -> Response:
     if row is None:
         ctx.note_auth_failure()
         raise ApiError(400, "invalid_token", "The Bearer token is invalid or revoked.")
+    # The credential's application decides the CORS answer (a browser calls this endpoint).
+    ctx.auth = Auth("bearer", str(row["app_id"]), row["account_id"], str(row["scope"]))
     return json_response(
         {
             "client_id": row["app_id"],
