@@ -183,7 +183,14 @@ def _first_app(store: Any) -> Any:
 
 
 #: Options of ``accounts create`` that describe an upstream connection (DAV services).
-_UPSTREAM_OPTIONS = ("url", "username", "password_file", "password_stdin", "primary_calendar")
+_UPSTREAM_OPTIONS = (
+    "url",
+    "username",
+    "password_file",
+    "password_stdin",
+    "primary_calendar",
+    "addressbook",
+)
 
 
 class _UsageError(Exception):
@@ -216,7 +223,7 @@ def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.service == "local":
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise _UsageError(f"{flags} only apply to --service webdav or caldav")
+            raise _UsageError(f"{flags} only apply to --service webdav, caldav or carddav")
         return {}
     if not args.url or not args.username:
         raise _UsageError(f"--service {args.service} needs --url and --username")
@@ -227,6 +234,8 @@ def _upstream_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.primary_calendar is not None:
         settings["primary_calendar"] = args.primary_calendar
+    if args.addressbook is not None:
+        settings["addressbook"] = args.addressbook
     return settings
 
 
@@ -517,9 +526,9 @@ def register(subparsers: Any) -> None:
         acc_sub,
         "create",
         cmd_accounts_create,
-        help="create an account (local, or a WebDAV/CalDAV server) and a token",
-        description="Create an account and print a bearer token for it. For --service webdav "
-        "or caldav the settings are checked against the server first, and the password is "
+        help="create an account (local, or a WebDAV/CalDAV/CardDAV server) and a token",
+        description="Create an account and print a bearer token for it. For --service webdav, "
+        "caldav or carddav the settings are checked against the server first, and the password is "
         "stored sealed (it is never printed).",
     )
     create.add_argument(
@@ -528,7 +537,7 @@ def register(subparsers: Any) -> None:
     create.add_argument(
         "--service",
         default="local",
-        choices=("local", "webdav", "caldav"),
+        choices=("local", "webdav", "caldav", "carddav"),
         help="service (default %(default)s)",
     )
     create.add_argument("--url", help="DAV server URL (webdav: the folder to use as root)")
@@ -548,6 +557,11 @@ def register(subparsers: Any) -> None:
         "--primary-calendar",
         metavar="NAME",
         help="caldav: the calendar collection used as the primary calendar",
+    )
+    create.add_argument(
+        "--addressbook",
+        metavar="NAME",
+        help="carddav: the address book collection to use (default: the first one)",
     )
     _add_allow_upstream(create)
     _command(acc_sub, "list", cmd_accounts_list, help="list accounts")

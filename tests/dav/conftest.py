@@ -24,6 +24,7 @@ from .servers import (
     ServerThread,
     caldav_app,
     closed_port,
+    make_addressbook,
     webdav_app,
 )
 
@@ -174,6 +175,42 @@ def calendar_auth(request: pytest.FixtureRequest, creds: Any) -> dict[str, str]:
     if request.param == "local":
         return {"Authorization": f"Bearer {creds.token}"}
     return dict(request.getfixturevalue("caldav_auth"))
+
+
+@pytest.fixture
+def addressbook(caldav_server: DavServer) -> DavServer:
+    """A fresh, empty address book on the Radicale server (``url`` is the address book's)."""
+    name = f"book-{uuid.uuid4().hex[:10]}"
+    url = make_addressbook(caldav_server, name)
+    return DavServer(
+        url=url,
+        username=caldav_server.username,
+        password=caldav_server.password,
+        data_dir=caldav_server.data_dir,
+    )
+
+
+@pytest.fixture
+def carddav_auth(
+    api: Client, app: Any, creds: Any, caldav_server: DavServer, addressbook: DavServer
+) -> dict[str, str]:
+    """Bearer headers of a ``carddav`` account, connected at the server root and pinned to a
+    fresh address book."""
+    settings = {
+        "url": caldav_server.url,
+        "username": caldav_server.username,
+        "password": caldav_server.password,
+        "addressbook": addressbook.url.rstrip("/").rsplit("/", 1)[-1],
+    }
+    return connect_account(api, app, creds, "carddav", settings)
+
+
+@pytest.fixture(params=["local", "carddav"])
+def contacts_auth(request: pytest.FixtureRequest, creds: Any) -> dict[str, str]:
+    """Bearer headers of a ``local`` and of a ``carddav`` account (parametrized)."""
+    if request.param == "local":
+        return {"Authorization": f"Bearer {creds.token}"}
+    return dict(request.getfixturevalue("carddav_auth"))
 
 
 @pytest.fixture(scope="session", autouse=True)

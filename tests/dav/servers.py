@@ -150,3 +150,24 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def make_addressbook(server: DavServer, name: str, display_name: str = "Contacts") -> str:
+    """Create an address book on a Radicale server with a plain extended MKCOL (RFC 5689).
+
+    :returns: the address book's URL (ending in ``/``).
+    """
+    home = f"{server.url.rstrip('/')}/{server.username}/"
+    auth = (server.username, server.password)
+    # Radicale creates the principal collection on the first authenticated PROPFIND.
+    requests.request("PROPFIND", home, auth=auth, headers={"Depth": "0"}, timeout=10).close()
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<d:mkcol xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:carddav"><d:set><d:prop>'
+        "<d:resourcetype><d:collection/><c:addressbook/></d:resourcetype>"
+        f"<d:displayname>{display_name}</d:displayname></d:prop></d:set></d:mkcol>"
+    )
+    url = f"{home}{name}/"
+    response = requests.request("MKCOL", url, data=body.encode(), auth=auth, timeout=10)
+    assert response.status_code == 201, response.text
+    return url

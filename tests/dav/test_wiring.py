@@ -354,7 +354,7 @@ def test_cli_password_file_and_usage_errors(
     assert status == 0 and "(webdav, 'mine')" in out and webdav_folder.password not in out
 
     status, _, err = _cli(monkeypatch, capsys, "", *base, "--url", webdav_folder.url)
-    assert status == 2 and "--url only apply to --service webdav or caldav" in err
+    assert status == 2 and "--url only apply to --service webdav, caldav or carddav" in err
     status, _, err = _cli(monkeypatch, capsys, "", *base, "--service", "webdav", *dav)
     assert status == 2 and "--password-file" in err  # stdin is not a terminal: no prompt
     status, _, err = _cli(monkeypatch, capsys, "", *base, "--service", "webdav", "--url", "x")

@@ -10,6 +10,7 @@ from ..routing import Route
 from . import (
     accounts,
     calendar,
+    contacts,
     events,
     links,
     meta,
@@ -42,6 +43,7 @@ ROUTES: list[Route] = [
     *unsupported.ROUTES,
     *calendar.ROUTES,
     *site.ROUTES,
+    *contacts.ROUTES,
 ]
 
 __all__ = ["ROUTES"]

@@ -49,6 +49,12 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
         storage = connector.storage(ctx.account_env(row)) if "storage" in connector.apis else None
         if storage is not None:
             capabilities = {k: {"value": v} for k, v in storage.capabilities.items()}
+        try:
+            contacts = connector.contacts(ctx.account_env(row)) if "crm" in connector.apis else None
+        except ApiError:  # e.g. a CalDAV server without address books
+            contacts = None
+        if contacts is not None:
+            capabilities.update({k: {"value": v} for k, v in contacts.capabilities.items()})
         data["properties"] = {"capabilities": capabilities}
     if ctx.wants_raw:
         data["raw"] = {"service": row["service"], "app_id": row["app_id"]}

@@ -122,6 +122,13 @@ def _dav_fields(view: ConsentView) -> str:
             f'<input type="text" name="primary_calendar" value="{value}" id="f-cal" '
             f'maxlength="{MAX_FIELD}"></div>'
         )
+    if "carddav" in services:
+        value = esc(view.values.get("addressbook", ""))
+        fields.append(
+            '<div class="field"><label for="f-book">Address book name (CardDAV, optional)</label>'
+            f'<input type="text" name="addressbook" value="{value}" id="f-book" '
+            f'maxlength="{MAX_FIELD}"></div>'
+        )
     return "\n".join(fields)
 
 

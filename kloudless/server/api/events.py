@@ -13,6 +13,7 @@ from ..errors import invalid_parameters
 from ..params import SQLITE_MAX_INT, parse_int
 from ..responses import json_response
 from ..routing import Route
+from .contacts import sync_upstream
 
 #: Human-readable action symbols per event type (the ``action`` field).
 ACTIONS = {
@@ -71,7 +72,11 @@ def latest(ctx: RequestContext, account_id: str) -> Response:
 
 def list_events(ctx: RequestContext, account_id: str) -> Response:
     # Cursors are global, increasing ids, so several accounts' logs merge naturally.
-    ids = [int(a["id"]) for a in ctx.accounts(account_id)]
+    accounts = ctx.accounts(account_id)
+    for account in accounts:
+        # Contacts changed upstream (CardDAV) become events before the log is read.
+        sync_upstream(ctx, account)
+    ids = [int(a["id"]) for a in accounts]
     marks = ",".join("?" * len(ids))
     raw_cursor = ctx.request.args.get("cursor", "0") or "0"
     if raw_cursor == "after-auth":

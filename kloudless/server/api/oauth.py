@@ -82,7 +82,7 @@ PARAMS = (
 #: The ``redirect_uri`` of the popup (out-of-band) flow of the Kloudless Authenticator.
 OOB_REDIRECT_URI = "urn:ietf:wg:oauth:2.0:oob"
 #: Services whose accounts are connected with a server URL and credentials on the consent page.
-DAV_SERVICES = ("webdav", "caldav")
+DAV_SERVICES = ("webdav", "caldav", "carddav")
 
 
 def _csrf_token(ctx: RequestContext, cookie: str) -> str:
@@ -348,6 +348,8 @@ def _connect_dav(
     settings = {name: form.get(name, "") for name, _, _ in FORM_FIELDS}
     if service == "caldav" and form.get("primary_calendar", "").strip():
         settings["primary_calendar"] = form["primary_calendar"].strip()
+    if service == "carddav" and form.get("addressbook", "").strip():
+        settings["addressbook"] = form["addressbook"].strip()
     try:
         clean_settings(settings)  # the form's own mistakes are shown as they are
     except ApiError as exc:

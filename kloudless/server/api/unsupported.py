@@ -48,7 +48,7 @@ _UNSUPPORTED = [
     ("/storage/folders/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions"),
     ("/storage/files/<object_id>/properties", ("GET", "PATCH", "DELETE"), "Properties"),
     ("/storage/files/upload_url", ("POST",), "Upload URLs"),
-    ("/crm/<path:rest>", ("GET", "POST", "PATCH", "DELETE"), "The CRM API"),
+    ("/crm/<path:rest>", ("GET", "POST", "PATCH", "DELETE"), "This CRM object type"),
 ]
 
 ROUTES = [Route(A + path, methods, unsupported(what)) for path, methods, what in _UNSUPPORTED] + [

@@ -3,7 +3,8 @@
 An account's ``service`` (``local``, ``webdav``, ``caldav``, ...) maps to a :class:`Connector`
 (the table is in :mod:`~kloudless.server.connectors.registry`). A connector offers optional
 backends: :meth:`Connector.storage` returns a :class:`StorageBackend` bound to one account,
-:meth:`Connector.calendar` a calendar backend (see ``calendar_base.py``), and
+:meth:`Connector.calendar` a calendar backend (see ``calendar_base.py``),
+:meth:`Connector.contacts` a contacts backend (see ``contacts_base.py``), and
 :meth:`Connector.passthrough` handles ``POST accounts/{id}/raw``. Returning None (the default)
 means "not supported": the API answers 501 ``not_implemented``.
 
@@ -32,6 +33,8 @@ from ..store import Store
 
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
+
+    from .contacts_base import ContactsBackend
 
 #: Most bytes in one name, and the characters names may not contain.
 MAX_NAME_BYTES = 255
@@ -307,6 +310,10 @@ class Connector:
 
     def calendar(self, env: AccountEnv) -> Any | None:
         """:returns: the account's calendar backend (a ``CalendarBackend``), or None."""
+        return None
+
+    def contacts(self, env: AccountEnv) -> ContactsBackend | None:
+        """:returns: the account's contacts backend (a ``ContactsBackend``), or None."""
         return None
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:

@@ -40,6 +40,8 @@ from kloudless.server.connectors.calendar_base import (
     EventRecord,
     Page,
 )
+from kloudless.server.connectors.carddav import contacts_for
+from kloudless.server.connectors.contacts_base import ContactsBackend
 from kloudless.server.connectors.pool import ClientPool
 from kloudless.server.connectors.webdav_auth import (
     check_address,
@@ -544,7 +546,9 @@ class CalDAVConnector(Connector):
 
     service = "caldav"
     service_name = "CalDAV"
-    apis = ("calendar", "events")
+    apis = ("calendar", "crm", "events")
+    #: The server's address book, when it has one, backs the contacts API (``carddav``).
+    upstream_contacts = True
 
     def calendar(self, env: AccountEnv) -> Any | None:
         require_dependencies()
@@ -552,6 +556,11 @@ class CalDAVConnector(Connector):
         return backend_for_settings(
             url, username, password, env.config.get("primary_calendar"), policy_for(env.settings)
         )
+
+    def contacts(self, env: AccountEnv) -> ContactsBackend | None:
+        """:returns: contacts over the first address book of the same server (501 when it
+        has none)."""
+        return contacts_for(env)
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         url, username, password = credentials(env.config, env.store.server_secret())

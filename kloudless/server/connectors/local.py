@@ -1,5 +1,6 @@
-"""The ``local`` connector: storage on disk (``local_storage``) and calendars in SQLite
-(``local_calendar``). It has no upstream, so pass-through answers 501."""
+"""The ``local`` connector: storage on disk (``local_storage``), calendars in SQLite
+(``local_calendar``) and contacts in SQLite (``local_contacts``). It has no upstream, so
+pass-through answers 501."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 from ..store import Store
 from .base import AccountEnv, Connector, StorageBackend
+from .contacts_base import ContactsBackend
 from .local_calendar import LocalCalendar
+from .local_contacts import LocalContacts
 from .local_storage import LocalStorage, account_dir
 
 
@@ -17,13 +20,16 @@ class LocalConnector(Connector):
 
     service = "local"
     service_name = "Local"
-    apis = ("storage", "calendar", "events")
+    apis = ("storage", "calendar", "crm", "events")
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         return LocalStorage(env.store, env.settings.data_dir, env.account_id, env.activity)
 
     def calendar(self, env: AccountEnv) -> Any | None:
         return LocalCalendar(env.store, env.account_id, str(env.account["account"] or "Calendar"))
+
+    def contacts(self, env: AccountEnv) -> ContactsBackend | None:
+        return LocalContacts(env.store, env.settings.data_dir, env.account_id, env.activity)
 
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         shutil.rmtree(account_dir(data_dir, account_id), ignore_errors=True)

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from ..errors import ApiError
 from .base import Connector
 from .caldav import CALDAV
+from .carddav import CARDDAV
 from .local import LOCAL
 from .webdav import WEBDAV
 
 #: The connectors every server has.
-BUILTIN: tuple[Connector, ...] = (LOCAL, WEBDAV, CALDAV)
+BUILTIN: tuple[Connector, ...] = (LOCAL, WEBDAV, CALDAV, CARDDAV)
 
 _REGISTRY: dict[str, Connector] = {c.service: c for c in BUILTIN}
 
