@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "kloudless.cli.storage",
     "kloudless.cli.transfers",
     "kloudless.cli.calendars",
+    "kloudless.cli.contacts",
     "kloudless.cli.events",
     "kloudless.cli.passthrough",
 ]
