@@ -113,13 +113,7 @@ class CardDAVClient:
             content = _bounded(response)
         finally:
             response.close()
-        try:
-            tree = ET.fromstring(content)
-        except ET.ParseError:
-            raise BadGateway("The CardDAV server sent malformed XML.") from None
-        if tree.tag != _tag(DAV, "multistatus"):
-            raise BadGateway("The CardDAV server's answer is not a multistatus document.")
-        return tree.findall(_tag(DAV, "response"))[:MAX_RESPONSES]
+        return _responses(content)
 
     @staticmethod
     def _props(node: ET.Element) -> dict[str, ET.Element]:
@@ -364,11 +358,8 @@ class CardDAVClient:
             content = _bounded(response)
         finally:
             response.close()
-        try:
-            tree = ET.fromstring(content)
-        except ET.ParseError:
-            raise BadGateway("The CardDAV server sent malformed XML.") from None
         changed, removed = [], []
+        tree = _multistatus_tree(content)
         for node in tree.findall(_tag(DAV, "response"))[:MAX_RESPONSES]:
             href = (node.findtext(_tag(DAV, "href")) or "").strip()
             if not href or self._absolute(href).rstrip("/") == book.url.rstrip("/"):
@@ -383,6 +374,22 @@ class CardDAVClient:
         if not new_token:
             raise SyncUnsupported(book.url)
         return changed, removed, new_token
+
+
+def _multistatus_tree(content: bytes) -> ET.Element:
+    """:returns: the parsed ``multistatus`` document. :raises BadGateway: for anything else."""
+    try:
+        tree = ET.fromstring(content)
+    except ET.ParseError:
+        raise BadGateway("The CardDAV server sent malformed XML.") from None
+    if tree.tag != _tag(DAV, "multistatus"):
+        raise BadGateway("The CardDAV server's answer is not a multistatus document.")
+    return tree
+
+
+def _responses(content: bytes) -> list[ET.Element]:
+    """:returns: the ``response`` elements of a multistatus body (at most MAX_RESPONSES)."""
+    return _multistatus_tree(content).findall(_tag(DAV, "response"))[:MAX_RESPONSES]
 
 
 def _bounded(response: Any) -> bytes:
