@@ -29,7 +29,10 @@ def test_upstream_changes_without_sync_collection(
     app.store.execute("UPDATE accounts SET config = ? WHERE id = ?", (json.dumps(config), me["id"]))
     # The first look takes a baseline: what is there already is not reported.
     assert dav(
-        addressbook, "PUT", "old.vcf", data="BEGIN:VCARD\r\nVERSION:3.0\r\nUID:old\r\nFN:Old\r\nEND:VCARD\r\n"
+        addressbook,
+        "PUT",
+        "old.vcf",
+        data="BEGIN:VCARD\r\nVERSION:3.0\r\nUID:old\r\nFN:Old\r\nEND:VCARD\r\n",
     ).ok
     start = api.get("/v1/accounts/me/events/latest", headers=carddav_auth).get_json()["cursor"]
     assert (
@@ -39,7 +42,10 @@ def test_upstream_changes_without_sync_collection(
         == []
     )
     assert dav(
-        addressbook, "PUT", "new.vcf", data="BEGIN:VCARD\r\nVERSION:3.0\r\nUID:new\r\nFN:New\r\nEND:VCARD\r\n"
+        addressbook,
+        "PUT",
+        "new.vcf",
+        data="BEGIN:VCARD\r\nVERSION:3.0\r\nUID:new\r\nFN:New\r\nEND:VCARD\r\n",
     ).ok
     assert dav(addressbook, "DELETE", "old.vcf").ok
     events = api.get(f"/v1/accounts/me/events?cursor={start}", headers=carddav_auth).get_json()
@@ -104,3 +110,30 @@ def test_a_replaced_photo_leaves_no_file_behind(api: Client, app: Any, creds: An
     assert os.listdir(photos) == []
     tmp = os.path.join(app.settings.data_dir, "accounts", str(creds.account_id), "tmp")
     assert [n for n in os.listdir(tmp) if n.startswith("ph-")] == []
+
+
+def test_outbound_policy_refuses_loopback_by_default(
+    tmp_path: Path, caldav_server: DavServer
+) -> None:
+    from kloudless.server import Settings, create_app
+    from kloudless.server.bootstrap import bootstrap
+
+    strict = create_app(Settings(data_dir=str(tmp_path / "strict")))  # no allow_upstream
+    try:
+        creds = bootstrap(strict.store)
+        assert creds is not None
+        response = Client(strict).post(
+            "/v1/accounts",
+            headers={"Authorization": f"APIKey {creds.api_key}"},
+            json={
+                "service": "carddav",
+                "url": caldav_server.url,
+                "username": caldav_server.username,
+                "password": caldav_server.password,
+            },
+        )
+        body = error(response, 400, "invalid_parameters")
+        assert "cannot be used" in body["message"]
+        assert strict.store.list_accounts(creds.app_id)[-1]["service"] == "local"
+    finally:
+        strict.close()

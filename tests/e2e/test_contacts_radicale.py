@@ -23,6 +23,25 @@ from .conftest import LiveServer
 
 
 @pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server allowed to reach the loopback Radicale (the outbound policy refuses loopback
+    upstreams by default)."""
+    from kloudless.server.runner import ServerThread as ApiServer
+    from kloudless.server.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("e2e-contacts-data")
+    server = ApiServer(
+        Settings(data_dir=str(data_dir), host="127.0.0.1", port=0, allow_upstream=["127.0.0.1"])
+    )
+    assert server.credentials is not None
+    server.start()
+    try:
+        yield LiveServer(server.base_url, server.credentials, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServer]:
     base = tmp_path_factory.mktemp("e2e-radicale")
     runner = ServerThread(caldav_app(base))
@@ -33,20 +52,20 @@ def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DavServer]:
 
 
 def test_contacts_between_the_sdk_and_a_plain_carddav_client(
-    live_server: LiveServer, radicale: DavServer
+    live: LiveServer, radicale: DavServer
 ) -> None:
     from kloudless import Account, Client
 
     book = make_addressbook(radicale, f"e2e-{uuid.uuid4().hex[:8]}")
     auth = (radicale.username, radicale.password)
-    with Client(api_key=live_server.creds.api_key, base_url=live_server.base_url) as app:
+    with Client(api_key=live.creds.api_key, base_url=live.base_url) as app:
         created = app.post(
             "accounts",
             json={"service": "carddav", "url": book, "username": USERNAME, "password": PASSWORD},
         )
     account_id = created.data["id"]
     with Account(
-        api_key=live_server.creds.api_key, account_id=account_id, base_url=live_server.base_url
+        api_key=live.creds.api_key, account_id=account_id, base_url=live.base_url
     ) as account:
         start = account.get("events/latest").data["cursor"]
         # Written through the API, read back by a plain CardDAV client.
