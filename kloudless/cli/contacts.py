@@ -12,7 +12,7 @@ from kloudless import exceptions
 
 from . import output
 from .argtypes import positive_int
-from .command import EPILOG, add_command, common_options, response_data
+from .command import add_command, add_group, response_data
 from .context import Context
 from .errors import CommandError
 from .listing import quote_id
@@ -240,10 +240,12 @@ def _field_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first", metavar="NAME", help="first (given) name")
     parser.add_argument("--last", metavar="NAME", help="last (family) name")
     parser.add_argument("--name", help="formatted name (default: first and last name)")
-    parser.add_argument("--nickname")
+    parser.add_argument("--nickname", help="nickname")
     parser.add_argument("--org", metavar="NAME", help="organization")
     parser.add_argument("--title", help="job title")
-    parser.add_argument("--birthday", metavar="YYYY-MM-DD")
+    parser.add_argument(
+        "--birthday", metavar="YYYY-MM-DD", help="birthday (--MM-DD without a year)"
+    )
     parser.add_argument("--note", help="notes")
     parser.add_argument(
         "--email",
@@ -264,42 +266,38 @@ def register(subparsers: Any) -> None:
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
     """
-    common = [common_options()]
-    contacts = subparsers.add_parser(
+    sub = add_group(
+        subparsers,
         "contacts",
-        help="contacts (address book)",
-        description="Contacts of the account's address book (local or CardDAV).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "contacts (address book)",
+        "Contacts of the account's address book (local or CardDAV).",
     )
-    sub = contacts.add_subparsers(dest="contacts_command", metavar="COMMAND")
-    sub.required = True
 
-    p = add_command(sub, "ls", cmd_ls, "list contacts", common)
+    p = add_command(sub, "ls", cmd_ls, "list contacts")
     p.add_argument("-q", "--query", metavar="TEXT", help="search names, e-mails, phones, org")
     p.add_argument("--group", metavar="GROUP", help="only this group's contacts (id or name)")
     p.add_argument("--order", choices=ORDERS, default="name", help="order (default name)")
     p.add_argument("--limit", type=positive_int, default=1000, help="most contacts (default 1000)")
 
-    p = add_command(sub, "show", cmd_show, "show a contact", common)
-    p.add_argument("contact", metavar="ID")
+    p = add_command(sub, "show", cmd_show, "show a contact")
+    p.add_argument("contact", metavar="ID", help="the contact's id")
     p.add_argument("--vcard", action="store_true", help="print the contact's vCard")
 
-    p = add_command(sub, "add", cmd_add, "create a contact", common)
+    p = add_command(sub, "add", cmd_add, "create a contact")
     _field_options(p)
 
-    p = add_command(sub, "edit", cmd_edit, "change a contact's given fields", common)
-    p.add_argument("contact", metavar="ID")
+    p = add_command(sub, "edit", cmd_edit, "change a contact's given fields")
+    p.add_argument("contact", metavar="ID", help="the contact's id")
     _field_options(p)
     p.add_argument("--if-match", metavar="ETAG", help="only if the contact is still this version")
 
-    p = add_command(sub, "rm", cmd_rm, "delete contacts", common)
-    p.add_argument("contacts", nargs="+", metavar="ID")
+    p = add_command(sub, "rm", cmd_rm, "delete contacts")
+    p.add_argument("contacts", nargs="+", metavar="ID", help="the ids of the contacts to delete")
     p.add_argument("--if-match", metavar="ETAG", help="only if the contact is still this version")
 
-    p = add_command(sub, "import", cmd_import, "import the vCards of a .vcf file", common)
+    p = add_command(sub, "import", cmd_import, "import the vCards of a .vcf file")
     p.add_argument("file", metavar="FILE.vcf", help="vCard file (3.0 or 4.0); - for stdin")
 
-    p = add_command(sub, "export", cmd_export, "export contacts as vCards", common)
+    p = add_command(sub, "export", cmd_export, "export contacts as vCards")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default stdout)")
     p.add_argument("--group", metavar="GROUP", help="only this group (id or name)")

@@ -70,7 +70,7 @@ def test_add_ls_show_edit_rm(cli: Cli, creds: Credentials) -> None:
     assert edited.code == 0, edited.err
     assert json.loads(edited.out)[0]["title"] == "CTO"
     stale = cli("contacts", "edit", ann["id"], "--title", "CEO", "--if-match", ann["etag"])
-    one_line_error(stale, 1, "412")
+    one_line_error(stale, 5, "412")  # exit 5: a conflict
     assert cli("contacts", "rm", ann["id"]).code == 0
     one_line_error(cli("contacts", "show", ann["id"]), 2, "no such contact")
     assert [c["name"] for c in json.loads(cli("contacts", "ls", "--json").out)] == ["Bob Jones"]
@@ -95,5 +95,5 @@ def test_import_and_export(cli: Cli, creds: Credentials, tmp_path: Path) -> None
     broken = tmp_path / "broken.vcf"
     broken.write_bytes(b"\xff\xfe not a vcard")
     one_line_error(cli("contacts", "import", str(broken)), 1, "UTF-8")
-    one_line_error(cli("contacts", "import", str(tmp_path / "missing.vcf")), 1, "missing.vcf")
+    one_line_error(cli("contacts", "import", str(tmp_path / "missing.vcf")), 3, "missing.vcf")
     one_line_error(cli("contacts", "ls", "--group", "nope"), 2, "no such contact group")
