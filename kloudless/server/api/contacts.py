@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from datetime import timezone
 from typing import Any
 
@@ -576,5 +577,10 @@ ROUTES = [
     Route(CRM + "/contact_groups/<group_id>/contacts", ("GET",), group_contacts),
     Route(CRM + "/batch", ("POST",), batch),
 ]
+# CardDAV writes call the upstream after writing local state (etags, group ids, events), and
+# a listing first records upstream changes: the contacts routes run outside the request's one
+# unit of work, and each backend change commits in its own transaction with its event.
+ROUTES = [replace(route, atomic=False) for route in ROUTES]
+
 #: What a batch request may reach: every contacts route but the batch itself.
 _BATCH_ROUTES = [r for r in ROUTES if r.handler is not batch]
