@@ -96,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else args.oauth_existing_accounts,
         allowed_hosts=list(args.allowed_host or []),
         connections_per_address=args.connections_per_address,
+        account_quota_bytes=args.account_quota,
         allow_upstream=_allow_upstream(args),
     )
     from kloudless.server.runner import DataDirError
@@ -315,6 +316,33 @@ def cmd_accounts_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accounts_quota(args: argparse.Namespace) -> int:
+    """``accounts quota ACCOUNT [BYTES|unlimited|default]``: show or set a storage quota."""
+    from kloudless.server import quota
+
+    with closing(_store(args)) as store:
+        if store.get_account(args.account_id) is None:
+            sys.stderr.write(f"kloudless: no account {args.account_id}\n")
+            return 1
+        value = args.bytes
+        if value is not None:
+            if value not in ("unlimited", "default") and not value.isdigit():
+                sys.stderr.write("kloudless: a quota is bytes, 'unlimited' or 'default'\n")
+                return 2
+            limit = int(value) if value.isdigit() else None
+            quota.set_limit(store, args.account_id, limit, default=value == "default")
+        row = store.one("SELECT bytes FROM account_quotas WHERE account_id = ?", (args.account_id,))
+        used = quota.used_bytes(store, args.account_id)
+        if row is None:
+            limit_text = "the server default (kloudless serve --account-quota)"
+        elif row["bytes"] is None:
+            limit_text = "unlimited"
+        else:
+            limit_text = f"{row['bytes']} bytes"
+        print(f"Account {args.account_id}: quota {limit_text}; {used} bytes used.")
+    return 0
+
+
 def cmd_accounts_invite(args: argparse.Namespace) -> int:
     """``accounts invite ACCOUNT``: a one-time consent-page invitation code for the account."""
     from kloudless.server import invitations
@@ -497,6 +525,14 @@ def register(subparsers: Any) -> None:
     )
     _add_allow_upstream(serve)
     serve.add_argument(
+        "--account-quota",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="storage quota of each local account without its own (kloudless accounts quota); "
+        "default: unlimited",
+    )
+    serve.add_argument(
         "--connections-per-address",
         type=int,
         default=100,
@@ -584,6 +620,19 @@ def register(subparsers: Any) -> None:
         type=float,
         default=24.0,
         help="hours until the code expires (default %(default)s)",
+    )
+    quota_cmd = _command(
+        acc_sub,
+        "quota",
+        cmd_accounts_quota,
+        help="show or set a local account's storage quota (writes past it answer 507)",
+    )
+    quota_cmd.add_argument("account_id", type=int, metavar="ACCOUNT")
+    quota_cmd.add_argument(
+        "bytes",
+        nargs="?",
+        metavar="BYTES|unlimited|default",
+        help="the new quota; 'default' follows kloudless serve --account-quota",
     )
     delete = _command(
         acc_sub, "delete", cmd_accounts_delete, help="delete an account and its files"

@@ -22,6 +22,7 @@ from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
 from .core import Core
+from .diskspace import Reserve, insufficient_storage, is_disk_full
 from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .ratelimit import AuthGuard, RateLimiter
@@ -58,6 +59,8 @@ class ServerApp(Core):
         self.routes: list[Route] = list(ROUTES)
         self.url_map = url_map(self.routes)
         super().__init__(settings)
+        #: Room kept on the disk for deletes (see :mod:`kloudless.server.diskspace`).
+        self.disk_reserve = Reserve(settings.data_dir, settings.min_free_bytes)
         idempotency.install(self)
         # Inside the idempotency layer: a replayed answer is the judged one.
         self.handler_wrappers.append(imported.judge_rejection)
@@ -127,7 +130,10 @@ class ServerApp(Core):
 
     def _dispatch(self, ctx: RequestContext) -> Response:
         self.sweeper.maybe_run()
+        self.disk_reserve.maybe_restore()
         route, args = self._route(ctx)
+        if ctx.request.method == "DELETE":
+            self.disk_reserve.release_if_low()  # so that a delete can commit on a full disk
         limited = self.rate_limiter.check(self._rate_key(ctx))
         if limited is not None:
             raise too_many_requests("requests", limited)
@@ -188,6 +194,9 @@ def _error_response(exc: Exception, request: Request, request_id: str) -> Respon
         error = ApiError(405, "method_not_allowed", f"Method {request.method} is not allowed here.")
     elif isinstance(exc, NotFound):
         error = not_found(f"No such endpoint: {request.path}")
+    elif is_disk_full(exc):
+        log.warning("disk full, request_id=%s: %s", request_id, exc)
+        error = insufficient_storage()
     elif isinstance(exc, HTTPException):
         code = exc.code or 400
         error = ApiError(

@@ -53,7 +53,8 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import Error, RequestEntityTooLarge
 
-from .spool import SPOOL_DIR, SpooledBody, is_no_space
+from .diskspace import is_disk_full
+from .spool import SPOOL_DIR, SpooledBody
 
 log = logging.getLogger("kloudless.server")
 
@@ -154,9 +155,13 @@ class DataDirBuffer(OverflowableBuffer):
 
     def _set_large_buffer(self) -> None:
         old: Any = getattr(self, "buf", None)
+        body = None
         try:
-            self.buf = FileBasedBuffer(SpooledBody.create(self.directory), old)
+            body = SpooledBody.create(self.directory)
+            self.buf = FileBasedBuffer(body, old)
         except OSError as exc:
+            if body is not None:
+                body.close()  # removes the file
             self._fail(exc)
             return
         if hasattr(old, "close"):
@@ -172,10 +177,10 @@ class DataDirBuffer(OverflowableBuffer):
             self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        if not is_no_space(exc):
+        if not is_disk_full(exc):
             log.error("cannot spool a request body: %s", exc)
         self.failed = True
-        self.no_space = is_no_space(exc)
+        self.no_space = is_disk_full(exc)
         if self.buf is not None:
             self.buf.close()
         self.buf = None

@@ -42,6 +42,9 @@ class Settings:
     #: Free space kept on the data dir's disk: uploads that would leave less get 507
     #: ``insufficient_storage``, so that deletes (and their database commits) still fit.
     min_free_bytes: int = 64 * MIB
+    #: Storage quota of each ``local`` account, in bytes (None: unlimited), unless the account
+    #: has its own (``kloudless accounts quota``); writes past it answer 507.
+    account_quota_bytes: int | None = None
     #: Largest accepted upload (single POST/PUT, a multipart session's total size).
     max_upload_bytes: int = 5 * 1024 * MIB
     #: Largest accepted JSON (or form) request body.

@@ -19,12 +19,10 @@ import os
 import tempfile
 from typing import IO, Callable
 
+from .diskspace import insufficient_storage, is_disk_full
 from .errors import ApiError
 
 CHUNK = 256 * 1024
-
-#: ``errno`` values meaning "no room left" (a full disk or a disk quota).
-NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 #: Folder of the data dir where the HTTP server spools request bodies.
 SPOOL_DIR = "tmp"
@@ -32,14 +30,20 @@ SPOOL_DIR = "tmp"
 SPOOL_PREFIX = "body-"
 
 
-def is_no_space(exc: BaseException) -> bool:
-    """:returns: whether ``exc`` is an ``OSError`` for a full disk (or an exceeded disk quota)."""
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
-
-
-def insufficient_storage(message: str = "The server's disk is full.") -> ApiError:
-    """:returns: a 507 ``insufficient_storage`` error."""
-    return ApiError(507, "insufficient_storage", message)
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` durable (a created or renamed file survives a
+    power cut only once its directory is synced). No-op where directories cannot be opened
+    (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - filesystems that cannot sync directories
+        pass
+    finally:
+        os.close(fd)
 
 
 class SpooledBody(io.BufferedRandom):
@@ -66,7 +70,7 @@ class SpooledBody(io.BufferedRandom):
 
     def adopt(self, directory: str, prefix: str) -> str:
         """Move the file into ``directory`` under a new ``prefix`` name (same filesystem: a
-        rename), fsync'ed; it is the caller's from now on.
+        rename), the file and the directory fsync'ed; it is the caller's from now on.
 
         :returns: the new path.
         :raises OSError: the rename failed (e.g. another filesystem); the file stays here.
@@ -81,6 +85,7 @@ class SpooledBody(io.BufferedRandom):
             remove_quietly(target)
             raise
         self.adopted = True
+        fsync_dir(directory)
         return target
 
     def close(self) -> None:
@@ -131,7 +136,7 @@ def spool_to_temp(
             try:
                 return body.adopt(directory, prefix), size, digest
             except OSError as exc:
-                if is_no_space(exc):
+                if is_disk_full(exc):
                     raise insufficient_storage() from None
                 if exc.errno != errno.EXDEV:
                     raise
@@ -143,9 +148,10 @@ def spool_to_temp(
             size, digest = _drain(stream, limit, too_big, out)
             out.flush()
             os.fsync(out.fileno())
+        fsync_dir(directory)
     except OSError as exc:
         remove_quietly(path)
-        if is_no_space(exc):
+        if is_disk_full(exc):
             raise insufficient_storage() from None
         raise
     except BaseException:

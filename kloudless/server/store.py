@@ -203,7 +203,9 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: in WAL mode NORMAL may lose the last commits on a power cut; every
+            # acknowledged write must survive one (see the server guide, "Durability").
+            conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

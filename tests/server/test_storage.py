@@ -12,6 +12,7 @@ from werkzeug.test import Client
 
 from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials
+from kloudless.server.diskspace import RESERVE_FILE
 
 from .conftest import BufferedClient, assert_error, mkdir, upload
 
@@ -342,8 +343,10 @@ def test_nothing_outside_account_dir(client: Client, app: ServerApp, auth: dict[
     for root, _dirs, files in os.walk(data_dir):
         for name in files:
             path = os.path.join(root, name)
-            assert path.startswith(os.path.join(data_dir, "accounts")) or name.startswith(
-                "kloudless.sqlite3"
+            assert (
+                path.startswith(os.path.join(data_dir, "accounts"))
+                or name.startswith("kloudless.sqlite3")
+                or name == RESERVE_FILE  # the disk reserve (diskspace.py)
             )
             assert "escape" not in name
 

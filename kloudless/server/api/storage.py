@@ -10,10 +10,12 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from .. import quota as quotas
 from .. import saver
 from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..context import RequestContext
+from ..diskspace import check_room
 from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
 from ..file_slice import FileSlice
 from ..outbound import policy_for
@@ -176,11 +178,19 @@ def delete_object(kind: str) -> Callable[..., Response]:
 # -- files --------------------------------------------------------------------------------------
 def upload_precheck(ctx: RequestContext, account_id: str, **_: str) -> None:
     """What an upload is refused for before its body is read (the HTTP server runs this on the
-    headers): an account the caller cannot reach (404).
+    headers): an account the caller cannot reach (404); a ``Content-Length`` that does not fit
+    in a ``local`` account's quota or on the disk (507). The write checks both again.
 
-    :raises ApiError: as :meth:`RequestContext.account`.
+    :raises ApiError: as :meth:`RequestContext.account`; 507 ``insufficient_storage``.
     """
-    ctx.account(account_id)
+    account = ctx.account(account_id)
+    length = ctx.request.content_length
+    if not length:
+        return
+    check_room(ctx.settings.data_dir, length, ctx.settings.min_free_bytes)
+    if account["service"] == "local":
+        limit = quotas.limit_for(ctx.store, ctx.settings, int(account["id"]))
+        quotas.check(ctx.store, limit, int(account["id"]), length)
 
 
 def _upload_stream(ctx: RequestContext) -> IO[bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from .. import quota
 from ..store import Store
 from .base import AccountEnv, Connector, StorageBackend
 from .contacts_base import ContactsBackend
@@ -23,7 +24,10 @@ class LocalConnector(Connector):
     apis = ("storage", "calendar", "crm", "events")
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
-        return LocalStorage(env.store, env.settings.data_dir, env.account_id, env.activity)
+        limit = quota.limit_for(env.store, env.settings, env.account_id)
+        return LocalStorage(
+            env.store, env.settings.data_dir, env.account_id, env.activity, quota_limit=limit
+        )
 
     def calendar(self, env: AccountEnv) -> Any | None:
         return LocalCalendar(env.store, env.account_id, str(env.account["account"] or "Calendar"))

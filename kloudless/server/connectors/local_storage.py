@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+from .. import quota
 from ..activity import ActivityRecorder
 from ..availability import parse_datetime
 from ..errors import (
@@ -46,7 +47,7 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import remove_quietly, spool_to_temp
+from ..spool import fsync_dir, remove_quietly, spool_to_temp
 from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
@@ -114,6 +115,7 @@ def settle(store: Store, base: str, account_id: int, blobs: list[str] | None = N
         with contextlib.suppress(OSError):
             if temp and referenced and os.path.exists(temp):
                 os.replace(temp, path)
+                fsync_dir(os.path.dirname(path))  # durable before its journal row goes
             elif temp:
                 remove_quietly(temp)
             elif not referenced:
@@ -198,8 +200,11 @@ class LocalStorage(StorageBackend):
         data_dir: str,
         account_id: int,
         activity: ActivityRecorder | None = None,
+        quota_limit: int | None = None,
     ) -> None:
         self.store = store
+        #: The account's storage quota in bytes (None: unlimited; see :mod:`..quota`).
+        self.quota_limit = quota_limit
         self.account_id = int(account_id)
         self.activity = activity
         self.base = account_dir(data_dir, self.account_id)
@@ -540,6 +545,8 @@ class LocalStorage(StorageBackend):
                 self._folder_row(parent_id)
                 now = now_iso()
                 existing = self._child(parent_id, name)
+                replaced = existing["size"] if existing is not None and overwrite else 0
+                quota.check(self.store, self.quota_limit, self.account_id, size - (replaced or 0))
                 blob = self._stage_blob(temp, size)
                 if existing is not None and overwrite:
                     if existing["kind"] != "file":
@@ -610,6 +617,7 @@ class LocalStorage(StorageBackend):
         try:
             with self._tree_change():
                 row = self._row(file_id, "file")
+                quota.check(self.store, self.quota_limit, self.account_id, size - row["size"])
                 self._release_blob(row["blob"], row["size"])
                 blob = self._stage_blob(temp, size)
                 self.store.execute(
@@ -678,6 +686,8 @@ class LocalStorage(StorageBackend):
                             400, "invalid_parent_folder", "A folder cannot be copied into itself."
                         )
                 final = self._free_name(parent_id, name or str(source["name"]))
+                adding = sum(int(r["size"] or 0) for r in plan if r["kind"] == "file")
+                quota.check(self.store, self.quota_limit, self.account_id, adding)
                 new_id = self._insert_copies(plan, temps, parent_id, final, staged)
                 result = self._object(self._row(new_id, kind))
                 self._record("copy", result)
@@ -845,4 +855,4 @@ class LocalStorage(StorageBackend):
             "  WHERE account_id = ? AND temp IS NULL) AS used",
             (self.account_id, self.account_id),
         )
-        return {"used": int(row["used"]) if row else 0, "total": None}
+        return {"used": int(row["used"]) if row else 0, "total": self.quota_limit}
