@@ -10,8 +10,8 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
+from .. import content, saver
 from .. import quota as quotas
-from .. import saver
 from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..context import RequestContext
@@ -298,19 +298,31 @@ def put_file(ctx: RequestContext, account_id: str, object_id: str) -> Response:
 def file_contents(ctx: RequestContext, account_id: str, object_id: str) -> Response:
     _, storage = _setup(ctx, account_id)
     opened = storage.open_contents(_id(object_id))
-    return send_contents(ctx, opened.stream, opened.size, opened.mime_type, opened.etag)
+    return send_contents(
+        ctx, opened.stream, opened.size, opened.mime_type, opened.etag, name=opened.name
+    )
 
 
 def send_contents(
-    ctx: RequestContext, stream: IO[bytes], size: int, mime_type: str, etag: str | None
+    ctx: RequestContext,
+    stream: IO[bytes],
+    size: int,
+    mime_type: str,
+    etag: str | None,
+    *,
+    name: str | None = None,
+    inline: bool = False,
 ) -> Response:
     """Stream file bytes with ``Content-Length``, ``ETag`` and ``Range``/206/416 support.
 
     The stored MIME type is sent unchanged (no ``charset`` is added to ``text/*``). A
     multi-range ``Range`` header is ignored (200 with the whole body), as RFC 9110 allows.
+    User content never runs on the API origin (:mod:`kloudless.server.content`): an attachment
+    named ``name`` (``inline`` only for safe types), ``nosniff``, a sandboxing CSP.
     """
     response = Response(wrap_file(ctx.request.environ, stream), direct_passthrough=True)
     response.headers["Content-Type"] = mime_type
+    content.protect(response.headers, mime_type, name, inline)
     response.content_length = size
     if etag:
         response.set_etag(etag)

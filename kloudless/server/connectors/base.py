@@ -148,13 +148,15 @@ class StorageObject:
 
 @dataclass
 class FileContents:
-    """An opened file for download: the stream (closed by the response), size, type, etag."""
+    """An opened file for download: the stream (closed by the response), size, type, etag,
+    and its name (for the download's ``Content-Disposition``)."""
 
     stream: IO[bytes]
     size: int
     mime_type: str
     etag: str | None = None
     modified: str | None = None
+    name: str | None = None
 
 
 #: The capabilities of a read-write storage backend that offers every operation; a backend

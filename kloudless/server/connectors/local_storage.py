@@ -608,6 +608,7 @@ class LocalStorage(StorageBackend):
                 str(row["mime_type"] or "application/octet-stream"),
                 row["etag"],
                 row["modified"],
+                str(row["name"]),
             )
         raise not_found(f"File not found: {file_id[:100]}")
 

@@ -318,6 +318,7 @@ class WebDAVStorage(StorageBackend):
             mime_type=obj.mime_type or "application/octet-stream",
             etag=res.etag.strip('"') if res.etag else None,
             modified=obj.modified,
+            name=obj.name,
         )
 
     def search(self, query: str, parents: list[str] | None) -> list[StorageObject]:
