@@ -423,17 +423,19 @@ def cmd_apps_trusted_domain(args: argparse.Namespace) -> int:
 
 def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
     """``apps redirect-uri add URL`` / ``apps redirect-uri list``: the application's registered
-    OAuth redirect URIs (needed for ``response_type=token`` to a non-loopback URI)."""
+    OAuth redirect URIs (needed for any non-loopback redirect URI, see
+    :mod:`kloudless.server.redirect_uris`)."""
     import json
-    from urllib.parse import urlsplit
+
+    from kloudless.server.redirect_uris import problem
 
     with closing(_store(args)) as store:
         app = _first_app(store)
         uris: list[str] = json.loads(app["redirect_uris"] or "[]")
         if args.redirect_command == "add":
-            parts = urlsplit(args.url)
-            if not parts.scheme or not parts.netloc or len(args.url) > 2000:
-                sys.stderr.write("kloudless: error: the redirect URI must be an absolute URL\n")
+            reason = problem(args.url)  # http(s) with a host or an app scheme, no javascript:
+            if reason is not None:
+                sys.stderr.write(f"kloudless: error: {reason}\n")
                 return 2
             if args.url not in uris:
                 uris.append(args.url)
@@ -657,7 +659,8 @@ def register(subparsers: Any) -> None:
         "redirect-uri",
         help="manage the application's registered OAuth redirect URIs",
         description="Once any URI is registered, OAuth accepts only registered redirect_uri "
-        "values. response_type=token needs a loopback or a registered redirect_uri.",
+        "values; until then only loopback ones (localhost, 127.0.0.1, [::1]). A URI is "
+        "http(s) with a host or an app scheme (com.example.app:/cb), never javascript: or data:.",
     )
     red_sub = redirect.add_subparsers(dest="redirect_command", metavar="ACTION", required=True)
     radd = _command(red_sub, "add", cmd_apps_redirect_uri, help="register a redirect URI")

@@ -274,7 +274,9 @@ def test_p1_5_token_flow_needs_loopback_or_registered_redirect(
         "/v1/oauth",
         query_string={"client_id": creds.app_id, "redirect_uri": "https://app.example/cb"},
     )
-    assert code_flow.status_code == 200  # the code is useless without the API key
+    # Both flows: without registered URIs only loopback redirects (issue #25: a code flow to
+    # any URI was an open redirect, and Deny redirected anywhere).
+    assert_error(code_flow, 400, "invalid_parameters")
     data_dir = app.settings.data_dir
     assert (
         cli_main(["apps", "redirect-uri", "add", "https://app.example/cb", "--data-dir", data_dir])

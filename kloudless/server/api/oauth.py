@@ -8,6 +8,9 @@
 * ``POST /v1/oauth/token`` exchanges a code: single use, expires after
   ``Settings.oauth_code_ttl`` seconds, bound to the client_id and the exact redirect_uri.
 * ``GET /v1/oauth/token`` verifies a Bearer token (invalid → 400, as the JS SDK expects).
+* ``redirect_uri`` follows :mod:`kloudless.server.redirect_uris`: ``http(s)`` or an app scheme
+  (never ``javascript:``/``data:``), only registered URIs once there are some, only loopback
+  ones until then; anything else is a 400 page, never a redirect (Deny included).
 
 Connecting a WebDAV or CalDAV server
     The ``scope`` is split on spaces; the service of each item is its text before the first
@@ -39,7 +42,7 @@ import logging
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
@@ -50,9 +53,9 @@ from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, clean_settings
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters
-from ..hosts import LOOPBACK_HOSTS
 from ..outbound import policy_for
 from ..pages import source_expression
+from ..redirect_uris import check_redirect_uri
 from ..responses import json_response
 from ..routing import AUTH_NONE, Route
 from ..store import hash_secret, now_iso
@@ -100,27 +103,12 @@ def _validate_request(ctx: RequestContext, params: dict[str, str]) -> tuple[str,
     if params.get("response_type", "code") not in ("code", "token"):
         raise invalid_parameters("response_type must be 'code' or 'token'.")
     redirect_uri = params.get("redirect_uri", "")
-    parts = urlsplit(redirect_uri)
-    if not redirect_uri or not parts.scheme or len(redirect_uri) > 2000:
-        raise invalid_parameters("A valid absolute redirect_uri is required.")
     if redirect_uri == OOB_REDIRECT_URI:
         _check_popup_origin(ctx, app_id, str(app["name"]), params)
         return app_id, redirect_uri
-    registered = json.loads(app["redirect_uris"] or "[]")
-    if registered and redirect_uri not in registered:
-        raise invalid_parameters("redirect_uri is not registered for this application.")
-    # The implicit flow puts the token itself in the redirect: only to this machine or to a
-    # URI the application registered. (A code is useless without the API key, so the code
-    # flow keeps accepting any redirect_uri when none are registered.)
-    if (
-        params.get("response_type") == "token"
-        and redirect_uri not in registered
-        and (parts.hostname or "").lower() not in LOOPBACK_HOSTS
-    ):
-        raise invalid_parameters(
-            "response_type=token needs a loopback redirect_uri (localhost, 127.0.0.1, [::1]) "
-            "or one registered for the application (kloudless apps redirect-uri add URL)."
-        )
+    # http(s) or an app scheme, never javascript:/data:; only registered URIs once there are
+    # some, only loopback ones until then (both flows, and Deny: no open redirect).
+    check_redirect_uri(redirect_uri, json.loads(app["redirect_uris"] or "[]"))
     return app_id, redirect_uri
 
 
