@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import cors, idempotency, imported
+from . import cors, idempotency, imported, scopes
 from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
@@ -177,6 +177,7 @@ class ServerApp(Core):
                 or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
             ):
                 raise forbidden("This endpoint needs an API key or an application-level token.")
+            scopes.check(ctx.auth, route.family)  # 403 when the token's scope lacks it
         return route, args
 
     @staticmethod

@@ -22,6 +22,9 @@ class Auth:
     #: Every account reachable with this credential when several comma-separated Bearer tokens
     #: were sent (``Bearer t1,t2``); ``account_id`` is then the first one.
     account_ids: tuple[int, ...] = ()
+    #: The scope of every token sent (one per token); :mod:`kloudless.server.scopes` checks
+    #: each of them.
+    scopes: tuple[str, ...] = ()
 
     def may_access(self, account_id: int) -> bool:
         """:returns: whether a Bearer credential covers ``account_id`` (API keys: see app)."""
@@ -63,6 +66,7 @@ def authenticate(store: Store, header: str) -> Auth:
             None if account_id is None else int(account_id),
             str(first["scope"]),
             ids if len(rows) > 1 else (),
+            tuple(str(r["scope"]) for r in rows if r is not None),
         )
     if scheme == "apikey" and credential:
         app_id = store.app_for_api_key(credential)

@@ -7,7 +7,7 @@ collects them in one table, which :func:`url_map` mounts under ``/v1`` (and ``/v
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from werkzeug.routing import Map, Rule
@@ -37,6 +37,7 @@ __all__ = [
     "Handler",
     "Precheck",
     "Route",
+    "in_family",
     "url_map",
 ]
 
@@ -58,6 +59,9 @@ class Route:
         (:meth:`~kloudless.server.store.Store.unit_of_work`): its change, activity events and
         stored idempotent answer commit together. False only for a handler that must call out
         (an upstream, a webhook URL) after its first write.
+    :param family: the API family the route belongs to (``storage``, ``calendar``, ...; see
+        :data:`kloudless.server.scopes.FAMILIES`): a bearer token's scope must cover it. Set it
+        here, or for a whole module with :func:`in_family` in the routing table.
     """
 
     path: str
@@ -68,6 +72,12 @@ class Route:
     body: str = BODY_SMALL
     precheck: Precheck | None = None
     atomic: bool = True
+    family: str = ""
+
+
+def in_family(family: str, routes: Sequence[Route]) -> list[Route]:
+    """:returns: ``routes`` with ``family`` set on those that do not name one themselves."""
+    return [route if route.family else replace(route, family=family) for route in routes]
 
 
 def url_map(routes: Sequence[Route]) -> Map:

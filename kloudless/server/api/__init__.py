@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ..routing import Route
+from ..routing import Route, in_family
 from . import (
     accounts,
     calendar,
@@ -26,24 +26,26 @@ from . import (
     unsupported,
 )
 
-#: Every route, in matching order (``unsupported`` last: it answers what the others do not).
+#: Every route, in matching order (``unsupported`` last: it answers what the others do not),
+#: each in its API family (:data:`kloudless.server.scopes.FAMILIES`), which a bearer token's
+#: scope must cover. Routes that name their own family keep it.
 ROUTES: list[Route] = [
-    *oauth.ROUTES,
-    *accounts.ROUTES,
-    *storage.ROUTES,
-    *multipart.ROUTES,
-    *links.ROUTES,
-    *events.ROUTES,
-    *raw.ROUTES,
-    *raw_ids.ROUTES,
-    *meta.ROUTES,
-    *trusted_domains.ROUTES,
-    *tasks.ROUTES,
-    *team.ROUTES,
+    *in_family("oauth", oauth.ROUTES),
+    *in_family("account", accounts.ROUTES),
+    *in_family("storage", storage.ROUTES),
+    *in_family("storage", multipart.ROUTES),
+    *in_family("storage", links.ROUTES),
+    *in_family("events", events.ROUTES),
+    *in_family("raw", raw.ROUTES),
+    *in_family("storage", raw_ids.ROUTES),
+    *in_family("meta", meta.ROUTES),
+    *in_family("meta", trusted_domains.ROUTES),
+    *in_family("account", tasks.ROUTES),
+    *in_family("team", team.ROUTES),
     *unsupported.ROUTES,
-    *calendar.ROUTES,
-    *site.ROUTES,
-    *contacts.ROUTES,
+    *in_family("calendar", calendar.ROUTES),
+    *in_family("public", site.ROUTES),
+    *in_family("contacts", contacts.ROUTES),
 ]
 
 __all__ = ["ROUTES"]

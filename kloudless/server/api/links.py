@@ -13,6 +13,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from .. import content
 from ..availability import format_utc, parse_datetime
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found
@@ -197,25 +198,30 @@ def public_link(ctx: RequestContext, link_id: str) -> Response:
         raise not_found("This link does not exist, is inactive or has expired.")
     if row["password_hash"]:
         if ctx.request.method != "POST":
-            return Response(_PASSWORD_FORM.format(error=""), mimetype="text/html")
+            return content.page(_PASSWORD_FORM.format(error=""))
         password = ctx.form_body().get("password", "")
         if not _check_password(password, str(row["password_hash"])):
-            return Response(
-                _PASSWORD_FORM.format(error="<p>Wrong password.</p>"),
-                status=403,
-                mimetype="text/html",
-            )
+            return content.page(_PASSWORD_FORM.format(error="<p>Wrong password.</p>"), 403)
     account = ctx.store.get_account(int(row["account_id"]))
     if account is None:
         raise not_found("This link does not exist.")
     storage = ctx.storage(account)
-    if not row["direct"] and ctx.request.method == "GET" and not ctx.request.args.get("download"):
+    download = bool(ctx.request.args.get("download"))
+    if not row["direct"] and ctx.request.method == "GET" and not download:
         obj = storage.get(str(row["file_id"]), "file")
-        return Response(
-            _LANDING.format(name=html.escape(obj.name), size=obj.size), mimetype="text/html"
-        )
+        return content.page(_LANDING.format(name=html.escape(obj.name), size=obj.size))
     opened = storage.open_contents(str(row["file_id"]))
-    return send_contents(ctx, opened.stream, opened.size, opened.mime_type, opened.etag)
+    # A direct link opened in a browser shows safe types (images, PDF, text) inline; anything
+    # else, and every ?download=1, is an attachment. Nothing runs on this origin either way.
+    return send_contents(
+        ctx,
+        opened.stream,
+        opened.size,
+        opened.mime_type,
+        opened.etag,
+        name=opened.name,
+        inline=bool(row["direct"]) and not download,
+    )
 
 
 ROUTES = [
@@ -224,5 +230,7 @@ ROUTES = [
     Route(A + "/<link_id>", ("GET",), get_link),
     Route(A + "/<link_id>", ("PATCH",), patch_link),
     Route(A + "/<link_id>", ("DELETE",), delete_link),
-    Route("/l/<link_id>", ("GET", "POST"), public_link, auth=AUTH_NONE, prefix=False),
+    Route(
+        "/l/<link_id>", ("GET", "POST"), public_link, auth=AUTH_NONE, prefix=False, family="public"
+    ),
 ]

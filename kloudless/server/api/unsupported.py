@@ -42,15 +42,17 @@ def public_services(ctx: RequestContext) -> Response:
     return json_response(ctx.object_list(objects, "core"))
 
 
+#: ``(path, methods, what, API family)``.
 _UNSUPPORTED = [
-    ("/storage/files/<object_id>/thumbnail", ("GET",), "Thumbnails"),
-    ("/storage/files/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions"),
-    ("/storage/folders/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions"),
-    ("/storage/files/<object_id>/properties", ("GET", "PATCH", "DELETE"), "Properties"),
-    ("/storage/files/upload_url", ("POST",), "Upload URLs"),
-    ("/crm/<path:rest>", ("GET", "POST", "PATCH", "DELETE"), "This CRM object type"),
+    ("/storage/files/<object_id>/thumbnail", ("GET",), "Thumbnails", "storage"),
+    ("/storage/files/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions", "storage"),
+    ("/storage/folders/<object_id>/permissions", ("GET", "PUT", "PATCH"), "Permissions", "storage"),
+    ("/storage/files/<object_id>/properties", ("GET", "PATCH", "DELETE"), "Properties", "storage"),
+    ("/storage/files/upload_url", ("POST",), "Upload URLs", "storage"),
+    ("/crm/<path:rest>", ("GET", "POST", "PATCH", "DELETE"), "This CRM object type", "contacts"),
 ]
 
-ROUTES = [Route(A + path, methods, unsupported(what)) for path, methods, what in _UNSUPPORTED] + [
-    Route("/public/services", ("GET",), public_services, auth=AUTH_NONE)
-]
+ROUTES = [
+    Route(A + path, methods, unsupported(what), family=family)
+    for path, methods, what, family in _UNSUPPORTED
+] + [Route("/public/services", ("GET",), public_services, auth=AUTH_NONE, family="public")]
