@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -140,3 +140,20 @@ def loopback() -> Iterator[Callable[[Reply], LoopbackServer]]:
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def world(tmp_path: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """``(app, client, creds)``: a fresh server (default settings, so the outbound policy
+    refuses loopback upstreams), a buffered test client and its first-start credentials."""
+    from kloudless.server import Settings, create_app
+    from kloudless.server.bootstrap import bootstrap
+    from tests.server.conftest import BufferedClient
+
+    app = create_app(Settings(data_dir=str(tmp_path / "data")))
+    creds = bootstrap(app.store)
+    assert creds is not None
+    try:
+        yield app, BufferedClient(app), creds
+    finally:
+        app.close()

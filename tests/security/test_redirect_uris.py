@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
-from kloudless.server.bootstrap import Credentials, bootstrap
+from kloudless.server.bootstrap import Credentials
 from kloudless.server.redirect_uris import is_loopback, problem
 
 HOSTILE = [
@@ -30,17 +27,6 @@ HOSTILE = [
     "http://evil.example:8020/callback",
     "//evil.example/cb",
 ]
-
-
-@pytest.fixture
-def world(tmp_path: Any) -> Iterator[tuple[ServerApp, Client, Credentials]]:
-    app = create_app(Settings(data_dir=str(tmp_path / "data")))
-    creds = bootstrap(app.store)
-    assert creds is not None
-    try:
-        yield app, Client(app), creds
-    finally:
-        app.close()
 
 
 def params(creds: Credentials, uri: str, response_type: str = "code") -> dict[str, str]:

@@ -6,33 +6,19 @@ to list storage folders with 200."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from werkzeug.test import Client
 
-from kloudless.server import Settings, create_app
 from kloudless.server.api import ROUTES
 from kloudless.server.app import ServerApp
-from kloudless.server.bootstrap import Credentials, bootstrap
+from kloudless.server.bootstrap import Credentials
 from kloudless.server.scopes import ALWAYS, FAMILIES, allows, granted
 
 REDIRECT = "http://localhost:8020/callback"
 ROOT = "/v1/accounts/me/storage/folders/root/contents"
 CALENDARS = "/v1/accounts/me/cal/calendars"
-
-
-@pytest.fixture
-def world(tmp_path: Any) -> Iterator[tuple[ServerApp, Client, Credentials]]:
-    app = create_app(Settings(data_dir=str(tmp_path / "data")))
-    creds = bootstrap(app.store)
-    assert creds is not None
-    try:
-        yield app, Client(app), creds
-    finally:
-        app.close()
 
 
 def consented_token(client: Client, creds: Credentials, scope: str) -> str:

@@ -7,31 +7,22 @@ by ``GET /l/<id>`` (and ``?download=1``) as ``text/html`` with no ``Content-Disp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from kloudless.server import Settings, create_app
-from kloudless.server.app import ServerApp
-from kloudless.server.bootstrap import Credentials, bootstrap
 from kloudless.server.content import content_disposition
-from tests.server.conftest import BufferedClient
 
 SCRIPT = b"<html><body><script>fetch('/v1/oauth').then(r => r.text())</script></body></html>"
 FILES = "/v1/accounts/me/storage/files"
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> Iterator[tuple[Client, dict[str, str]]]:
-    app: ServerApp = create_app(Settings(data_dir=str(tmp_path / "data")))
-    creds: Credentials | None = bootstrap(app.store)
-    assert creds is not None
-    try:
-        yield BufferedClient(app), {"Authorization": f"Bearer {creds.token}"}
-    finally:
-        app.close()
+def site(world: tuple[Any, Client, Any]) -> tuple[Client, dict[str, str]]:
+    """The test client and Bearer headers of the local account."""
+    _, client, creds = world
+    return client, {"Authorization": f"Bearer {creds.token}"}
 
 
 def upload(client: Client, auth: dict[str, str], name: str, data: bytes) -> str:
@@ -60,9 +51,9 @@ def assert_cannot_run(response: TestResponse) -> None:
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_a_shared_html_file_is_not_served_as_a_page(
-    world: tuple[Client, dict[str, str]], direct: bool
+    site: tuple[Client, dict[str, str]], direct: bool
 ) -> None:
-    client, auth = world
+    client, auth = site
     url = link(client, auth, upload(client, auth, "x.html", SCRIPT), direct)
     queries = ["?download=1"] + ([""] if direct else [])
     for query in queries:
@@ -83,9 +74,9 @@ def test_a_shared_html_file_is_not_served_as_a_page(
     ],
 )
 def test_active_types_are_never_inline(
-    world: tuple[Client, dict[str, str]], name: str, data: bytes
+    site: tuple[Client, dict[str, str]], name: str, data: bytes
 ) -> None:
-    client, auth = world
+    client, auth = site
     file_id = upload(client, auth, name, data)
     assert_cannot_run(client.get(link(client, auth, file_id, True)))
     assert_cannot_run(client.get(f"{FILES}/{file_id}/contents", headers=auth))
@@ -96,9 +87,9 @@ def test_active_types_are_never_inline(
     [("photo.png", b"\x89PNG\r\n\x1a\n"), ("notes.txt", SCRIPT), ("doc.pdf", b"%PDF-1.4\n")],
 )
 def test_safe_types_are_inline_on_direct_links_only(
-    world: tuple[Client, dict[str, str]], name: str, data: bytes
+    site: tuple[Client, dict[str, str]], name: str, data: bytes
 ) -> None:
-    client, auth = world
+    client, auth = site
     file_id = upload(client, auth, name, data)
     url = link(client, auth, file_id, True)
     shown = client.get(url)
@@ -110,8 +101,8 @@ def test_safe_types_are_inline_on_direct_links_only(
     assert_cannot_run(client.get(f"{FILES}/{file_id}/contents", headers=auth))
 
 
-def test_ranges_keep_the_protection(world: tuple[Client, dict[str, str]]) -> None:
-    client, auth = world
+def test_ranges_keep_the_protection(site: tuple[Client, dict[str, str]]) -> None:
+    client, auth = site
     url = link(client, auth, upload(client, auth, "x.html", SCRIPT), True)
     partial = client.get(url, headers={"Range": "bytes=0-5"})
     assert partial.status_code == 206 and partial.get_data() == SCRIPT[:6]
@@ -119,8 +110,8 @@ def test_ranges_keep_the_protection(world: tuple[Client, dict[str, str]]) -> Non
     assert partial.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_unicode_and_awkward_names(world: tuple[Client, dict[str, str]]) -> None:
-    client, auth = world
+def test_unicode_and_awkward_names(site: tuple[Client, dict[str, str]]) -> None:
+    client, auth = site
     file_id = upload(client, auth, 'naïve "résumé"; x.html', SCRIPT)
     value = client.get(f"{FILES}/{file_id}/contents", headers=auth).headers["Content-Disposition"]
     assert value == (
@@ -140,8 +131,8 @@ def test_content_disposition_rules() -> None:
     )
 
 
-def test_link_pages_cannot_be_framed_or_run_scripts(world: tuple[Client, dict[str, str]]) -> None:
-    client, auth = world
+def test_link_pages_cannot_be_framed_or_run_scripts(site: tuple[Client, dict[str, str]]) -> None:
+    client, auth = site
     file_id = upload(client, auth, "<img src=x onerror=alert(1)>.txt", b"x")
     landing = client.get(link(client, auth, file_id, False))
     assert landing.status_code == 200 and "<img src=x" not in landing.get_data(as_text=True)
