@@ -46,7 +46,7 @@ def allow(client: Client, creds: Credentials, uri: str, response_type: str) -> T
     csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.get_data(as_text=True))
     assert csrf is not None
     form = dict(query, csrf_token=csrf.group(1), decision="allow")
-    return client.post("/v1/oauth", data=dict(form, account_id=str(creds.account_id)))
+    return client.post("/v1/oauth", data=dict(form, account_id="new"))
 
 
 def refused(response: TestResponse) -> None:

@@ -22,7 +22,7 @@ CALENDARS = "/v1/accounts/me/cal/calendars"
 
 
 def consented_token(client: Client, creds: Credentials, scope: str) -> str:
-    """A token from the consent page (implicit flow, loopback redirect, the local account)."""
+    """A token from the consent page (implicit flow, loopback redirect, a new local account)."""
     params = {
         "client_id": creds.app_id,
         "response_type": "token",
@@ -34,7 +34,7 @@ def consented_token(client: Client, creds: Credentials, scope: str) -> str:
     csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.get_data(as_text=True))
     assert csrf is not None
     form = dict(params, csrf_token=csrf.group(1), decision="allow")
-    form["account_id"] = str(creds.account_id)
+    form["account_id"] = "new"  # a new local account (existing ones need an invitation)
     done = client.post("/v1/oauth", data=form)
     assert done.status_code == 302, done.get_data(as_text=True)
     return parse_qs(urlsplit(done.headers["Location"]).fragment)["access_token"][0]
