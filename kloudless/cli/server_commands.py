@@ -98,6 +98,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         connections_per_address=args.connections_per_address,
         account_quota_bytes=args.account_quota,
         allow_upstream=_allow_upstream(args),
+        rclone_binary=args.rclone_binary,
+        rclone_local_roots=[os.path.abspath(d) for d in args.rclone_allow_local or []],
     )
     from kloudless.server.runner import DataDirError
 
@@ -248,6 +250,47 @@ def _print_exports(what: str, account_id: int, token: str) -> None:
     print(f"  export KLOUDLESS_TOKEN={shlex.quote(token)}")
 
 
+def _rclone_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """:returns: the rclone account settings of the command line, or None without any."""
+    if not (args.rclone_remote or args.rclone_type):
+        if args.rclone_config or args.rclone_option or args.rclone_path:
+            raise _UsageError("give --rclone-remote NAME or --rclone-type TYPE")
+        return None
+    if args.rclone_remote and args.rclone_type:
+        raise _UsageError("--rclone-remote and --rclone-type exclude each other")
+    if args.service not in ("local", "rclone"):
+        raise _UsageError("--rclone-* options create rclone accounts; drop --service")
+    settings: dict[str, Any] = {}
+    if args.rclone_path:
+        settings["rclone_path"] = args.rclone_path
+    if args.rclone_remote:
+        if args.rclone_option:
+            raise _UsageError("--rclone-option goes with --rclone-type")
+        from kloudless.server.connectors.rclone_process import find_binary
+        from kloudless.server.connectors.rclone_remotes import read_config_file
+
+        sections = read_config_file(find_binary(args.rclone_binary), args.rclone_config)
+        settings.update(rclone_remote=args.rclone_remote, rclone_config=sections)
+        return settings
+    if args.rclone_config:
+        raise _UsageError("--rclone-config goes with --rclone-remote")
+    options: dict[str, str] = {}
+    for item in args.rclone_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"--rclone-option {key or item!r}: expected KEY=VALUE")
+        if value.startswith("@"):
+            try:
+                with open(value[1:], encoding="utf-8") as handle:
+                    value = handle.read().rstrip("\r\n")
+            except OSError as exc:
+                problem = f"cannot read {value[1:]}: {exc.strerror}"
+                raise _UsageError(f"--rclone-option {key}: {problem}") from None
+        options[key] = value
+    settings.update(rclone_type=args.rclone_type, rclone_options=options)
+    return settings
+
+
 def cmd_accounts_create(args: argparse.Namespace) -> int:
     """Create an account (checking upstream settings first) and a bearer token for it."""
     from kloudless.server import account_fields  # noqa: F401  (the 'admin' column)
@@ -257,33 +300,67 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
     from kloudless.server.outbound import OutboundPolicy
 
     try:
-        settings = _upstream_settings(args)
+        rclone_settings = _rclone_settings(args)
+        settings = rclone_settings if rclone_settings is not None else _upstream_settings(args)
     except _UsageError as exc:
         sys.stderr.write(f"kloudless: error: {exc}\n")
         return 2
+    except ApiError as exc:  # the rclone config file could not be read
+        sys.stderr.write(f"kloudless: {exc.message} ({exc.error_code})\n")
+        return 1
     with closing(_store(args)) as store:
         try:
             # Same check as POST /v1/accounts: contacts the upstream, seals the password.
             policy = OutboundPolicy.from_entries(_allow_upstream(args))
-            config = get_connector(args.service).validate_config(settings, store, policy)
+            if rclone_settings is not None:
+                config, service, label = _check_rclone(args, store, rclone_settings)
+            else:
+                connector = get_connector(args.service)
+                config = connector.validate_config(settings, store, policy)
+                service, label = connector.account_identity(config)
         except ApiError as exc:
             sys.stderr.write(f"kloudless: error: {exc.message} ({exc.error_code})\n")
             return 1
         app = _first_app(store)
-        name = args.name or default_account_name(args.service, config)
+        name = args.name or label or default_account_name(service, config)
         with store.transaction():
-            account_id = store.create_account(app["id"], args.service, name[:255], config)
+            account_id = store.create_account(app["id"], service, name[:255], config)
             if args.admin:
                 store.execute("UPDATE accounts SET admin = 1 WHERE id = ?", (account_id,))
             token = store.create_token(app["id"], account_id)
         if args.json:
-            created = {"id": account_id, "service": args.service, "account": name[:255]}
+            created = {"id": account_id, "service": service, "account": name[:255]}
             print(json.dumps({**created, "admin": bool(args.admin), "token": token}, indent=2))
             return 0
         kind = "admin account" if args.admin else "account"
-        print(f"Created {kind} {account_id} ({args.service}, {name[:255]!r}).")
+        print(f"Created {kind} {account_id} ({service}, {name[:255]!r}).")
         _print_exports("Its bearer token", account_id, token)
     return 0
+
+
+def _check_rclone(
+    args: argparse.Namespace, store: Any, settings: dict[str, Any]
+) -> tuple[dict[str, Any], str, str | None]:
+    """Try an rclone remote (the operator's command line: trusted, any local path) with a
+    temporary rcd of the data dir. :returns: ``(config, service, default name)``."""
+    from kloudless.server.connectors import rclone
+    from kloudless.server.outbound import policy_for
+    from kloudless.server.settings import Settings
+
+    server = Settings(
+        data_dir=args.data_dir,
+        rclone_binary=args.rclone_binary,
+        allow_upstream=_allow_upstream(args),
+    )
+    connector = rclone.CONNECTORS[0]
+    try:
+        config = connector.validate_config(
+            settings, store, policy_for(server), settings=server, trusted=True
+        )
+    finally:
+        rclone.close(server)
+    service, label = connector.account_identity(config)
+    return config, service, label
 
 
 def cmd_accounts_list(args: argparse.Namespace) -> int:
@@ -553,6 +630,17 @@ def register(subparsers: Any) -> None:
         "set-ups only), 'none' only creates new accounts",
     )
     serve.add_argument(
+        "--rclone-binary",
+        metavar="PATH",
+        help="the rclone executable (default: the one of kloudless[rclone], else rclone on PATH)",
+    )
+    serve.add_argument(
+        "--rclone-allow-local",
+        action="append",
+        metavar="DIR",
+        help="let rclone remotes created through the API use local paths under DIR (repeatable)",
+    )
+    serve.add_argument(
         "--oauth-new-accounts-only",
         action="store_true",
         help="same as --oauth-existing-accounts none",
@@ -602,6 +690,33 @@ def register(subparsers: Any) -> None:
         help="carddav: the address book collection to use (default: the first one)",
     )
     _add_allow_upstream(create)
+    rclone = create.add_argument_group(
+        "rclone remotes (service ids of the remote's type: gdrive, dropbox, s3, sftp, ...)"
+    )
+    rclone.add_argument(
+        "--rclone-remote", metavar="NAME", help="import the remote NAME from an rclone config"
+    )
+    rclone.add_argument(
+        "--rclone-config",
+        metavar="FILE",
+        help="the rclone config file (default: rclone's own; RCLONE_CONFIG_PASS decrypts it)",
+    )
+    rclone.add_argument(
+        "--rclone-type", metavar="TYPE", help="create a remote of this rclone backend type"
+    )
+    rclone.add_argument(
+        "--rclone-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the --rclone-type remote (repeatable); KEY=@FILE reads the value "
+        "from FILE (keeps secrets out of the process list)",
+    )
+    rclone.add_argument(
+        "--rclone-path", metavar="SUBDIR", help="the remote's folder used as the account's root"
+    )
+    rclone.add_argument(
+        "--rclone-binary", metavar="PATH", help="the rclone executable (as for kloudless serve)"
+    )
     _command(acc_sub, "list", cmd_accounts_list, help="list accounts")
     invite = _command(
         acc_sub,

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import webhooks
 from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
-from .connectors import caldav, webdav_client
+from .connectors import caldav, rclone, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
 from .intents import Intent
@@ -40,6 +40,7 @@ class Core:
         self.store = Store(settings.db_path)
         #: What start-up recovery found left in progress by an earlier process.
         self.recovered = recover(self.store, settings)
+        rclone.configure(settings)  # the rcd itself starts on the first rclone account's use
         #: The one activity log (events API, webhooks).
         self.activity = ActivityLog(self.store)
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kloudless-task")
@@ -80,5 +81,6 @@ class Core:
         self.webhooks.stop()
         self.executor.shutdown(wait=True)
         webdav_client.close_clients()
+        rclone.close(self.settings)
         caldav.close_backends()
         self.store.close()

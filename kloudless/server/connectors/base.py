@@ -364,5 +364,12 @@ class Connector:
             f"The {self.service} service takes no imported credentials ('token').",
         )
 
+    def account_identity(self, config: dict[str, Any]) -> tuple[str, str | None]:
+        """:param config: a config :meth:`validate_config` returned.
+        :returns: ``(service id to store on the account, default display name or None)``;
+            a connector serving several services (rclone) picks the service from the config.
+        """
+        return self.service, None
+
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         """Clean up connector state after an account is deleted (files on disk, ...)."""

@@ -14,10 +14,12 @@ from .base import Connector
 from .caldav import CALDAV
 from .carddav import CARDDAV
 from .local import LOCAL
+from .rclone import CONNECTORS as RCLONE_CONNECTORS
+from .rclone import connector_for as rclone_connector_for
 from .webdav import WEBDAV
 
-#: The connectors every server has.
-BUILTIN: tuple[Connector, ...] = (LOCAL, WEBDAV, CALDAV, CARDDAV)
+#: The connectors every server has (rclone serves the service ids of its backend types).
+BUILTIN: tuple[Connector, ...] = (LOCAL, WEBDAV, CALDAV, CARDDAV, *RCLONE_CONNECTORS)
 
 _REGISTRY: dict[str, Connector] = {c.service: c for c in BUILTIN}
 
@@ -35,7 +37,7 @@ def register(connector: Connector) -> Connector:
 
 def get_connector(service: str) -> Connector:
     """:returns: the connector of ``service``. :raises ApiError: 501 for an unknown service."""
-    connector = _REGISTRY.get(service)
+    connector = _REGISTRY.get(service) or rclone_connector_for(service)
     if connector is None:
         raise ApiError(501, "not_implemented", f"No connector for service {service!r}.")
     return connector
