@@ -14,7 +14,9 @@ from kloudless.server.connectors.rclone_ids import IdMap
 from kloudless.server.connectors.rclone_process import close_daemons, daemon_for
 from kloudless.server.connectors.rclone_rc import RcClient
 from kloudless.server.connectors.rclone_storage import RcloneStorage
+from kloudless.server.settings import Settings
 from kloudless.server.store import Store
+from tests.server.conftest import app, client, creds  # noqa: F401 - the API tests' fixtures
 
 from .servers import KINDS, Upstream, Upstreams
 
@@ -31,6 +33,17 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
 def upstream(request: pytest.FixtureRequest, upstreams: Upstreams) -> Upstream:
     """A fresh empty folder on each kind of upstream in turn."""
     return upstreams.make(str(request.param))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The API tests' server (``app``, ``client``, ``creds`` of tests/server/conftest.py): local
+    paths allowed under the tests' folders, loopback upstreams allowed."""
+    return Settings(
+        data_dir=str(tmp_path / "data"),
+        rclone_local_roots=[str(tmp_path.parent)],
+        allow_upstream=["127.0.0.1"],
+    )
 
 
 @pytest.fixture
@@ -52,9 +65,9 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def rc(shared_dir: Path) -> Iterator[RcClient]:
-    client = RcClient(daemon_for(str(shared_dir)))
-    yield client
-    client.close()
+    rc_client = RcClient(daemon_for(str(shared_dir)))
+    yield rc_client
+    rc_client.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,44 +5,17 @@ made through the API."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from werkzeug.test import Client
 
 from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials, bootstrap
+from tests.server.conftest import BufferedClient as _Buffered
 
 from .servers import PASSWORD, Upstream, Upstreams
-
-
-class _Buffered(Client):
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("buffered", True)
-        return super().open(*args, **kwargs)
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[ServerApp]:
-    settings = Settings(data_dir=str(tmp_path / "data"), rclone_local_roots=[str(tmp_path.parent)])
-    application = create_app(settings)
-    yield application
-    application.close()
-
-
-@pytest.fixture
-def creds(app: ServerApp) -> Credentials:
-    result = bootstrap(app.store)
-    assert result is not None
-    return result
-
-
-@pytest.fixture
-def client(app: ServerApp) -> Client:
-    return _Buffered(app)
 
 
 def _key(creds: Credentials) -> dict[str, str]:
@@ -176,13 +149,26 @@ def test_policy_for_remotes_made_through_the_api(tmp_path: Path, upstreams: Upst
                 "/v1/accounts", json={"service": "rclone", **body}, headers=_key(creds)
             )
             assert (answer.status_code, answer.get_json()["error_code"]) == (403, "forbidden"), body
-        sftp = upstreams.make("sftp")  # a remote host is fine
+        sftp = upstreams.make("sftp")  # a host the outbound policy allows is fine
         answer = client.post(
             "/v1/accounts",
             json={"service": "rclone", **sftp.account_settings()},
             headers=_key(creds),
         )
         assert answer.status_code == 201
+    finally:
+        app.close()
+    # Without --allow-upstream, loopback hosts are refused before rclone connects anywhere.
+    app = create_app(Settings(data_dir=str(tmp_path / "default")))
+    try:
+        client = _Buffered(app)
+        creds = bootstrap(app.store)
+        assert creds is not None
+        for kind in ("sftp", "s3", "webdav"):
+            body = {"service": "rclone", **upstreams.make(kind).account_settings()}
+            answer = client.post("/v1/accounts", json=body, headers=_key(creds))
+            assert answer.status_code == 400, (kind, answer.get_json())
+            assert "not allowed" in answer.get_json()["message"]
     finally:
         app.close()
 
@@ -216,3 +202,33 @@ def test_import_a_remote_from_config_text(
     assert up.status_code == 201, up.get_json()
     on_disk = [p.name for p in folder.iterdir()]
     assert len(on_disk) == 1 and "hidden" not in on_disk[0]
+
+
+def test_kloudless_s3_import_is_stored_untried(
+    client: Client, creds: Credentials, upstreams: Upstreams
+) -> None:
+    from .servers import ACCESS_KEY, SECRET_KEY
+
+    s3 = upstreams.make("s3")
+    body = {
+        "service": "s3_compatible",
+        "token": ACCESS_KEY,
+        "token_secret": SECRET_KEY,
+        "endpoint": s3.options["endpoint"],
+        "bucket": s3.path,
+    }
+    created = client.post("/v1/accounts", json=body, headers=_key(creds))
+    assert created.status_code == 201, created.get_json()
+    account = created.get_json()
+    assert account["service"] == "s3_compatible"
+    store = client.application.store  # type: ignore[attr-defined]
+    assert SECRET_KEY not in store.get_account(account["id"])["config"]
+    token = store.create_token(creds.app_id, account["id"])
+    meta = json.dumps({"parent_id": "root", "name": "imported.txt"})
+    up = client.post(
+        "/v1/accounts/me/storage/files",
+        data=b"imported",
+        headers={"Authorization": f"Bearer {token}", "X-Kloudless-Metadata": meta},
+    )
+    assert up.status_code == 201, up.get_json()
+    assert (s3.folder / "imported.txt").read_bytes() == b"imported"

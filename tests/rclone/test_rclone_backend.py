@@ -15,6 +15,11 @@ from kloudless.server.errors import ApiError
 
 from .servers import Upstream
 
+#: The slow multi-step tests run on these kinds only (every kind runs the rest, and the storage
+#: e2e tests in test_rclone_e2e.py): server-side copy (local, S3), none (WebDAV: rclone copies
+#: through the rcd), and end-to-end encryption.
+SOME_KINDS = pytest.mark.parametrize("upstream", ["local", "s3", "webdav", "crypt"], indirect=True)
+
 
 def _files_on_disk(folder: Path) -> list[str]:
     return sorted(
@@ -137,6 +142,7 @@ def test_rename_and_move_keep_ids(backend: RcloneStorage, upstream: Upstream) ->
     assert into_itself.value.status == 400
 
 
+@SOME_KINDS
 def test_copy_and_delete(backend: RcloneStorage, upstream: Upstream) -> None:
     src, _ = backend.create_folder("root", "src", False)
     backend.upload(src.id, "f.txt", io.BytesIO(b"copy me"), False, 100)
@@ -164,6 +170,7 @@ def test_copy_and_delete(backend: RcloneStorage, upstream: Upstream) -> None:
     assert root.value.status == 403
 
 
+@SOME_KINDS
 def test_search_recent_quota_and_capabilities(backend: RcloneStorage, upstream: Upstream) -> None:
     folder, _ = backend.create_folder("root", "Projects", False)
     backend.upload(folder.id, "Budget-2026.xlsx", io.BytesIO(b"1"), False, 10)

@@ -281,6 +281,37 @@ class RcloneConnector(Connector):
         result["rclone_label"] = _label(checked, config.get("rclone_remote"))
         return result
 
+    def import_config(
+        self, fields: dict[str, Any], store: Store, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A Kloudless import of an S3 account (``token`` = access key id, ``token_secret`` =
+        secret access key; ``domain`` or ``endpoint`` for S3-compatible stores, ``region``,
+        ``bucket`` or ``rclone_path``), stored untried with ``"imported": true``.
+
+        :raises ApiError: 400 for other services (their OAuth tokens belong to another OAuth
+            client than rclone's: connect them with ``rclone config`` and import the remote).
+        """
+        if self.service not in ("s3", "s3_compatible", "aliyun_oss"):
+            return super().import_config(fields, store, previous)
+        key, secret = fields.get("token"), fields.get("token_secret")
+        if not isinstance(key, str) or not key or not isinstance(secret, str) or not secret:
+            raise invalid_parameters(
+                "An S3 import needs 'token' (access key id) and 'token_secret'."
+            )
+        options = {"access_key_id": key, "secret_access_key": secret}
+        endpoint = fields.get("endpoint") or fields.get("domain")
+        options["provider"] = "Other" if endpoint else "AWS"
+        if self.service == "aliyun_oss":
+            options["provider"] = "Alibaba"
+        if isinstance(endpoint, str) and endpoint:
+            options["endpoint"] = endpoint
+        if isinstance(fields.get("region"), str):
+            options["region"] = fields["region"]
+        spec = spec_from_options("s3", options, fields.get("rclone_path") or fields.get("bucket"))
+        result = stored_config(spec, store.server_secret())
+        result.update(rclone_service=self.service, rclone_label=f"{key[:8]}... (s3)", imported=True)
+        return result
+
     def _sections(self, session: _Session, given: Any) -> dict[str, dict[str, str]]:
         if isinstance(given, dict):
             return {

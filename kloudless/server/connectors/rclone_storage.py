@@ -41,7 +41,7 @@ from kloudless.server.connectors.base import (
 from kloudless.server.connectors.rclone_errors import upstream_error
 from kloudless.server.connectors.rclone_ids import ROOT, IdMap
 from kloudless.server.connectors.rclone_rc import RcClient, RcError
-from kloudless.server.connectors.rclone_streams import LimitedReader, RcloneFile
+from kloudless.server.connectors.rclone_streams import LimitedReader, rclone_file
 from kloudless.server.connectors.webdav_snapshots import Snapshots, snapshot_lock
 from kloudless.server.errors import (
     ApiError,
@@ -321,7 +321,7 @@ class RcloneStorage(StorageBackend):
         obj = self._object(item)
         size = obj.size or 0
         return FileContents(
-            stream=io.BufferedReader(RcloneFile(self.rc, self.remote, path, size), _CHUNK),
+            stream=io.BufferedReader(rclone_file(self.rc, self.remote, path, size), _CHUNK),
             size=size,
             mime_type=obj.mime_type or "application/octet-stream",
             etag=obj.etag,

@@ -3,69 +3,45 @@
 from __future__ import annotations
 
 import io
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from kloudless.server.connectors.rclone_errors import upstream_error
 from kloudless.server.connectors.rclone_rc import RcClient, RcError
+from kloudless.server.connectors.webdav_streams import RemoteFile
 
 
-class RcloneFile(io.RawIOBase):
-    """A seekable read-only view of a file served by the rcd (``--rc-serve``).
+class _Download:
+    """One streamed GET of the rcd, shaped as :class:`RemoteFile` expects a response."""
 
-    Nothing is requested until the first read; a seek before it becomes the ``Range`` of
-    that request, so a ranged download of the API fetches only the bytes it sends.
-    """
-
-    def __init__(self, rc: RcClient, remote: str, path: str, size: int) -> None:
-        super().__init__()
-        self._rc, self._remote, self._path, self._size = rc, remote, path, size
-        self._pos = 0
-        self._response: Any = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        origin = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        target = max(0, origin + offset)
-        if target != self._pos:
-            self._release()
-            self._pos = target
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        if self._pos >= self._size:
-            return 0
-        if self._response is None:
-            try:
-                self._response = self._rc.open_file(self._remote, self._path, self._pos)
-            except RcError as exc:
-                raise upstream_error(exc) from None
-            if self._pos and self._response.status != 206:
-                self._release()
-                raise OSError("rclone ignored the byte range")
-        data = self._response.read(len(buffer))
-        if not data:
-            raise OSError("the file ended early (it changed upstream, or rclone stopped)")
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def _release(self) -> None:
-        if self._response is not None:
-            self._response.release_conn()
-            self._response.close()
-            self._response = None
+    def __init__(self, response: Any) -> None:
+        self.raw = response
+        self.status_code = int(response.status)
 
     def close(self) -> None:
-        self._release()
-        super().close()
+        self.raw.release_conn()
+        self.raw.close()
+
+
+class _RcdFiles:
+    """The rcd's file serving, as the ``get(path, byte_range)`` client of :class:`RemoteFile`."""
+
+    def __init__(self, rc: RcClient, remote: str) -> None:
+        self.rc, self.remote = rc, remote
+
+    def get(self, path: str, byte_range: tuple[int, int | None] | None) -> _Download:
+        try:
+            return _Download(
+                self.rc.open_file(self.remote, path, byte_range[0] if byte_range else 0)
+            )
+        except RcError as exc:
+            raise upstream_error(exc) from None
+
+
+def rclone_file(rc: RcClient, remote: str, path: str, size: int) -> io.RawIOBase:
+    """:returns: a seekable read-only view of a file served by the rcd (``--rc-serve``):
+    nothing is requested until the first read, and a seek before it becomes the ``Range`` of
+    that request (the WebDAV connector's :class:`RemoteFile` over the rcd)."""
+    return RemoteFile(cast(Any, _RcdFiles(rc, remote)), path, size)
 
 
 class LimitedReader(io.RawIOBase):
