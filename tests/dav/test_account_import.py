@@ -69,7 +69,8 @@ def test_import_of_an_unreachable_server_is_not_tried(
 @pytest.mark.parametrize(
     ("body", "named"),
     [
-        ({"service": "dropbox", "token": "t"}, "it supports:"),
+        ({"service": "evernote", "token": "t"}, "it supports:"),
+        ({"service": "dropbox", "token": "t"}, "takes no imported credentials"),
         ({"service": 3, "token": "t"}, "'service'"),
         ({"service": "webdav", "account": "u", "token": "p"}, "'domain'"),
         ({"service": "webdav", "domain": "https://dav.example/", "token": "p"}, "'username'"),
