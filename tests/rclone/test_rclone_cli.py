@@ -24,7 +24,7 @@ def _create(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 
 def _token(out: str) -> str:
-    match = re.search(r"Bearer token \(shown once\): (\S+)", out)
+    match = re.search(r"export KLOUDLESS_TOKEN=(\S+)", out)
     assert match, out
     return match.group(1)
 
@@ -35,6 +35,7 @@ def test_import_from_config_file_and_from_options(
     data = str(tmp_path / "data")
     Store(str(tmp_path / "data" / "kloudless.sqlite3")).close()  # a server's first start
     assert main(["apps", "show", "--data-dir", data]) == 0
+    capsys.readouterr()  # its own export lines are not the new accounts'
     files = tmp_path / "files"
     (files / "sub").mkdir(parents=True)
     (files / "sub" / "hello.txt").write_bytes(b"hi from disk")
@@ -70,7 +71,7 @@ def test_import_from_config_file_and_from_options(
             "/v1/accounts/me/storage/folders/root/contents",
             headers={"Authorization": f"Bearer {disk_token}"},
         )
-        assert [o["name"] for o in listing.get_json()["objects"]] == ["hello.txt"]
+        assert [o["name"] for o in listing.get_json()["objects"]] == ["hello.txt"], listing.get_json()
         meta = json.dumps({"parent_id": "root", "name": "via-cli.txt"})
         up = client.post(
             "/v1/accounts/me/storage/files",

@@ -42,7 +42,7 @@ from kloudless.server.connectors.rclone_errors import upstream_error
 from kloudless.server.connectors.rclone_ids import ROOT, IdMap
 from kloudless.server.connectors.rclone_rc import RcClient, RcError
 from kloudless.server.connectors.rclone_streams import LimitedReader, rclone_file
-from kloudless.server.connectors.webdav_snapshots import Snapshots, snapshot_lock
+from kloudless.server.connectors.webdav_snapshots import Snapshots
 from kloudless.server.errors import (
     ApiError,
     invalid_parameters,
@@ -589,7 +589,7 @@ class RcloneStorage(StorageBackend):
             str(m.get("Name")): ["folder" if m.get("IsDir") else "file", self._signature(m)]
             for m in members
         }
-        with snapshot_lock(self.snapshots.account_id):
+        with self.snapshots.store.transaction():  # serialises snapshot updates
             previous = self.snapshots.load(key)
             self.snapshots.save(key, current)
         if previous is None or self.activity is None:
