@@ -71,7 +71,9 @@ def test_import_from_config_file_and_from_options(
             "/v1/accounts/me/storage/folders/root/contents",
             headers={"Authorization": f"Bearer {disk_token}"},
         )
-        assert [o["name"] for o in listing.get_json()["objects"]] == ["hello.txt"], listing.get_json()
+        assert [o["name"] for o in listing.get_json()["objects"]] == ["hello.txt"], (
+            listing.get_json()
+        )
         meta = json.dumps({"parent_id": "root", "name": "via-cli.txt"})
         up = client.post(
             "/v1/accounts/me/storage/files",
