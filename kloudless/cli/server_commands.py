@@ -744,7 +744,7 @@ def register(subparsers: Any) -> None:
         cmd_accounts_quota,
         help="show or set a local account's storage quota (writes past it answer 507)",
     )
-    quota_cmd.add_argument("account_id", type=int, metavar="ACCOUNT")
+    quota_cmd.add_argument("account_id", type=int, metavar="ACCOUNT", help="the account's id")
     quota_cmd.add_argument(
         "bytes",
         nargs="?",

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,12 @@ def test_rcd_is_private_and_restarts(data_dir: Path, caplog: pytest.LogCaptureFi
         daemon.redact.add(["very-secret-value-42"])
         with pytest.raises(RcError):
             rc.call("operations/list", {"fs": "x:", "remote": "very-secret-value-42/nope"})
-        logged = "\n".join(r.getMessage() for r in caplog.records)
+        # The log arrives through a reader thread: wait for it (bounded), then look.
+        deadline = time.monotonic() + 10
+        logged = ""
+        while "[REDACTED]" not in logged and time.monotonic() < deadline:
+            time.sleep(0.05)
+            logged = "\n".join(r.getMessage() for r in caplog.records)
         assert "[REDACTED]" in logged and "very-secret-value-42" not in logged
         assert endpoint.password not in logged
     finally:
