@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_STAMP := $(VENV)/.installed-server
 
-.PHONY: help demo test test-browser lint typecheck unit docs readme bench dist clean
+.PHONY: help demo test test-browser screenshots lint typecheck unit docs readme bench dist clean
 
 help:
 	@echo "make demo   run the quickstart against a throw-away local server"
@@ -68,6 +68,10 @@ test-browser: $(DEV_STAMP)
 	    echo "  elsewhere: set KLOUDLESS_TEST_BROWSER=/path/to/chromium"; \
 	    exit 1; \
 	fi
+
+# Rewrite the docs' screenshots (docs/_static/screenshots) from the browser tests.
+screenshots: $(DEV_STAMP)
+	KLOUDLESS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks

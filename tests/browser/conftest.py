@@ -15,6 +15,7 @@ popup-flow page.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -45,7 +46,16 @@ BROWSER_ARGS = [
 #: Playwright's own time limit for one action or navigation, milliseconds (generous: the
 #: machine may be loaded; nothing here asserts on time).
 ACTION_TIMEOUT_MS = 30_000
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "_static" / "screenshots"
+#: The docs' screenshots: tests rewrite them only when asked (``make screenshots``), so a test run
+#: leaves the checkout clean; otherwise they go to a throw-away folder (still taken and checked).
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "_static" / "screenshots"
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("KLOUDLESS_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / f"kloudless-screenshots-{os.getpid()}"
+)
+if SCREENSHOTS != DOCS_SCREENSHOTS:
+    atexit.register(shutil.rmtree, SCREENSHOTS, True)
 
 
 def find_browser() -> str | None:
