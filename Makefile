@@ -46,8 +46,11 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# Test files run on PYTEST_WORKERS processes (pytest-xdist), a file's tests on one worker so its
+# module fixtures start once; PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 3
 unit: $(DEV_STAMP)
-	$(BIN)/pytest --cov=kloudless --cov-report=term-missing
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --cov=kloudless --cov-report=term-missing
 
 docs: $(DEV_STAMP)
 	@if [ -f docs/conf.py ]; then $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html; fi
