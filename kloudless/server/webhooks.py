@@ -15,8 +15,10 @@ The receiver answers ``200`` (with the application id as the body, see
 
 **Signing key.** API keys are stored hashed, so the server cannot sign with them. Each
 application with a webhook gets its own *webhook signing key* (``whsec_...``) instead, shown
-when the webhook is configured and when the key is rotated. It is kept in the database in clear
-(the server must compute HMACs with it), grants no API access (a leaked signing key lets
+when the webhook is configured and when the key is rotated (or the operator chooses one, such as
+the API key a Kloudless receiver verifies with). It is kept in the database sealed with the
+server secret (the server must compute HMACs with it, so it cannot be hashed; migration 611
+sealed the keys older versions kept in clear), grants no API access (a leaked signing key lets
 someone forge "account X changed" pings, never read data), and receivers pass it to
 :func:`kloudless.webhooks.verify_signature` where the hosted Kloudless API used the API key.
 During a rotation receivers accept the old and the new key.
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -186,6 +189,8 @@ def validate_webhook_url(url: object) -> str:
     return url
 
 
+#: How a sealed value starts (:func:`~kloudless.server.connectors.webdav_auth.seal`).
+SEALED_PREFIX = "kdav1."
 #: Shortest and longest signing key an operator may choose (an API key fits).
 MIN_KEY, MAX_KEY = 16, 512
 
@@ -196,8 +201,34 @@ def _seal_key(store: Store, key: str) -> str:
 
 
 def _unseal_key(store: Store, stored: str) -> str:
-    # Rows written before keys were sealed hold the key itself (whsec_...).
-    return unseal(store.server_secret(), stored) if stored.startswith("kdav1.") else stored
+    # Migration 611 sealed the keys older versions stored in clear; a row an older server
+    # wrote since (after a downgrade) still holds the key itself (whsec_...).
+    return unseal(store.server_secret(), stored) if stored.startswith(SEALED_PREFIX) else stored
+
+
+def _seal_clear_keys(conn: sqlite3.Connection) -> None:
+    """Migration 611: seal the signing keys that older versions stored in clear."""
+    rows = conn.execute("SELECT app_id, signing_key FROM webhooks").fetchall()
+    clear = [(str(r[0]), str(r[1])) for r in rows if not str(r[1]).startswith(SEALED_PREFIX)]
+    if not clear:
+        return
+    found = conn.execute("SELECT value FROM kv WHERE key = 'server_secret'").fetchone()
+    if found is None:  # as Store.server_secret() would create it
+        secret = new_secret()
+        conn.execute("INSERT INTO kv (key, value) VALUES ('server_secret', ?)", (secret,))
+    else:
+        secret = str(found[0])
+    if isinstance(conn, sqlite3.Connection):
+        # Overwrite the clear values' old bytes in the file too, not only unlink them.
+        conn.execute("PRAGMA secure_delete = ON")
+    for app_id, key in clear:
+        conn.execute(
+            "UPDATE webhooks SET signing_key = ? WHERE app_id = ?",
+            (seal(secret.encode(), key), app_id),
+        )
+
+
+register_migration(611, _seal_clear_keys)
 
 
 def check_signing_key(key: object) -> str:

@@ -3,6 +3,7 @@ with the API key it already verifies; keys are sealed at rest."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from werkzeug.test import Client
@@ -70,3 +71,38 @@ def test_keys_stored_in_clear_by_older_versions_still_work(
         (creds.app_id, HOOK, "whsec_old", now, now),
     )
     assert webhooks.get_webhook(app.store, creds.app_id).signing_key == "whsec_old"
+
+
+def test_keys_an_older_version_stored_in_clear_are_sealed_on_upgrade(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from kloudless.server import Settings, create_app, store
+
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    # The database as a version before migration 611 left it: the key in clear.
+    older = [(v, m) for v, m in store.MIGRATIONS if v != 611]
+    monkeypatch.setattr(store, "MIGRATIONS", older)
+    old = store.Store(settings.db_path)
+    app_id, _ = old.create_app()
+    now = "2026-01-01T00:00:00.000000Z"
+    old.execute(
+        "INSERT INTO webhooks (app_id, url, signing_key, state, created, modified)"
+        " VALUES (?, ?, ?, 'valid', ?, ?)",
+        (app_id, HOOK, "whsec_kept_in_clear_by_an_old_version", now, now),
+    )
+    assert old.get_kv("server_secret") is None  # older versions may not have made it yet
+    old.close()
+    monkeypatch.undo()
+
+    upgraded = create_app(settings)
+    try:
+        stored = upgraded.store.one("SELECT signing_key FROM webhooks")["signing_key"]
+        assert stored.startswith("kdav1.") and "kept_in_clear" not in stored
+        config = webhooks.get_webhook(upgraded.store, app_id)
+        assert config.signing_key == "whsec_kept_in_clear_by_an_old_version"
+    finally:
+        upgraded.close()
+    for path in (settings.db_path, settings.db_path + "-wal"):
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                assert b"kept_in_clear" not in handle.read(), path
