@@ -17,6 +17,7 @@ from typing import Any
 COMMAND_MODULES = [
     "kloudless.cli.server_commands",
     "kloudless.cli.team_commands",
+    "kloudless.cli.developer_commands",
     "kloudless.cli.storage",
     "kloudless.cli.transfers",
     "kloudless.cli.calendars",

@@ -1,5 +1,5 @@
 """Server sub-commands: ``serve``, ``accounts create|list|delete|invite``, ``tokens create``,
-``apps show``, ``apps redirect-uri add|list``, ``apps trusted-domain add|list|remove``,
+``apps list|create|show``, ``apps redirect-uri add|list``, ``apps trusted-domain add|list|remove``,
 ``apps webhook ...``. They work directly on a data dir (stop the server first or run them
 alongside: SQLite WAL handles both).
 
@@ -172,7 +172,15 @@ def _port(text: str) -> int:
     return port
 
 
-def _first_app(store: Any) -> Any:
+def _first_app(store: Any, args: argparse.Namespace | None = None) -> Any:
+    """:returns: the application ``--app`` names, else the first one (created on an empty
+    store, as ``serve`` would). :raises _NoServerData: no application ``--app``."""
+    chosen = getattr(args, "app", None)
+    if chosen:
+        row = store.get_app(chosen)
+        if row is None:
+            raise _NoServerData(f"no application {chosen} (see: kloudless apps list)")
+        return row
     apps = store.list_apps()
     if not apps:
         from kloudless.server.bootstrap import bootstrap
@@ -321,7 +329,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
         except ApiError as exc:
             sys.stderr.write(f"kloudless: error: {exc.message} ({exc.error_code})\n")
             return 1
-        app = _first_app(store)
+        app = _first_app(store, args)
         name = args.name or label or default_account_name(service, config)
         with store.transaction():
             account_id = store.create_account(app["id"], service, name[:255], config)
@@ -453,7 +461,7 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 
 def cmd_apps_show(args: argparse.Namespace) -> int:
     with closing(_store(args)) as store:
-        app = _first_app(store)
+        app = _first_app(store, args)
         print(f"Application {app['id']} ({app['name']}), created {app['created']}")
         if args.new_api_key:
             print(f"New API key (shown once): {store.create_api_key(app['id'])}")
@@ -461,6 +469,50 @@ def cmd_apps_show(args: argparse.Namespace) -> int:
             print(f"Application-level token (shown once): {store.create_token(app['id'], None)}")
         accounts = store.list_accounts(app["id"])
         print(f"{len(accounts)} account(s): {', '.join(str(a['id']) for a in accounts) or '-'}")
+    return 0
+
+
+def _app_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "created": row["created"],
+    }
+
+
+def cmd_apps_list(args: argparse.Namespace) -> int:
+    """``apps list``: every application of the server (one per line, or ``--json``)."""
+    with closing(_store(args)) as store:
+        rows = store.list_apps()
+        counts = {str(r["id"]): len(store.list_accounts(str(r["id"]))) for r in rows}
+    if args.json:
+        items = [dict(_app_fields(r), accounts=counts[str(r["id"])]) for r in rows]
+        print(json.dumps(items, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']}  {counts[str(row['id'])]:>4} account(s)  {row['name']}")
+    return 0
+
+
+def cmd_apps_create(args: argparse.Namespace) -> int:
+    """``apps create NAME``: a new application and its first API key (shown once)."""
+    if not args.name.strip() or len(args.name) > 1000 or len(args.description) > 1000:
+        sys.stderr.write("kloudless: error: give a name (and a description) of 1-1000 chars\n")
+        return 2
+    with closing(_store(args)) as store:
+        with store.transaction():
+            app_id, api_key = store.create_app(args.name.strip())
+            store.execute(
+                "UPDATE apps SET description = ? WHERE id = ?", (args.description, app_id)
+            )
+        row = store.get_app(app_id)
+    if args.json:
+        print(json.dumps(dict(_app_fields(row), api_key=api_key), indent=2))
+        return 0
+    print(f"Created application {app_id} ({row['name']}); its API key (shown once):")
+    print(f"  export KLOUDLESS_APP_ID={shlex.quote(app_id)}")
+    print(f"  export KLOUDLESS_API_KEY={shlex.quote(api_key)}")
     return 0
 
 
@@ -479,7 +531,7 @@ def cmd_apps_trusted_domain(args: argparse.Namespace) -> int:
             sys.stderr.write(f"kloudless: error: {exc}\n")
             return 2
     with closing(_store(args)) as store:
-        app_id = str(_first_app(store)["id"])
+        app_id = str(_first_app(store, args)["id"])
         if action == "add":
             try:
                 trusted_domains.add(store, app_id, origin)
@@ -507,7 +559,7 @@ def cmd_apps_redirect_uri(args: argparse.Namespace) -> int:
     from kloudless.server.redirect_uris import problem
 
     with closing(_store(args)) as store:
-        app = _first_app(store)
+        app = _first_app(store, args)
         uris: list[str] = json.loads(app["redirect_uris"] or "[]")
         if args.redirect_command == "add":
             reason = problem(args.url)  # http(s) with a host or an app scheme, no javascript:
@@ -535,7 +587,7 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
 
     store = _store(args)  # after the import above, so the webhooks table exists
     try:
-        app_id = str(_first_app(store)["id"])
+        app_id = str(_first_app(store, args)["id"])
         action = args.webhook_command
         if action == "set":
             chosen = None
@@ -568,6 +620,14 @@ def cmd_apps_webhook(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _add_app_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app",
+        metavar="APP_ID",
+        help="the application (default: the first one; see kloudless apps list)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -679,6 +739,7 @@ def register(subparsers: Any) -> None:
         help="an admin account: it has a team (kloudless team ...) and may act as its users",
     )
     create.add_argument("--json", action="store_true", help="print the new account as JSON")
+    _add_app_option(create)
     create.add_argument(
         "--primary-calendar",
         metavar="NAME",
@@ -763,9 +824,22 @@ def register(subparsers: Any) -> None:
     )
     tcreate.add_argument("account_id", type=int, metavar="ACCOUNT", help="the account's id")
 
-    apps = subparsers.add_parser("apps", help="show the application")
+    apps = subparsers.add_parser("apps", help="list, create and show applications")
     app_sub = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
+    listing = _command(app_sub, "list", cmd_apps_list, help="list the server's applications")
+    listing.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    made = _command(
+        app_sub, "create", cmd_apps_create, help="create an application and its first API key"
+    )
+    made.add_argument("name", metavar="NAME", help="the application's name")
+    made.add_argument(
+        "--description", default="", help="the application's description (default: none)"
+    )
+    made.add_argument(
+        "--json", action="store_true", help="print the application and its key as JSON"
+    )
     show = _command(app_sub, "show", cmd_apps_show, help="show the application id and its accounts")
+    _add_app_option(show)
     show.add_argument("--new-api-key", action="store_true", help="also create an API key")
     show.add_argument(
         "--app-token", action="store_true", help="also create an application-level token (meta API)"
@@ -780,7 +854,10 @@ def register(subparsers: Any) -> None:
     red_sub = redirect.add_subparsers(dest="redirect_command", metavar="ACTION", required=True)
     radd = _command(red_sub, "add", cmd_apps_redirect_uri, help="register a redirect URI")
     radd.add_argument("url", metavar="URL", help="the redirect URI, e.g. https://app.example/cb")
-    _command(red_sub, "list", cmd_apps_redirect_uri, help="list the registered redirect URIs")
+    _add_app_option(radd)
+    _add_app_option(
+        _command(red_sub, "list", cmd_apps_redirect_uri, help="list the registered redirect URIs")
+    )
     trusted = app_sub.add_parser(
         "trusted-domain",
         help="manage the web origins the application's browser code runs on",
@@ -792,7 +869,10 @@ def register(subparsers: Any) -> None:
     for name, text in (("add", "trust an origin"), ("remove", "stop trusting an origin")):
         sub = _command(tru_sub, name, cmd_apps_trusted_domain, help=text)
         sub.add_argument("origin", metavar="ORIGIN", help="e.g. https://app.example.com")
-    _command(tru_sub, "list", cmd_apps_trusted_domain, help="list the trusted domains")
+        _add_app_option(sub)
+    _add_app_option(
+        _command(tru_sub, "list", cmd_apps_trusted_domain, help="list the trusted domains")
+    )
     webhook = app_sub.add_parser(
         "webhook",
         help="manage the application's webhook URL and signing key",
@@ -806,7 +886,7 @@ def register(subparsers: Any) -> None:
         ("remove", "remove the webhook and its signing key"),
         ("rotate-key", "replace the signing key (receivers accept old and new meanwhile)"),
     ):
-        _command(hook_sub, name, cmd_apps_webhook, help=text)
+        _add_app_option(_command(hook_sub, name, cmd_apps_webhook, help=text))
     hook_sub.choices["set"].add_argument(
         "url", metavar="URL", help="where the server POSTs notifications"
     )

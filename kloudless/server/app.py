@@ -27,7 +27,16 @@ from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response
-from .routing import AUTH_APP, AUTH_NONE, BODY_UPLOAD, WRITE_METHODS, Route, url_map
+from .routing import (
+    AUTH_APP,
+    AUTH_DEVELOPER,
+    AUTH_META,
+    AUTH_NONE,
+    BODY_UPLOAD,
+    WRITE_METHODS,
+    Route,
+    url_map,
+)
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -172,11 +181,7 @@ class ServerApp(Core):
         route = self.routes[index]
         if route.auth != AUTH_NONE:
             ctx.auth = self._authenticate(ctx)
-            if route.auth == AUTH_APP and not (
-                ctx.auth.kind == "apikey"
-                or (ctx.auth.kind == "bearer" and ctx.auth.account_id is None)
-            ):
-                raise forbidden("This endpoint needs an API key or an application-level token.")
+            _check_auth_level(ctx.auth, route.auth)
             scopes.check(ctx.auth, route.family)  # 403 when the token's scope lacks it
         return route, args
 
@@ -185,6 +190,21 @@ class ServerApp(Core):
         if ctx.auth is not None:
             return f"{ctx.auth.kind}:{ctx.auth.app_id}:{ctx.auth.account_id}"
         return f"addr:{ctx.request.remote_addr}"
+
+
+def _check_auth_level(auth: Auth, level: str) -> None:
+    """Refuse credentials the route's ``auth`` level does not take (see :class:`Route`).
+
+    :raises ApiError: 403 ``forbidden``."""
+    developer = auth.kind == "developer"
+    application = auth.kind == "apikey" or (auth.kind == "bearer" and auth.account_id is None)
+    if level == AUTH_DEVELOPER and not developer:
+        raise forbidden("This endpoint of the management API needs the developer key.")
+    if developer and level not in (AUTH_DEVELOPER, AUTH_META):
+        # The operator's key manages applications; it never reaches an account's data.
+        raise forbidden("A developer key reaches the management API only.")
+    if level in (AUTH_APP, AUTH_META) and not (application or developer):
+        raise forbidden("This endpoint needs an API key or an application-level token.")
 
 
 def _error_response(exc: Exception, request: Request, request_id: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import developers
 from .errors import ApiError
 from .store import Store
 
@@ -13,7 +14,8 @@ __all__ = ["Auth", "authenticate", "unauthenticated"]
 @dataclass
 class Auth:
     """Who is calling: ``kind`` is ``'bearer'`` (``account_id`` set, or None for an
-    application-level token) or ``'apikey'``."""
+    application-level token), ``'apikey'`` or ``'developer'`` (the operator's developer key:
+    ``app_id`` is empty, ``developer_id`` set; it reaches the management API only)."""
 
     kind: str
     app_id: str
@@ -25,6 +27,8 @@ class Auth:
     #: The scope of every token sent (one per token); :mod:`kloudless.server.scopes` checks
     #: each of them.
     scopes: tuple[str, ...] = ()
+    #: The developer of a developer key (``kind == 'developer'``).
+    developer_id: int | None = None
 
     def may_access(self, account_id: int) -> bool:
         """:returns: whether a Bearer credential covers ``account_id`` (API keys: see app)."""
@@ -39,7 +43,9 @@ def unauthenticated() -> ApiError:
 
 
 def authenticate(store: Store, header: str) -> Auth:
-    """Parse ``Authorization``: ``Bearer <token>`` or ``APIKey <key>`` (case-insensitive).
+    """Parse ``Authorization``: ``Bearer <token>``, ``APIKey <key>`` or ``DeveloperKey <key>``
+    (case-insensitive schemes). A developer key sent as ``Bearer <key>`` is accepted too: it is
+    what the 2.x SDK calls a "meta bearer token" (``Client(token=...).get('meta/applications')``).
 
     :raises ApiError: 401 when missing or invalid.
     """
@@ -48,6 +54,14 @@ def authenticate(store: Store, header: str) -> Auth:
     scheme, _, credential = header.strip().partition(" ")
     credential = credential.strip()
     scheme = scheme.lower()
+    developer_key = scheme == "developerkey" or (
+        scheme == "bearer" and credential.startswith(developers.KEY_PREFIX)
+    )
+    if developer_key and credential:
+        developer_id = developers.developer_for_key(store, credential)
+        if developer_id is None:
+            raise ApiError(401, "unauthorized", "The developer key is invalid.")
+        return Auth("developer", "", developer_id=developer_id)
     if scheme == "bearer" and credential:
         tokens = [t.strip() for t in credential.split(",")][:50]
         rows = [store.lookup_token(t) for t in tokens if t]
@@ -76,5 +90,6 @@ def authenticate(store: Store, header: str) -> Auth:
     raise ApiError(
         401,
         "unauthorized",
-        "Unsupported Authorization header; use 'Bearer <token>' or 'APIKey <key>'.",
+        "Unsupported Authorization header; use 'Bearer <token>', 'APIKey <key>' or "
+        "'DeveloperKey <key>'.",
     )

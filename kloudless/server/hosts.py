@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from .errors import ApiError
 from .settings import Settings
 
-#: Credentials this server issues (``tok_...``, ``key_...``), should a client put one in a path.
-_SECRET_IN_PATH = re.compile(r"\b(tok_|key_)[A-Za-z0-9_-]{16,}")
+#: Credentials this server issues (``tok_...``, ``key_...``, ``dev_...``), should a client put
+#: one in a path.
+_SECRET_IN_PATH = re.compile(r"\b(tok_|key_|dev_)[A-Za-z0-9_-]{16,}")
 #: Public link ids (``/l/<id>``) are capabilities: whoever has one can download the file.
 _LINK_IN_PATH = re.compile(r"^/l/[^/]+")
 

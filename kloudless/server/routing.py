@@ -16,6 +16,8 @@ from werkzeug.wrappers import Response
 AUTH_NONE = "none"  # no credentials needed (OAuth pages, public links)
 AUTH_ANY = "any"  # Bearer token or API key
 AUTH_APP = "app"  # API key or application-level bearer token
+AUTH_META = "meta"  # AUTH_APP or the operator's developer key (meta/applications)
+AUTH_DEVELOPER = "developer"  # the developer key only (the management API)
 
 #: ``handler(ctx, **url_vars) -> Response``.
 Handler = Callable[..., Response]
@@ -30,6 +32,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 __all__ = [
     "AUTH_ANY",
     "AUTH_APP",
+    "AUTH_DEVELOPER",
+    "AUTH_META",
     "AUTH_NONE",
     "BODY_SMALL",
     "BODY_UPLOAD",
@@ -50,7 +54,10 @@ class Route:
         ``prefix=False`` mounts it at the site root instead.
     :param methods: accepted HTTP methods.
     :param handler: ``handler(ctx, **url_vars) -> Response``.
-    :param auth: :data:`AUTH_ANY` (default), :data:`AUTH_APP` or :data:`AUTH_NONE`.
+    :param auth: :data:`AUTH_ANY` (default), :data:`AUTH_APP`, :data:`AUTH_META` (an
+        application's credentials or the developer key), :data:`AUTH_DEVELOPER` (the developer
+        key only) or :data:`AUTH_NONE`. A developer key is refused (403) on every route but
+        :data:`AUTH_META` and :data:`AUTH_DEVELOPER` ones.
     :param body: the request bodies it takes: :data:`BODY_SMALL` (default) or
         :data:`BODY_UPLOAD`; a longer body is refused before it is read.
     :param precheck: checks that need only the headers (the account, its quota), run by the

@@ -192,6 +192,8 @@ def print_credentials(creds: Credentials, out: TextIO, base_url: str | None = No
         ("KLOUDLESS_ACCOUNT_ID", str(creds.account_id)),
         ("KLOUDLESS_TOKEN", creds.token),
     ]
+    if creds.developer_key is not None:
+        values.append(("KLOUDLESS_DEVELOPER_KEY", creds.developer_key))
     out.write(
         "Created a new application and a local account (shown once, store them safely):\n"
         + "".join(f"  export {name}={shlex.quote(value)}\n" for name, value in values)

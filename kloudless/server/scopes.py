@@ -49,7 +49,8 @@ FAMILIES: dict[str, str] = {
     "events": "the activity stream (events, events/latest)",
     "team": "team users and groups of admin accounts",
     "raw": "pass-through to the upstream service (accounts/{id}/raw)",
-    "meta": "applications (meta/applications): API keys and application-level tokens",
+    "meta": "applications (meta/applications): API keys, application-level tokens and the "
+    "developer key; the management API (meta/developers, applications/...): the developer key",
     "oauth": "the consent page and the token endpoints (no token needed)",
     "public": "public links (/l/<id>) and the service list (no token needed)",
 }

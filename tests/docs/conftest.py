@@ -37,6 +37,8 @@ class Credentials:
     account_id: int
     token: str
     app_token: str
+    #: The server's developer key (the management API; see "Managing applications").
+    developer_key: str
 
 
 @dataclass
@@ -48,13 +50,22 @@ class DocServer:
     app_id: str
     api_key: str
     store: Any
+    developer_key: str
 
     def new_account(self) -> Credentials:
         """:returns: credentials for a new ``local`` account of the server's application."""
         account_id = self.store.create_account(self.app_id, service="local", name="docs")
         token = self.store.create_token(self.app_id, account_id)
         app_token = self.store.create_token(self.app_id, None)
-        return Credentials(self.base_url, self.app_id, self.api_key, account_id, token, app_token)
+        return Credentials(
+            self.base_url,
+            self.app_id,
+            self.api_key,
+            account_id,
+            token,
+            app_token,
+            self.developer_key,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +83,16 @@ def doc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocServer]:
     server = ServerThread(settings)
     creds = server.credentials
     assert creds is not None, "a fresh data directory must create an application"
+    assert creds.developer_key is not None
     with server:
-        yield DocServer(server.base_url, data_dir, creds.app_id, creds.api_key, server.app.store)
+        yield DocServer(
+            server.base_url,
+            data_dir,
+            creds.app_id,
+            creds.api_key,
+            server.app.store,
+            creds.developer_key,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -91,17 +91,7 @@ def test_cli_page_runs(doc_server: Any, tmp_path: Path) -> None:
         COLUMNS="120",
     )
     for command in CLI_COMMANDS:
-        result = subprocess.run(
-            ["bash", "-c", command.command],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
+        result = _run_shell(command, tmp_path, env, stderr=subprocess.STDOUT)
         shown = list(command.output)
         got = result.stdout.rstrip("\n").splitlines()
         expect_error = bool(shown) and shown[0].startswith("kloudless: error:")
@@ -113,3 +103,45 @@ def test_cli_page_runs(doc_server: Any, tmp_path: Path) -> None:
             )
         if shown:
             assert got == shown, f"{command.name}: `{command.command}` printed:\n{result.stdout}"
+
+
+def _run_shell(
+    command: ConsoleCommand, cwd: Path, env: dict[str, str], stderr: int
+) -> subprocess.CompletedProcess[str]:
+    """Run one documented command line with bash (a here-string feeds its own standard input)."""
+    return subprocess.run(
+        ["bash", "-c", command.command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+CURL_COMMANDS = [c for c in COMMANDS if _words(c.command)[:1] == ["curl"]]
+
+
+def test_curl_examples_run(doc_server: Any, tmp_path: Path) -> None:
+    """Every ``$ curl ...`` example runs against the server and answers JSON (``--fail-with-body``
+    makes an HTTP error a failure); the credentials come from the environment, as in a shell
+    where the first start's ``export`` lines were pasted."""
+    import json
+    import shutil
+
+    assert CURL_COMMANDS, "the management API examples use curl"
+    assert shutil.which("curl"), "curl runs the server guide's examples; install it"
+    env = dict(
+        os.environ,
+        KLOUDLESS_BASE_URL=doc_server.base_url,
+        KLOUDLESS_DEVELOPER_KEY=doc_server.developer_key,
+    )
+    for command in CURL_COMMANDS:
+        result = _run_shell(command, tmp_path, env, stderr=subprocess.PIPE)
+        assert result.returncode == 0, f"{command.name}: {result.stdout}{result.stderr or ''}"
+        answer = json.loads(result.stdout)
+        assert answer["api"] == "meta", f"{command.name}: {answer}"
+        assert doc_server.developer_key not in result.stdout

@@ -13,6 +13,8 @@ Accounts and authentication"):
     the application's id and API key;
 ``app_token``
     an application-level token of that application (``kloudless apps show --app-token``);
+``developer_key``
+    the server's developer key (the management API, ``KLOUDLESS_DEVELOPER_KEY``);
 ``base_url``
     the server's URL (``http://127.0.0.1:<port>``);
 ``webdav_url``, ``webdav_username``, ``webdav_password``
@@ -21,7 +23,8 @@ Accounts and authentication"):
     a CalDAV server (Radicale on 127.0.0.1) and its credentials.
 
 The same values are in the environment as ``KLOUDLESS_BASE_URL``, ``KLOUDLESS_TOKEN``,
-``KLOUDLESS_ACCOUNT_ID``, ``KLOUDLESS_APP_ID`` and ``KLOUDLESS_API_KEY``, and
+``KLOUDLESS_ACCOUNT_ID``, ``KLOUDLESS_APP_ID``, ``KLOUDLESS_API_KEY`` and
+``KLOUDLESS_DEVELOPER_KEY``, and
 ``kloudless.configuration["base_url"]`` points at the server. Global state a block changes
 (``kloudless.configuration``, the ``kloudless`` logger) belongs to its page: it is put back for
 the page's next block and removed before any other test runs. Blocks run in a temporary working
@@ -89,6 +92,7 @@ def _new_page(
             "app_id": creds.app_id,
             "api_key": creds.api_key,
             "app_token": creds.app_token,
+            "developer_key": creds.developer_key,
             "base_url": creds.base_url,
             "webdav_url": dav.url,
             "webdav_username": dav.username,
@@ -124,6 +128,7 @@ def _run_block(state: PageState, snippet: Snippet, monkeypatch: pytest.MonkeyPat
         "KLOUDLESS_ACCOUNT_ID": str(creds.account_id),
         "KLOUDLESS_APP_ID": creds.app_id,
         "KLOUDLESS_API_KEY": creds.api_key,
+        "KLOUDLESS_DEVELOPER_KEY": creds.developer_key,
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(state.workdir)

@@ -57,7 +57,16 @@ def test_serve_process(tmp_path: Any) -> None:
             "export KLOUDLESS_API_KEY",
             "export KLOUDLESS_ACCOUNT_ID",
             "export KLOUDLESS_TOKEN",
+            "export KLOUDLESS_DEVELOPER_KEY",
         ]
+        developer_key = exports[-1].split("=", 1)[1]
+        assert developer_key.startswith("dev_")
+        apps = requests.get(
+            f"http://127.0.0.1:{port}/v1/meta/applications",
+            headers={"Authorization": f"DeveloperKey {developer_key}"},
+            timeout=10,
+        )
+        assert apps.status_code == 200 and apps.json()["count"] == 1
         response = requests.get(
             f"http://127.0.0.1:{port}/v1/accounts/me",
             headers={"Authorization": f"Bearer {token}"},
@@ -70,6 +79,7 @@ def test_serve_process(tmp_path: Any) -> None:
         assert proc.returncode == 0
         assert f"request_id={request_id}" in rest
         assert token not in rest  # the token is printed once at creation, never logged
+        assert developer_key not in rest
         assert "Stopped." in rest
     finally:
         if proc.poll() is None:

@@ -230,3 +230,70 @@ def test_admin_account_and_team_commands(tmp_path: Any, capsys: pytest.CaptureFi
     assert _run(capsys, "team", "users", "remove", a, user["id"], "--data-dir", data)[0] == 0
     status, out = _run(capsys, "team", "users", "list", a, "--json", "--data-dir", data)
     assert json.loads(out) == []
+
+
+def test_developer_key_create_and_rotate(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from kloudless.server import developers
+
+    data = str(tmp_path / "d")
+    _new_store(data)
+    # The first bootstrap (here through `apps show`) prints the developer key with the rest.
+    status, out = _run(capsys, "apps", "show", "--data-dir", data)
+    first = re.search(r"^  export KLOUDLESS_DEVELOPER_KEY=(dev_\S+)$", out, re.M)
+    assert status == 0 and first is not None
+    status, out = _run(capsys, "developer-key", "create", "--data-dir", data)
+    second = re.search(r"^  export KLOUDLESS_DEVELOPER_KEY=(dev_\S+)$", out, re.M)
+    assert status == 0 and second is not None and "shown once" in out
+    status, out = _run(capsys, "developer-key", "rotate", "--data-dir", data, "--json")
+    import json
+
+    third = json.loads(out)["developer_key"]
+    store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
+    try:
+        assert [developers.developer_for_key(store, k) for k in (first[1], second[1], third)] == [
+            None,
+            None,
+            developers.OPERATOR_ID,
+        ]
+        # Stored hashed: the clear key is nowhere in the database.
+        rows = store.all("SELECT key_hash FROM developer_keys")
+        assert len(rows) == 1 and third not in str([tuple(r) for r in rows])
+    finally:
+        store.close()
+    with open(os.path.join(data, "kloudless.sqlite3"), "rb") as handle:
+        assert third.encode() not in handle.read()
+    assert _run(capsys, "developer-key", "create", "--data-dir", str(tmp_path / "none"))[0] == 1
+
+
+def test_apps_list_create_and_choosing_one(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    data = str(tmp_path / "d")
+    _new_store(data)
+    _run(capsys, "apps", "show", "--data-dir", data)
+    status, out = _run(capsys, "apps", "create", "Billing", "--data-dir", data, "--json")
+    made = json.loads(out)
+    assert status == 0 and made["name"] == "Billing" and made["api_key"].startswith("key_")
+    status, out = _run(capsys, "apps", "create", "Docs", "--description", "d", "--data-dir", data)
+    assert status == 0 and re.search(r"^  export KLOUDLESS_API_KEY=key_\S+$", out, re.M)
+    status, out = _run(capsys, "apps", "list", "--data-dir", data, "--json")
+    listed = json.loads(out)
+    assert [a["name"] for a in listed] == ["Local application", "Billing", "Docs"]
+    assert [a["accounts"] for a in listed] == [1, 0, 0] and "api_key" not in str(listed)
+    # --app picks the application the other commands work on.
+    status, out = _run(
+        capsys, "accounts", "create", "--data-dir", data, "--app", made["id"], "--json"
+    )
+    assert status == 0 and json.loads(out)["id"] == 2
+    status, out = _run(capsys, "apps", "show", "--data-dir", data, "--app", made["id"])
+    assert made["id"] in out and "1 account(s): 2" in out
+    store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
+    try:
+        assert store.get_account(2)["app_id"] == made["id"]
+    finally:
+        store.close()
+    assert main(["apps", "show", "--data-dir", data, "--app", "app_nope"]) == 1
+    assert "no application app_nope" in capsys.readouterr().err
+    assert _run(capsys, "apps", "create", " ", "--data-dir", data)[0] == 2

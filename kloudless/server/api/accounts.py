@@ -190,18 +190,22 @@ def patch_account(ctx: RequestContext, account_id: str) -> Response:
 
 
 def delete_account(ctx: RequestContext, account_id: str) -> Response:
-    row = ctx.account(account_id)
+    remove_account(ctx, ctx.account(account_id))
+    return no_content()
+
+
+def remove_account(ctx: RequestContext, row: sqlite3.Row) -> None:
+    """Delete an account and everything in it (its connector cleans up on disk once the
+    deletion has committed)."""
     acc = int(row["id"])
     from .multipart import remove_account_sessions
 
     remove_account_sessions(ctx, acc)
     ctx.store.delete_account(acc)
     connector = get_connector(str(row["service"]))
-    # Connector clean-up (files on disk, ...) once the deletion has committed.
     ctx.store.after_commit(
         lambda: connector.on_account_deleted(ctx.store, acc, ctx.settings.data_dir)
     )
-    return no_content()
 
 
 ROUTES = [
