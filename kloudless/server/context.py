@@ -59,6 +59,9 @@ class RequestContext:
     #: True when the handler runs as one unit of work (an authenticated write of an atomic
     #: route): wrappers that store state about the request join it.
     atomic: bool = False
+    #: Set by a handler whose answer shows a secret once (a new API key, a signing key): the
+    #: idempotency layer then keeps that answer sealed, never in clear.
+    secret_answer: bool = False
 
     def body_stream(self) -> IO[bytes]:
         """:returns: the request body stream (the override when a wrapper consumed it)."""

@@ -14,6 +14,8 @@ and path gets the stored response back, marked ``Idempotent-Replayed: true`` (an
   running after that, ``409 idempotency_key_in_use`` with ``Retry-After: 1``. The lock is the
   key's row, inserted in a ``BEGIN IMMEDIATE`` transaction together with the check for an
   existing row, so two requests can never both run.
+* An answer that shows a secret once (``ctx.secret_answer``: a new API key or signing key) is
+  stored sealed with the server secret, so the secret is never in the database in clear.
 * Only 2xx and 4xx responses are stored. A 5xx, an exception, a streamed or very large response
   releases the key (the row is deleted), so a retry runs the request again. A row left ``running``
   by a server process that died is stale (it records the process instance that owns it) and the
@@ -42,11 +44,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, cast
 
 from werkzeug.wrappers import Response
 
+from .connectors.webdav_auth import seal, unseal
 from .errors import ApiError
 from .intents import forget_intent, prune_intents
 from .responses import error_response
@@ -178,6 +181,10 @@ class _Request:
     method: str
     path: str
     headers_sha256: str
+
+
+#: How a stored answer that holds a secret starts (``RequestContext.secret_answer``).
+SEALED_ANSWER = b"kloudless-sealed:"
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,10 @@ class IdempotencyLayer:
     ) -> None:
         """Store ``response`` as the key's answer, or release the key when it must not be."""
         stored = self._storable(response)
+        if stored is not None and ctx.secret_answer:
+            # The answer shows a new secret once: stored sealed, for the replay only.
+            sealed = seal(self.store.server_secret(), stored.body.decode("utf-8"))
+            stored = replace(stored, body=SEALED_ANSWER + sealed.encode("ascii"))
         if stored is not None and body.drain(self.drain_limit):
             self._finish(req, claim, body, stored, ctx.request_id)
         else:
@@ -341,7 +352,11 @@ class IdempotencyLayer:
         headers.append(("Idempotent-Replayed", "true"))
         if row["request_id"]:
             headers.append(("Original-Request-Id", str(row["request_id"])))
-        return Response(row["response_body"] or b"", status=int(row["status"]), headers=headers)
+        answer = bytes(row["response_body"] or b"")
+        if answer.startswith(SEALED_ANSWER):
+            sealed = answer[len(SEALED_ANSWER) :].decode("ascii")
+            answer = unseal(self.store.server_secret(), sealed).encode("utf-8")
+        return Response(answer, status=int(row["status"]), headers=headers)
 
     # -- the key store -------------------------------------------------------------------------
     def _claim(self, req: _Request) -> tuple[str, sqlite3.Row | None]:

@@ -251,3 +251,27 @@ def test_an_applications_credentials_never_reach_another_applications_data(
         url = f"/v1/applications/{other['id']}/{path}"
         assert_error(client.get(url, headers=api_key_auth), 403, "forbidden")
     assert app.store.get_app(other["id"])["name"] == "B"
+
+
+def test_answers_showing_a_new_secret_are_stored_sealed_for_replays(
+    client: Client, app: ServerApp, creds: Credentials, dev: dict[str, str]
+) -> None:
+    """The SDK sends an Idempotency-Key with every POST: the stored answer that a retry gets
+    back must not keep the new API key in clear."""
+    keyed = dict(dev, **{"Idempotency-Key": "create-billing"})
+    first = client.post("/v1/meta/applications", headers=keyed, json={"name": "Billing"})
+    assert first.status_code == 201
+    api_key = first.get_json()["api_key"]
+    again = client.post("/v1/meta/applications", headers=keyed, json={"name": "Billing"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()  # the same application, the same key
+    assert len(app.store.list_apps()) == 2
+    keyed = dict(dev, **{"Idempotency-Key": "new-key"})
+    made = client.post(f"/v1/applications/{creds.app_id}/apikeys", headers=keyed)
+    assert client.post(f"/v1/applications/{creds.app_id}/apikeys", headers=keyed).get_json() == (
+        made.get_json()
+    )
+    stored = [bytes(r["response_body"]) for r in app.store.all(
+        "SELECT response_body FROM idempotency_keys")]  # fmt: skip
+    assert len(stored) == 2 and all(b.startswith(b"kloudless-sealed:") for b in stored)
+    assert not any(api_key.encode() in b or made.get_json()["key"].encode() in b for b in stored)

@@ -118,6 +118,7 @@ def create_key(ctx: RequestContext, app_id: str) -> Response:
         "SELECT key_hash, created FROM api_keys WHERE key_hash = ?", (hash_secret(key),)
     )
     assert row is not None
+    ctx.secret_answer = True
     return json_response(serialize_key(ctx, app_id, row, key), 201)
 
 
@@ -190,6 +191,7 @@ def create_webhook(ctx: RequestContext, app_id: str) -> Response:
     assert hook is not None
     if "webhook_signing_key" in shown:
         hook["signing_key"] = shown["webhook_signing_key"]
+        ctx.secret_answer = True
     return json_response(hook, 201)
 
 

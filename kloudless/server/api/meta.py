@@ -113,6 +113,7 @@ def create_app(ctx: RequestContext) -> Response:
         )
     answer = serialize_app(ctx, reachable_app(ctx, app_id))
     answer["api_key"] = api_key  # its first API key, shown only here
+    ctx.secret_answer = True
     return json_response(answer, 201)
 
 
@@ -131,6 +132,7 @@ def patch_app(ctx: RequestContext, app_id: str) -> Response:
             (value, now_iso(), app_id),
         )
     shown = apply_webhook_changes(ctx, app_id, body)
+    ctx.secret_answer = bool(shown)
     return json_response(dict(serialize_app(ctx, reachable_app(ctx, app_id)), **shown))
 
 
