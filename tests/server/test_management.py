@@ -251,6 +251,14 @@ def test_an_applications_credentials_never_reach_another_applications_data(
         url = f"/v1/applications/{other['id']}/{path}"
         assert_error(client.get(url, headers=api_key_auth), 403, "forbidden")
     assert app.store.get_app(other["id"])["name"] == "B"
+    # Trusted domains: the developer key manages any application's, A's key not B's.
+    domains = f"{b_app}/trusted_domains"
+    added = client.post(domains, headers=dev, json={"domain": "https://b.example"})
+    assert added.status_code == 201, added.get_data(as_text=True)
+    assert client.get(domains, headers=b_key).get_json()["count"] == 1
+    assert_error(client.get(domains, headers=api_key_auth), 404, "not_found")
+    assert_error(client.post(domains, headers=api_key_auth, json={"domain": "https://a.example"}),
+                 404, "not_found")  # fmt: skip
 
 
 def test_answers_showing_a_new_secret_are_stored_sealed_for_replays(

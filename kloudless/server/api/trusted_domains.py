@@ -1,5 +1,5 @@
 """Meta API: an application's trusted domains (spec §10, ``trusted_domain`` objects), with an
-API key or an application-level token of that application.
+API key or an application-level token of that application, or the operator's developer key.
 
 * ``GET /v1/meta/applications/{app_id}/trusted_domains``: the list (``object_list``);
 * ``POST`` the same path with ``{"domain": "https://app.example.com"}``: trust an origin
@@ -21,7 +21,8 @@ from .. import trusted_domains
 from ..context import RequestContext
 from ..errors import invalid_parameters, not_found
 from ..responses import json_response, no_content
-from ..routing import AUTH_APP, Route
+from ..routing import AUTH_META, Route
+from .meta import reachable_app
 
 
 def _serialize(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
@@ -37,8 +38,7 @@ def _serialize(ctx: RequestContext, row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _own(ctx: RequestContext, app_id: str) -> str:
-    if app_id != ctx.require_auth().app_id or ctx.store.get_app(app_id) is None:
-        raise not_found(f"Application not found: {app_id[:100]}")
+    reachable_app(ctx, app_id)  # 404 for another application's (unless the developer key)
     return app_id
 
 
@@ -88,8 +88,8 @@ def delete_domain(ctx: RequestContext, app_id: str, domain_id: str) -> Response:
 
 _BASE = "/meta/applications/<app_id>/trusted_domains"
 ROUTES = [
-    Route(_BASE, ("GET",), list_domains, auth=AUTH_APP),
-    Route(_BASE, ("POST",), add_domain, auth=AUTH_APP),
-    Route(_BASE + "/<domain_id>", ("GET",), get_domain, auth=AUTH_APP),
-    Route(_BASE + "/<domain_id>", ("DELETE",), delete_domain, auth=AUTH_APP),
+    Route(_BASE, ("GET",), list_domains, auth=AUTH_META),
+    Route(_BASE, ("POST",), add_domain, auth=AUTH_META),
+    Route(_BASE + "/<domain_id>", ("GET",), get_domain, auth=AUTH_META),
+    Route(_BASE + "/<domain_id>", ("DELETE",), delete_domain, auth=AUTH_META),
 ]
