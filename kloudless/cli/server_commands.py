@@ -85,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     settings = Settings(
         data_dir=args.data_dir,
+        blob_store=args.blob_store,
         host=args.host,
         port=args.port,
         threads=args.threads,
@@ -101,8 +102,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rclone_binary=args.rclone_binary,
         rclone_local_roots=[os.path.abspath(d) for d in args.rclone_allow_local or []],
     )
+    from kloudless.server.blobs import BlobStoreError, blob_store
     from kloudless.server.runner import DataDirError
 
+    try:
+        blob_store(settings).check()
+    except BlobStoreError as exc:
+        sys.stderr.write(f"kloudless: error: blob store: {exc}\n")
+        return 1
     try:
         serve(settings)
     except DataDirError as exc:
@@ -663,6 +670,14 @@ def register(subparsers: Any) -> None:
         "localhost, 127.0.0.1, [::1] and the --public-url host are always accepted",
     )
     _add_allow_upstream(serve)
+    serve.add_argument(
+        "--blob-store",
+        default=os.environ.get("KLOUDLESS_BLOB_STORE", ""),
+        metavar="URL",
+        help="where file contents live: file:///path or s3://bucket/prefix (credentials and "
+        "endpoint from the AWS_* variables; needs kloudless-compat[s3]); default: "
+        "$KLOUDLESS_BLOB_STORE, else the data dir",
+    )
     serve.add_argument(
         "--account-quota",
         type=int,

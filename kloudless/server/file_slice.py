@@ -13,7 +13,34 @@ import os
 from typing import IO, Callable
 
 
-class FileSlice(io.RawIOBase):
+class PositionedReader(io.RawIOBase):
+    """A seekable, read-only raw stream of ``length`` bytes that keeps its position in
+    ``_pos``; subclasses implement ``readinto`` (and react to :meth:`_move`)."""
+
+    _pos = 0
+    _length = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        position = max(0, min(self._length, base + offset))
+        self._move(position)
+        self._pos = position
+        return position
+
+    def _move(self, position: int) -> None:
+        """Called by :meth:`seek` before the position becomes ``position``."""
+
+
+class FileSlice(PositionedReader):
     """Bytes ``[start, start + length)`` of ``file``, positioned at 0; closing it closes
     ``file`` (and calls ``on_close``, once)."""
 
@@ -28,20 +55,8 @@ class FileSlice(io.RawIOBase):
         self._on_close = on_close
         file.seek(start)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
-        self._pos = max(0, min(self._length, base + offset))
-        self._file.seek(self._start + self._pos)
-        return self._pos
+    def _move(self, position: int) -> None:
+        self._file.seek(self._start + position)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         want = min(len(buffer), self._length - self._pos)

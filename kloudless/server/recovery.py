@@ -5,7 +5,8 @@ One server process serves a data dir at a time (``kloudless serve`` holds ``serv
 at start-up nothing is in progress any more:
 
 * blob journal rows (:mod:`~kloudless.server.connectors.local_storage`) are settled: committed
-  blobs move into place, removed ones are deleted;
+  blobs move into place, removed ones are deleted (with a remote blob store, puts journalled
+  before a commit are settled once they are an hour old: another process may still commit);
 * multipart sessions left ``completing`` by an interrupted ``complete`` are ``open`` again
   (complete them again, keep sending parts, or abort them); part folders without a session
   (a crash between the removal's commit and the folder's deletion) are removed;
@@ -26,6 +27,7 @@ import os
 import shutil
 import time
 
+from .blobs import blob_store
 from .connectors.local_storage import settle_all
 from .errors import ApiError, error_body
 from .settings import Settings
@@ -73,7 +75,7 @@ def recover(store: Store, settings: Settings) -> dict[str, int]:
     :returns: how many blob journal rows, multipart sessions, part folders and tasks were
         recovered.
     """
-    counts = {"blobs": settle_all(store, settings.data_dir)}
+    counts = {"blobs": settle_all(store, settings.data_dir, blob_store(settings))}
     with store.transaction():
         counts["multipart"] = store.execute(
             "UPDATE multipart SET state = 'open', modified = ? WHERE state = 'completing'",

@@ -21,6 +21,10 @@ class Settings:
 
     #: Directory holding ``kloudless.sqlite3``, account files and multipart parts.
     data_dir: str = "kloudless-data"
+    #: Where file contents live (:mod:`kloudless.server.blobs`): empty for the data dir (the
+    #: default), ``file:///path`` or ``s3://bucket/prefix`` (credentials and endpoint from the
+    #: standard ``AWS_*`` variables; ``kloudless serve --blob-store``, ``$KLOUDLESS_BLOB_STORE``).
+    blob_store: str = ""
     host: str = "127.0.0.1"
     port: int = 8002
     #: waitress worker threads (they run the app; the sockets are served by one I/O thread).

@@ -4,9 +4,10 @@
 seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
 ``cp-*``, and request bodies the HTTP server spooled, ``tmp/body-*``) older than a day,
 expired OAuth codes, blob files no row references (journal rows first, then unmentioned files
-older than an hour) and part folders without a session. :class:`Sweeper` runs it at start-up
-and then opportunistically, at most once per :data:`INTERVAL` seconds, on the app's background
-executor (never on a request thread), so it stops with the server
+older than an hour) and part folders without a session (with a remote blob store: S3
+multipart uploads without a session, older than an hour, are aborted). :class:`Sweeper` runs
+it at start-up and then opportunistically, at most once per :data:`INTERVAL` seconds, on the
+app's background executor (never on a request thread), so it stops with the server
 (:meth:`kloudless.server.core.Core.close`).
 """
 
@@ -24,7 +25,14 @@ from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 from .availability import parse_datetime
-from .connectors.local_storage import ORPHAN_GRACE_SECONDS, reclaim_orphans, settle_all
+from .blobs import blob_store
+from .connectors.local_storage import (
+    ORPHAN_GRACE_SECONDS,
+    abort_orphan_uploads,
+    drop_multipart,
+    reclaim_orphans,
+    settle_all,
+)
 from .recovery import remove_orphan_part_folders
 from .settings import Settings
 from .spool import SPOOL_DIR, SPOOL_PREFIX
@@ -74,7 +82,8 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
         "part_folders": 0,
     }
     # Journal rows whose after-commit step failed first (before their temp files age out).
-    counts["blobs"] = settle_all(store, app.settings.data_dir)
+    blobs = blob_store(app.settings)
+    counts["blobs"] = settle_all(store, app.settings.data_dir, blobs)
     task_limit = now - TASK_MAX_AGE
     for row in store.all("SELECT id, modified FROM tasks WHERE state != 'PENDING'"):
         if _older(row["modified"], task_limit):
@@ -82,13 +91,15 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
             counts["tasks"] += 1
     idle_limit = now - MULTIPART_MAX_IDLE
     # A session still 'completing' after days was left by a crash: stale too.
-    for row in store.all("SELECT id, created, modified FROM multipart"):
+    for row in store.all("SELECT * FROM multipart"):
         if not _older(row["modified"] or row["created"], idle_limit):
             continue
         with store.transaction():
             removed = store.execute("DELETE FROM multipart WHERE id = ?", (row["id"],)).rowcount
             store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (row["id"],))
         if removed:
+            if row["upload_id"]:
+                drop_multipart(blobs, row)
             shutil.rmtree(
                 os.path.join(app.settings.data_dir, "multipart", str(row["id"])),
                 ignore_errors=True,
@@ -109,10 +120,13 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     counts["oauth_codes"] = store.execute(
         "DELETE FROM oauth_codes WHERE expires < ?", (now.timestamp(),)
     ).rowcount
-    counts["blobs"] += reclaim_orphans(store, app.settings.data_dir)
+    counts["blobs"] += reclaim_orphans(store, app.settings.data_dir, blobs=blobs)
+
     counts["part_folders"] = remove_orphan_part_folders(
         store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS
     )
+    # A remote store's unfinished uploads without a session are its part folders.
+    counts["part_folders"] += abort_orphan_uploads(store, blobs)
     return counts
 
 

@@ -13,6 +13,12 @@ everything is checked against what the clients were told:
 * no multipart session is stuck in ``completing``;
 * no orphan blob: every file in ``blobs/`` is referenced by a row, and the blob journal is empty.
 
+It runs twice: with the blobs in the data dir (the default), and in S3 (``--blob-store
+s3://...`` on moto, started by the test on loopback), where the blobs are objects of the bucket
+and a put a kill interrupted before its commit is left for the sweep: the checks run the sweep's
+clean-up as it runs once the grace of an hour has passed (the server is stopped by then), then
+count objects and unfinished uploads in the bucket.
+
 The kill times and the operations come from a fixed seed; the run is bounded (kills, a time
 limit per phase, bounded waits), so it takes well under a minute on an idle machine.
 """
@@ -31,10 +37,13 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import pytest
+
+from tests.s3.servers import S3Endpoint, aws_environment, moto_s3
 
 from .test_workload import list_events, list_storage
 
@@ -59,7 +68,16 @@ def _free_port() -> int:
 class ServeProcess:
     """``kloudless serve`` on a fixed port and data dir, killable and restartable."""
 
-    def __init__(self, data_dir: str, port: int, log_path: str) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        port: int,
+        log_path: str,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.args = args
+        self.env = env or {}
         self.data_dir = data_dir
         self.port = port
         self.log_path = log_path
@@ -87,11 +105,12 @@ class ServeProcess:
                     str(self.port),
                     "--threads",
                     "8",
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env),
             )
         finally:
             log.close()
@@ -218,16 +237,64 @@ def _client(index: int, server: ServeProcess, stop: threading.Event, led: Ledger
                 led.failures[type(exc).__name__] += 1
 
 
+def _sweep_an_hour_later(data_dir: str, endpoint: S3Endpoint, bucket: str) -> dict[str, int]:
+    """Run what the sweeps of a running server do once the grace of an hour has passed, on the
+    stopped server's state (puts a kill interrupted before their commit, unfinished uploads).
+
+    :returns: how much each step cleaned up.
+    """
+    from kloudless.server.blobs import open_blob_store
+    from kloudless.server.connectors import local_storage
+    from kloudless.server.connectors.registry import services
+    from kloudless.server.store import Store
+
+    services()
+    store = Store(os.path.join(data_dir, "kloudless.sqlite3"))
+    with aws_environment(endpoint):
+        blobs = open_blob_store(f"s3://{bucket}/kl", data_dir)
+        counts = {
+            "puts": local_storage.settle_all(store, data_dir, blobs, put_grace=0),
+            "orphans": local_storage.reclaim_orphans(store, data_dir, grace=0, blobs=blobs),
+            "uploads": local_storage.abort_orphan_uploads(store, blobs, grace=0),
+        }
+    store.close()
+    return counts
+
+
 def _db(data_dir: str) -> sqlite3.Connection:
     conn = sqlite3.connect(os.path.join(data_dir, "kloudless.sqlite3"))
     conn.row_factory = sqlite3.Row
     return conn
 
 
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Endpoint]:
+    with moto_s3() as endpoint:
+        yield endpoint
+
+
 @pytest.mark.timeout(240)
-def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: Any) -> None:
+@pytest.mark.parametrize("blobs", ["files", "s3"])
+def test_kill_9_under_load_loses_and_duplicates_nothing(
+    tmp_path: Any, capsys: Any, blobs: str, request: pytest.FixtureRequest
+) -> None:
     data_dir = str(tmp_path / "data")
-    server = ServeProcess(data_dir, _free_port(), str(tmp_path / "serve.log"))
+    args: tuple[str, ...] = ()
+    endpoint: S3Endpoint | None = None
+    bucket = ""
+    kills = KILLS
+    if blobs == "s3":
+        endpoint = request.getfixturevalue("s3")
+        bucket = endpoint.new_bucket()
+        args = ("--blob-store", f"s3://{bucket}/kl")
+        kills = KILLS // 2  # the same paths as with files; half the kills keep it short
+    server = ServeProcess(
+        data_dir,
+        _free_port(),
+        str(tmp_path / "serve.log"),
+        args,
+        endpoint.env() if endpoint else None,
+    )
     server.start()
     ledgers = [Ledger() for _ in range(CLIENTS)]
     stop = threading.Event()
@@ -241,7 +308,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: A
         for thread in threads:
             thread.start()
         time.sleep(2.0)  # a first batch of objects to copy, rename and delete
-        for _ in range(KILLS):
+        for _ in range(kills):
             time.sleep(rng.uniform(0.3, 2.5))
             server.kill()
             server.start()
@@ -293,6 +360,7 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: A
         for i, (name, _) in led.files.items()
         if i in by_id and i not in uncertain and by_id[i]["name"] != name
     ]
+    sweeps = _sweep_an_hour_later(data_dir, endpoint, bucket) if endpoint else {}
     with _db(data_dir) as conn:
         activity: dict[str, set[str]] = {}
         for row in conn.execute("SELECT object_id, type FROM activity"):
@@ -306,18 +374,28 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: A
             str(r["blob"]) for r in conn.execute("SELECT blob FROM objects WHERE blob IS NOT NULL")
         }
         journal = conn.execute("SELECT COUNT(*) FROM blob_journal").fetchone()[0]
+        journal += conn.execute("SELECT COUNT(*) FROM blob_puts").fetchone()[0]
+        sessions = {
+            f"kl/accounts/{r['account_id']}/blobs/{r['blob']}"
+            for r in conn.execute("SELECT account_id, blob FROM multipart WHERE blob IS NOT NULL")
+        }
         keys_running = conn.execute(
             "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'running'"
         ).fetchone()[0]
     conn.close()
-    blobs: list[str] = []
-    accounts_dir = os.path.join(data_dir, "accounts")
-    for account in os.listdir(accounts_dir):
-        folder = os.path.join(accounts_dir, account, "blobs")
-        if os.path.isdir(folder):
-            blobs += os.listdir(folder)
-    orphans = [b for b in blobs if b not in referenced]
-    missing_blobs = [b for b in referenced if b not in blobs]
+    stored: list[str] = []
+    unfinished: list[str] = []
+    if endpoint is not None:
+        stored = [key.rsplit("/", 1)[1] for key in endpoint.keys(bucket, "kl/accounts/")]
+        unfinished = [key for key in endpoint.uploads(bucket) if key not in sessions]
+    else:
+        accounts_dir = os.path.join(data_dir, "accounts")
+        for account in os.listdir(accounts_dir):
+            folder = os.path.join(accounts_dir, account, "blobs")
+            if os.path.isdir(folder):
+                stored += os.listdir(folder)
+    orphans = [b for b in stored if b not in referenced] + unfinished
+    missing_blobs = [b for b in referenced if b not in stored]
 
     ops = sum((led.ops for led in ledgers), Counter())
     failures = sum((led.failures for led in ledgers), Counter())
@@ -326,14 +404,15 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(tmp_path: Any, capsys: A
     )
     with capsys.disabled():
         print(
-            f"\ncrash: {KILLS} kills, {server.starts} starts, {sum(ops.values())} operations "
+            f"\ncrash ({blobs}): {kills} kills, {server.starts} starts, "
+            f"{sum(ops.values())} operations "
             f"{dict(ops)}, unanswered {dict(failures)}, {len(objects)} objects, "
-            f"{len(events)} events, {len(blobs)} blobs; duplicates {duplicates}, lost "
+            f"{len(events)} events, {len(stored)} blobs {sweeps}; duplicates {duplicates}, lost "
             f"{len(lost)}, wrong names {len(wrong_name)}, corrupted {corrupted}, missing "
             f"activity {len(missing_activity)}, stuck multipart {stuck}, orphan blobs "
             f"{len(orphans)}, stale idempotency keys {keys_running}; {workload_seconds:.1f} s"
         )
-    assert server.starts == KILLS + 2
+    assert server.starts == kills + 2
     assert acknowledged >= 40, (ops, failures)  # the workload really ran through the kills
     assert duplicates == 0, name_counts
     assert lost == [], lost

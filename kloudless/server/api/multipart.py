@@ -19,6 +19,15 @@ Session ids are positive integers from one server-wide sequence, as in Kloudless
 parses them as ``int``); they are not secrets, since a session is found only together with its
 account. Sessions created by older versions keep their random string ids.
 
+With a remote blob store (``kloudless serve --blob-store s3://...``) the sessions of ``local``
+accounts are S3 multipart uploads straight into the file's future blob (columns ``blob``,
+``upload_id``; each part's ``etag``): any server process can take the next part or the
+``complete``, parts are at least :data:`~kloudless.server.blobs.S3_MIN_PART_SIZE` bytes, and
+``complete`` assembles the object in the store without copying bytes. The session itself is the
+journal of its blob: while it exists the blob is kept; its removal (abort, the sweep of stale
+sessions) aborts the upload and removes the blob after the commit, and the sweep aborts uploads
+and removes blobs no session or file references (a crash between the two).
+
 ``size`` may be left out, as Kloudless allowed for most services: the size is then known at
 ``complete`` (stored as :data:`UNKNOWN_SIZE`). Every part but the last must then be exactly
 ``part_size`` bytes, the last one at most that, and the parts 1..N must all be present.
@@ -26,15 +35,18 @@ account. Sessions created by older versions keep their random string ids.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
 import sqlite3
-from typing import IO, Any
+from typing import IO, Any, Callable, TypeVar
 
 from werkzeug.wrappers import Response
 
-from ..connectors.base import validate_name
+from ..blobs import BlobStore, blob_store
+from ..connectors.base import StorageObject, validate_name
+from ..connectors.local_storage import LocalStorage, blob_key, drop_multipart
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found, too_large
 from ..params import parse_int
@@ -43,6 +55,9 @@ from ..routing import BODY_UPLOAD, Route
 from ..spool import remove_quietly, spool_to_temp
 from ..store import now_iso, register_migration
 from .storage import serialize, storage_backend, upload_precheck
+
+log = logging.getLogger("kloudless.server")
+T = TypeVar("T")
 
 A = "/accounts/<account_id>/storage/multipart"
 
@@ -67,6 +82,14 @@ def _public_id(value: str) -> int | str:
 
 def _dir(ctx: RequestContext, session_id: str) -> str:
     return os.path.join(ctx.settings.data_dir, "multipart", session_id)
+
+
+def _remote_store(storage: object) -> BlobStore | None:
+    """:returns: the remote blob store a ``local`` account's sessions assemble in, or None
+    (parts in the data dir: file stores and other services)."""
+    if isinstance(storage, LocalStorage) and storage.blob_store.remote:
+        return storage.blob_store
+    return None
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -145,22 +168,38 @@ def init_upload(ctx: RequestContext, account_id: str) -> Response:
         raise
     overwrite = ctx.arg_bool("overwrite")
     now = now_iso()
+    part_size = ctx.settings.multipart_part_size
+    blob = upload_id = None
+    remote = _remote_store(storage)
+    if remote is not None and isinstance(storage, LocalStorage):
+        # Before the first write, journalled first (the sweep then knows the upload is ours
+        # even before the session commits); undone if the request fails.
+        (blob,) = storage.journal_puts([0])
+        key = blob_key(int(account["id"]), blob)
+        upload_id = _blob_call(lambda: remote.multipart_start(key))
+        ctx.store.after_rollback(lambda: remote.multipart_abort(key, str(upload_id)))
+        part_size = max(part_size, remote.min_part_size)
     with ctx.store.transaction():
+        if blob is not None and isinstance(storage, LocalStorage):
+            storage.adopt_puts(blob)  # the session is the blob's journal from now on
         session_id = _new_session_id(ctx)
         os.makedirs(_dir(ctx, session_id), exist_ok=True)
         ctx.store.execute(
             "INSERT INTO multipart (id, account_id, name, parent_id, size, part_size, overwrite,"
-            " created, state, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            " created, state, modified, blob, upload_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
             (
                 session_id,
                 int(account["id"]),
                 name,
                 parent,
                 size,
-                ctx.settings.multipart_part_size,
+                part_size,
                 int(overwrite),
                 now,
                 now,
+                blob,
+                upload_id,
             ),
         )
     row = ctx.store.one("SELECT * FROM multipart WHERE id = ?", (session_id,))
@@ -198,9 +237,15 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
         expected,
         lambda: invalid_parameters(_part_rule(number, expected, known) + "."),
     )
+    etag = None
     try:
         if received != expected if known else received > expected:
             raise invalid_parameters(_part_rule(number, expected, known) + f", got {received}.")
+        if row["upload_id"]:  # a remote session: the part goes to S3 (before the first write)
+            remote = blob_store(ctx.settings)
+            key = blob_key(int(row["account_id"]), str(row["blob"]))
+            upload_id = str(row["upload_id"])
+            etag = _blob_call(lambda: remote.multipart_put(key, upload_id, number, temp))
         # The state check, the rename and the row are one step against a concurrent
         # complete (which claims the session in its own transaction) or abort.
         with ctx.store.transaction():
@@ -209,18 +254,43 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
                 raise not_found(f"Multipart upload not found: {session_id[:100]}")
             if current["state"] != "open":
                 raise _busy(session_id)
-            os.replace(temp, os.path.join(directory, str(number)))
+            if etag is None:
+                os.replace(temp, os.path.join(directory, str(number)))
             ctx.store.execute(
-                "INSERT OR REPLACE INTO multipart_parts VALUES (?, ?, ?)",
-                (session_id, number, received),
+                "INSERT OR REPLACE INTO multipart_parts (session_id, part_number, size, etag)"
+                " VALUES (?, ?, ?, ?)",
+                (session_id, number, received, etag),
             )
             ctx.store.execute(
                 "UPDATE multipart SET modified = ? WHERE id = ?", (now_iso(), session_id)
             )
-    except BaseException:
-        remove_quietly(temp)
-        raise
+    finally:
+        remove_quietly(temp)  # renamed into place, sent to S3, or failed
     return json_response({"part_number": number, "size": received})
+
+
+def _gone() -> ApiError:
+    return ApiError(
+        409,
+        "conflict",
+        "The blob store no longer has this multipart upload; abort it and start again.",
+    )
+
+
+def _unreachable() -> ApiError:
+    return ApiError(503, "service_unavailable", "The blob store cannot be reached; try again.")
+
+
+def _blob_call(call: Callable[[], T]) -> T:
+    """Run a blob store call of a remote session: a missing upload -> 409, an unreachable
+    store -> 503."""
+    try:
+        return call()
+    except FileNotFoundError:
+        raise _gone() from None
+    except OSError as exc:
+        log.warning("blob store call failed: %s", exc)
+        raise _unreachable() from None
 
 
 def _part_rule(number: int, expected: int, known: bool) -> str:
@@ -297,24 +367,60 @@ def _complete(
         raise invalid_parameters(
             f"Cannot complete the upload: received {total} bytes, expected {size}."
         )
-    directory = _dir(ctx, session_id)
-    stream = _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)])
-    try:
-        storage = storage_backend(ctx, account)
-        overwrite = bool(row["overwrite"])
-        obj = storage.upload(
-            str(row["parent_id"]),
-            str(row["name"]),
-            stream,  # type: ignore
-            overwrite,
-            ctx.settings.max_upload_bytes,
-        )
-    finally:
-        stream.close()
+    storage = storage_backend(ctx, account)
+    if row["upload_id"]:
+        obj = _complete_remote(ctx, storage, row, size, count)
+    else:
+        directory = _dir(ctx, session_id)
+        stream = _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)])
+        try:
+            obj = storage.upload(
+                str(row["parent_id"]),
+                str(row["name"]),
+                stream,  # type: ignore
+                bool(row["overwrite"]),
+                ctx.settings.max_upload_bytes,
+            )
+        finally:
+            stream.close()
     if obj.size != size:
         raise ApiError(500, "internal_error", "The assembled file has the wrong size.")
     _remove(ctx, session_id)
     return json_response(serialize(ctx, acc, obj), 201)
+
+
+def _complete_remote(
+    ctx: RequestContext, storage: object, row: sqlite3.Row, size: int, count: int
+) -> StorageObject:
+    """Assemble a remote session's parts into its blob in the store, then insert the file.
+
+    A complete that failed after the assembly (or died) left the blob assembled and the
+    session open: the upload is gone from the store then, and the blob is used as it is.
+    """
+    if not isinstance(storage, LocalStorage):
+        raise ApiError(500, "internal_error", "A remote multipart session of another service.")
+    remote = storage.blob_store
+    blob = str(row["blob"])
+    key = blob_key(storage.account_id, blob)
+    parts = [
+        (int(p["part_number"]), str(p["etag"]))
+        for p in ctx.store.all(
+            "SELECT part_number, etag FROM multipart_parts WHERE session_id = ?"
+            " AND part_number <= ? ORDER BY part_number",
+            (row["id"], count),
+        )
+    ]
+    try:
+        remote.multipart_complete(key, str(row["upload_id"]), parts)
+    except FileNotFoundError:
+        if not _blob_call(lambda: remote.exists(key)):
+            raise _gone() from None
+    except OSError as exc:
+        log.warning("blob store call failed: %s", exc)
+        raise _unreachable() from None
+    return storage.adopt_blob(
+        str(row["parent_id"]), str(row["name"]), blob, size, bool(row["overwrite"])
+    )
 
 
 def _size_from_parts(parts: dict[int, int], part_size: int) -> int:
@@ -334,20 +440,24 @@ def _size_from_parts(parts: dict[int, int], part_size: int) -> int:
     return part_size * (last - 1) + parts[last]
 
 
-def _remove(ctx: RequestContext, session_id: str) -> None:
+def _remove(ctx: RequestContext, session_id: str, completed: bool = True) -> None:
     with ctx.store.transaction():
+        row = ctx.store.one("SELECT * FROM multipart WHERE id = ?", (session_id,))
         ctx.store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (session_id,))
         ctx.store.execute("DELETE FROM multipart WHERE id = ?", (session_id,))
         # Parts go once the removal commits; a crash first leaves a folder without a
-        # session, which start-up recovery removes.
+        # session, which start-up recovery removes (the sweep: S3 uploads and blobs).
         directory = _dir(ctx, session_id)
         ctx.store.after_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        if row is not None and row["upload_id"] and not completed:
+            settings = ctx.settings
+            ctx.store.after_commit(lambda: drop_multipart(blob_store(settings), row))
 
 
 def remove_account_sessions(ctx: RequestContext, account_id: int) -> None:
     """Delete every multipart session (and its parts on disk) of an account."""
     for row in ctx.store.all("SELECT id FROM multipart WHERE account_id = ?", (account_id,)):
-        _remove(ctx, str(row["id"]))
+        _remove(ctx, str(row["id"]), completed=False)
 
 
 def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Response:
@@ -358,10 +468,7 @@ def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respo
             raise not_found(f"Multipart upload not found: {session_id[:100]}")
         if state["state"] != "open":
             raise _busy(session_id)
-        ctx.store.execute("DELETE FROM multipart_parts WHERE session_id = ?", (session_id,))
-        ctx.store.execute("DELETE FROM multipart WHERE id = ?", (session_id,))
-        directory = _dir(ctx, session_id)
-        ctx.store.after_commit(lambda: shutil.rmtree(directory, ignore_errors=True))
+        _remove(ctx, session_id, completed=False)
     return no_content()
 
 

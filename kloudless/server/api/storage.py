@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import IO, Any, Callable, cast
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.wrappers import Response
-from werkzeug.wsgi import wrap_file
+from werkzeug.wsgi import FileWrapper, wrap_file
 
 from .. import content, saver
 from .. import quota as quotas
@@ -320,7 +321,7 @@ def send_contents(
     User content never runs on the API origin (:mod:`kloudless.server.content`): an attachment
     named ``name`` (``inline`` only for safe types), ``nosniff``, a sandboxing CSP.
     """
-    response = Response(wrap_file(ctx.request.environ, stream), direct_passthrough=True)
+    response = Response(_body(ctx.request.environ, stream), direct_passthrough=True)
     response.headers["Content-Type"] = mime_type
     content.protect(response.headers, mime_type, name, inline)
     response.content_length = size
@@ -347,8 +348,17 @@ def send_contents(
         # without a worker (werkzeug's range iterator would pin one to a slow reader).
         first, last = _content_range(response.headers["Content-Range"])
         window = cast(IO[bytes], FileSlice(stream, first, last - first + 1))
-        response.response = wrap_file(environ, window)
+        response.response = _body(environ, window, remote=getattr(stream, "remote", False))
     return response
+
+
+def _body(environ: dict[str, Any], stream: IO[bytes], remote: bool = False) -> Iterable[bytes]:
+    """:returns: the response body of a file: through the server's file wrapper (streamed by
+    its I/O thread), except for a remote blob (``remote``: reads wait on the network, which
+    must not stall the I/O loop), which a worker streams."""
+    if remote or getattr(stream, "remote", False):
+        return FileWrapper(stream, 256 * 1024)
+    return wrap_file(environ, stream)
 
 
 def _seekable(stream: IO[bytes]) -> bool:

@@ -8,6 +8,7 @@ import shutil
 from typing import Any
 
 from .. import quota
+from ..blobs import blob_store, remove_prefix, stores_for
 from ..store import Store
 from .base import AccountEnv, Connector, StorageBackend
 from .contacts_base import ContactsBackend
@@ -26,7 +27,12 @@ class LocalConnector(Connector):
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         limit = quota.limit_for(env.store, env.settings, env.account_id)
         return LocalStorage(
-            env.store, env.settings.data_dir, env.account_id, env.activity, quota_limit=limit
+            env.store,
+            env.settings.data_dir,
+            env.account_id,
+            env.activity,
+            quota_limit=limit,
+            blobs=blob_store(env.settings),
         )
 
     def calendar(self, env: AccountEnv) -> Any | None:
@@ -37,6 +43,10 @@ class LocalConnector(Connector):
 
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         shutil.rmtree(account_dir(data_dir, account_id), ignore_errors=True)
+        # Blob stores elsewhere (S3, another folder): what fails here, or is not opened in
+        # this process, the orphan sweep removes (no row references those blobs any more).
+        for blobs in stores_for(data_dir):
+            remove_prefix(blobs, f"accounts/{int(account_id)}/")
 
 
 LOCAL = LocalConnector()

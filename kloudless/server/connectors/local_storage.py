@@ -39,6 +39,8 @@ from typing import IO
 from .. import quota
 from ..activity import ActivityRecorder
 from ..availability import parse_datetime
+from ..blobs import BlobStore, FileBlobStore
+from ..diskspace import insufficient_storage, is_disk_full
 from ..errors import (
     ApiError,
     forbidden,
@@ -47,7 +49,7 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import fsync_dir, remove_quietly, spool_to_temp
+from ..spool import remove_quietly, spool_to_temp
 from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
@@ -63,10 +65,10 @@ MAX_DEPTH = 1000
 ROOT = "root"
 
 #: The blob journal (migration 900). A row ``(blob, temp)`` says: the bytes of ``blob`` wait at
-#: ``temp`` and move into ``blobs/`` once the row that references them is committed; a row
-#: ``(blob, NULL)`` says: no row references ``blob`` any more, remove its file. Journal rows
-#: commit with the change; :func:`settle` acts on them after the commit, and again at start-up
-#: for those a crash left, so ``blobs/`` only ever holds files that committed rows reference.
+#: ``temp`` and move into the blob store once the row that references them is committed; a row
+#: ``(blob, NULL)`` says: no row references ``blob`` any more, remove it. Journal rows commit
+#: with the change; :func:`settle` acts on them after the commit, and again at start-up and in
+#: sweeps for those a crash left, so the store only ever holds blobs committed rows reference.
 register_migration(
     900,
     """
@@ -76,9 +78,34 @@ register_migration(
         PRIMARY KEY (account_id, blob))
     """,
 )
+#: Remote blob stores (S3, migration 1200): a ``blob_puts`` row says: ``blob`` is being put into
+#: the store *before* the commit of the row that will reference it (another machine must find
+#: it as soon as that row is visible). It is committed on its own before the put and deleted in
+#: the transaction that inserts the referencing row; one that stays (the request failed or its
+#: process died) is settled by removing the blob unless something references it.
+register_migration(
+    1200,
+    """
+    CREATE TABLE blob_puts (
+        account_id INTEGER NOT NULL, blob TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL, PRIMARY KEY (account_id, blob))
+    """,
+)
+#: Multipart sessions of remote blob stores (migration 1201): the session's blob and its S3
+#: multipart upload id; each part's etag (S3 needs them to assemble the object).
+register_migration(
+    1201,
+    """
+    ALTER TABLE multipart ADD COLUMN blob TEXT;
+    ALTER TABLE multipart ADD COLUMN upload_id TEXT;
+    ALTER TABLE multipart_parts ADD COLUMN etag TEXT;
+    """,
+)
 
-#: Least age of an unreferenced, unjournaled file in ``blobs/`` before the sweep removes it
-#: (older versions renamed blobs into place before their commit).
+#: Least age of an unreferenced, unjournaled blob before the sweep removes it (older versions
+#: renamed blobs into place before their commit; a remote put whose journal row could not be
+#: written first), and of a ``blob_puts`` row before a sweep of another process may settle it
+#: (its request may still be about to commit).
 ORPHAN_GRACE_SECONDS = 3600.0
 
 
@@ -87,92 +114,213 @@ def account_dir(data_dir: str, account_id: int) -> str:
     return os.path.join(data_dir, "accounts", str(int(account_id)))
 
 
-def settle(store: Store, base: str, account_id: int, blobs: list[str] | None = None) -> int:
-    """Act on an account's blob journal rows (those of ``blobs``, or all): move committed
-    blobs into ``blobs/``, remove the files of blobs no row references. Safe to repeat and to
-    run concurrently: it only acts on committed state.
+def blob_key(account_id: int, blob: str) -> str:
+    """:returns: the blob store key of an account's blob."""
+    if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
+        raise ApiError(500, "internal_error", "Corrupt blob reference.")
+    return f"accounts/{int(account_id)}/blobs/{blob}"
 
-    :param base: the account's folder (:func:`account_dir`).
+
+def _referenced(store: Store, account_id: int, blob: str) -> bool:
+    if store.one("SELECT 1 FROM objects WHERE account_id = ? AND blob = ?", (account_id, blob)):
+        return True
+    # A remote multipart upload assembles straight into its session's blob.
+    return (
+        store.one("SELECT 1 FROM multipart WHERE account_id = ? AND blob = ?", (account_id, blob))
+        is not None
+    )
+
+
+def settle(
+    store: Store,
+    blobs: BlobStore,
+    data_dir: str,
+    account_id: int,
+    names: list[str] | None = None,
+) -> int:
+    """Act on an account's blob journal rows (those of ``names``, or all): move committed
+    blobs into the store, remove blobs no row references. Safe to repeat and to run
+    concurrently: it only acts on committed state. A row whose blob store step fails stays
+    (the next sweep retries).
+
     :returns: the number of journal rows settled.
     """
-    if blobs is None:
+    base = account_dir(data_dir, account_id)
+    if names is None:
         rows = store.all("SELECT * FROM blob_journal WHERE account_id = ?", (account_id,))
     else:
         rows = []
-        for blob in blobs:
+        for blob in names:
             row = store.one(
                 "SELECT * FROM blob_journal WHERE account_id = ? AND blob = ?", (account_id, blob)
             )
             if row is not None:
                 rows.append(row)
+    settled = 0
     for row in rows:
         blob = str(row["blob"])
-        path = os.path.join(base, "blobs", blob)
-        referenced = store.one(
-            "SELECT 1 FROM objects WHERE account_id = ? AND blob = ?", (account_id, blob)
-        )
+        key = blob_key(account_id, blob)
+        referenced = _referenced(store, account_id, blob)
         temp = None if row["temp"] is None else os.path.join(base, str(row["temp"]))
-        with contextlib.suppress(OSError):
+        try:
             if temp and referenced and os.path.exists(temp):
-                os.replace(temp, path)
-                fsync_dir(os.path.dirname(path))  # durable before its journal row goes
+                blobs.put_file(key, temp)
+                remove_quietly(temp)
             elif temp:
                 remove_quietly(temp)
             elif not referenced:
-                os.unlink(path)
+                blobs.delete(key)
+        except OSError as exc:
+            log.warning("blob %s of account %s not settled yet: %s", blob, account_id, exc)
+            continue
         store.execute(
             "DELETE FROM blob_journal WHERE account_id = ? AND blob = ? AND temp IS ?",
             (account_id, blob, row["temp"]),
         )
-    return len(rows)
+        settled += 1
+    return settled
 
 
-def settle_all(store: Store, data_dir: str) -> int:
+def settle_puts(store: Store, blobs: BlobStore, grace: float = ORPHAN_GRACE_SECONDS) -> int:
+    """Settle ``blob_puts`` rows older than ``grace`` seconds (younger ones may belong to a
+    request about to commit, in any process): drop the row when a row references the blob,
+    else remove the blob first.
+
+    :returns: the number of rows settled.
+    """
+    settled = 0
+    for row in store.all("SELECT * FROM blob_puts"):
+        if not _older_than(row["created"], grace):
+            continue
+        account_id, blob = int(row["account_id"]), str(row["blob"])
+        try:
+            if not _referenced(store, account_id, blob):
+                blobs.delete(blob_key(account_id, blob))
+        except OSError as exc:
+            log.warning("blob put %s of account %s not settled yet: %s", blob, account_id, exc)
+            continue
+        store.execute("DELETE FROM blob_puts WHERE account_id = ? AND blob = ?", (account_id, blob))
+        settled += 1
+    return settled
+
+
+def _older_than(created: object, seconds: float) -> bool:
+    if seconds <= 0:
+        return True
+    try:
+        when = parse_datetime(str(created)).timestamp()
+    except ValueError:
+        return True
+    return when < time.time() - seconds
+
+
+def settle_all(
+    store: Store, data_dir: str, blobs: BlobStore | None = None, put_grace: float | None = None
+) -> int:
     """Settle the blob journal of every account (start-up recovery, sweeps).
 
+    :param blobs: the blob store (default: files in the data dir).
+    :param put_grace: see :func:`settle_puts` (default: :data:`ORPHAN_GRACE_SECONDS`).
     :returns: the number of journal rows settled.
     """
+    blobs = blobs or FileBlobStore(data_dir)
+    grace = ORPHAN_GRACE_SECONDS if put_grace is None else put_grace
     accounts = store.all("SELECT DISTINCT account_id FROM blob_journal")
-    return sum(
-        settle(store, account_dir(data_dir, int(r["account_id"])), int(r["account_id"]))
-        for r in accounts
-    )
+    settled = sum(settle(store, blobs, data_dir, int(r["account_id"])) for r in accounts)
+    return settled + settle_puts(store, blobs, grace)
 
 
-def reclaim_orphans(store: Store, data_dir: str, grace: float = ORPHAN_GRACE_SECONDS) -> int:
-    """Remove files in ``accounts/*/blobs/`` that no row references and no journal row
-    mentions, once older than ``grace`` seconds (left by versions that renamed blobs into
-    place before their commit, or by hand).
+def reclaim_orphans(
+    store: Store,
+    data_dir: str,
+    grace: float = ORPHAN_GRACE_SECONDS,
+    blobs: BlobStore | None = None,
+) -> int:
+    """Remove blobs (``accounts/<id>/blobs/<blob>`` in the store) that no row references and
+    no journal row mentions, once older than ``grace`` seconds (left by versions that renamed
+    blobs into place before their commit, by a remote put whose process died before it could
+    journal, or by hand).
 
-    :returns: the number of files removed.
+    :returns: the number of blobs removed.
     """
+    blobs = blobs or FileBlobStore(data_dir)
     removed = 0
     limit = time.time() - grace
-    root = os.path.join(data_dir, "accounts")
-    with contextlib.suppress(OSError):
-        for name in os.listdir(root):
-            if not name.isdigit():
+    known: dict[int, set[str]] = {}
+    try:
+        for key, modified in blobs.list_keys("accounts/"):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != "blobs" or not parts[1].isdigit():
                 continue
-            blobs_dir = os.path.join(root, name, "blobs")
-            try:
-                files = os.listdir(blobs_dir)
-            except OSError:
-                continue
-            known = {
-                str(r["blob"])
-                for r in store.all(
-                    "SELECT blob FROM objects WHERE account_id = ? AND blob IS NOT NULL"
-                    " UNION SELECT blob FROM blob_journal WHERE account_id = ?",
-                    (int(name), int(name)),
-                )
-            }
-            for blob in files:
-                path = os.path.join(blobs_dir, blob)
-                with contextlib.suppress(OSError):
-                    if blob not in known and os.lstat(path).st_mtime < limit:
-                        os.unlink(path)
-                        removed += 1
+            account_id, blob = int(parts[1]), parts[3]
+            if account_id not in known:
+                known[account_id] = {
+                    str(r["blob"])
+                    for r in store.all(
+                        "SELECT blob FROM objects WHERE account_id = ? AND blob IS NOT NULL"
+                        " UNION SELECT blob FROM blob_journal WHERE account_id = ?"
+                        " UNION SELECT blob FROM blob_puts WHERE account_id = ?"
+                        " UNION SELECT blob FROM multipart WHERE account_id = ?"
+                        " AND blob IS NOT NULL",
+                        (account_id, account_id, account_id, account_id),
+                    )
+                }
+            if blob not in known[account_id] and modified < limit:
+                blobs.delete(key)
+                removed += 1
+    except OSError as exc:
+        log.warning("orphan blob sweep stopped: %s", exc)
     return removed
+
+
+def drop_multipart(blobs: BlobStore, session: sqlite3.Row) -> None:
+    """Abort a removed remote multipart session's upload and remove its blob (assembled by a
+    complete that did not commit). Failures are left to the sweep
+    (:func:`reclaim_orphans`, :func:`abort_orphan_uploads`)."""
+    key = blob_key(int(session["account_id"]), str(session["blob"]))
+    try:
+        blobs.multipart_abort(key, str(session["upload_id"]))
+        blobs.delete(key)
+    except OSError as exc:
+        log.warning(
+            "dropping multipart upload %s failed (the sweep retries): %s", session["id"], exc
+        )
+
+
+def abort_orphan_uploads(
+    store: Store, blobs: BlobStore, grace: float = ORPHAN_GRACE_SECONDS
+) -> int:
+    """Abort the remote store's unfinished multipart uploads under ``accounts/`` that no
+    session names, once older than ``grace`` seconds (a process died between starting one and
+    committing its session, or between a session's removal and the abort).
+
+    :returns: the number aborted.
+    """
+    if not blobs.remote:
+        return 0
+    aborted = 0
+    limit = time.time() - grace
+    try:
+        for key, upload_id, started in list(blobs.multipart_list("accounts/")):
+            if started >= limit:
+                continue
+            parts = key.split("/")
+            journalled = (
+                len(parts) == 4
+                and parts[1].isdigit()
+                and store.one(
+                    "SELECT 1 FROM blob_puts WHERE account_id = ? AND blob = ?",
+                    (int(parts[1]), parts[3]),
+                )
+            )
+            if journalled:  # a session about to commit, or settle_puts's to clean up
+                continue
+            if store.one("SELECT 1 FROM multipart WHERE upload_id = ?", (upload_id,)) is None:
+                blobs.multipart_abort(key, upload_id)
+                aborted += 1
+    except OSError as exc:
+        log.warning("orphan multipart upload sweep stopped: %s", exc)
+    return aborted
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -201,18 +349,27 @@ class LocalStorage(StorageBackend):
         account_id: int,
         activity: ActivityRecorder | None = None,
         quota_limit: int | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.store = store
         #: The account's storage quota in bytes (None: unlimited; see :mod:`..quota`).
         self.quota_limit = quota_limit
         self.account_id = int(account_id)
         self.activity = activity
+        self.data_dir = data_dir
+        #: Where the file contents are (default: files in the data dir).
+        self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
         self.base = account_dir(data_dir, self.account_id)
-        self.blobs = os.path.join(self.base, "blobs")
         self.tmp = os.path.join(self.base, "tmp")
+        folders = [os.path.dirname(self.base), self.base, self.tmp]
+        local = self.blob_store.local_path(blob_key(self.account_id, "x"))
+        if local is not None:  # a file store: its account folder is checked the same way
+            self.blobs = os.path.dirname(local)
+            account_blobs = os.path.dirname(self.blobs)
+            folders += [os.path.dirname(account_blobs), account_blobs, self.blobs]
         # Check each level for a planted symlink *before* creating anything below it, so that
         # nothing is ever created outside the data dir.
-        for path in (os.path.dirname(self.base), self.base, self.blobs, self.tmp):
+        for path in dict.fromkeys(folders):
             if os.path.islink(path):
                 raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
             os.makedirs(path, exist_ok=True)
@@ -347,15 +504,19 @@ class LocalStorage(StorageBackend):
         )
 
     # -- blobs ---------------------------------------------------------------------------------
-    def _blob_path(self, blob: str) -> str:
-        if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
-            raise ApiError(500, "internal_error", "Corrupt blob reference.")
-        return os.path.join(self.blobs, blob)
+    @property
+    def _remote(self) -> bool:
+        return self.blob_store.remote
+
+    def _key(self, blob: str) -> str:
+        return blob_key(self.account_id, blob)
 
     def _blob_source(self, blob: str) -> str:
-        """:returns: where a committed blob's bytes are: in ``blobs/``, or for a moment after
-        its commit still at the journalled temp path."""
-        path = self._blob_path(blob)
+        """:returns: the file of a committed blob of a file store: in the store, or for a
+        moment after its commit still at the journalled temp path."""
+        path = self.blob_store.local_path(self._key(blob))
+        if path is None:
+            raise ApiError(500, "internal_error", "Not a file blob store.")
         if os.path.exists(path):
             return path
         row = self.store.one(
@@ -365,6 +526,25 @@ class LocalStorage(StorageBackend):
         if row is not None and row["temp"]:
             return os.path.join(self.base, str(row["temp"]))
         return path
+
+    def _open_blob(self, blob: str) -> IO[bytes]:
+        """:returns: a reader of a committed blob: from the store, or for a moment after its
+        commit still from the journalled temp path (file stores).
+
+        :raises FileNotFoundError: neither is there.
+        """
+        try:
+            return self.blob_store.open(self._key(blob))
+        except FileNotFoundError:
+            row = self.store.one(
+                "SELECT temp FROM blob_journal WHERE account_id = ? AND blob = ?",
+                (self.account_id, blob),
+            )
+            if row is None or not row["temp"]:
+                raise
+            path = os.path.join(self.base, str(row["temp"]))
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            return os.fdopen(fd, "rb")
 
     def _write_temp(self, stream: IO[bytes], max_bytes: int) -> tuple[str, int, str]:
         """Copy a stream into a fsync'ed temp file. :returns: ``(path, size, sha256 hex)``."""
@@ -383,7 +563,7 @@ class LocalStorage(StorageBackend):
 
     def _stage_blob(self, temp_path: str, size: int) -> str:
         """Journal a new blob whose bytes wait at ``temp_path`` (call inside the transaction
-        that inserts the row referencing it); the file moves into ``blobs/`` after the commit.
+        that inserts the row referencing it); the file moves into the store after the commit.
 
         :returns: the blob name.
         """
@@ -397,9 +577,75 @@ class LocalStorage(StorageBackend):
         self.store.after_commit(lambda: self._settle_quietly(blob))
         return blob
 
+    def journal_puts(self, sizes: list[int]) -> list[str]:
+        """Journal new blobs that are about to be put into a remote store, before the
+        request's first write (a commit of their own, so a crash after the put leaves a row
+        that the sweep settles); inside a unit that has begun writing, the orphan sweep is the
+        backstop instead. An undo on rollback is registered.
+
+        :returns: the new blob names.
+        """
+        names = [secrets.token_hex(16) for _ in sizes]
+        try:
+            with self.store.transaction(standalone=True):
+                for blob, size in zip(names, sizes):
+                    self.store.execute(
+                        "INSERT INTO blob_puts (account_id, blob, size, created)"
+                        " VALUES (?, ?, ?, ?)",
+                        (self.account_id, blob, size, now_iso()),
+                    )
+        except RuntimeError:  # a standalone transaction is impossible here
+            pass
+        self.store.after_rollback(lambda: self._drop_puts(names))
+        return names
+
+    def _put_remote(self, temp: str, size: int) -> str:
+        """Put a temp file into the remote store as a new journalled blob (before the
+        transaction that will reference it). The temp file is removed.
+
+        :returns: the blob name.
+        """
+        (blob,) = self.journal_puts([size])
+        try:
+            self.blob_store.put_file(self._key(blob), temp)
+        except OSError as exc:
+            self._drop_puts([blob])
+            if is_disk_full(exc):
+                raise insufficient_storage() from None
+            log.warning("blob store put failed: %s", exc)
+            raise ApiError(
+                503, "service_unavailable", "The blob store cannot be reached; try again."
+            ) from None
+        finally:
+            remove_quietly(temp)
+        return blob
+
+    def adopt_puts(self, *names: str) -> None:
+        """The referencing rows are written in this transaction: the puts are done."""
+        for blob in names:
+            self.store.execute(
+                "DELETE FROM blob_puts WHERE account_id = ? AND blob = ?",
+                (self.account_id, blob),
+            )
+
+    def _drop_puts(self, names: list[str]) -> None:
+        """Undo puts whose request failed: remove the blobs and their journal rows (what
+        fails here the sweep settles later)."""
+        for blob in names:
+            try:
+                if _referenced(self.store, self.account_id, blob):
+                    continue
+                self.blob_store.delete(self._key(blob))
+                self.store.execute(
+                    "DELETE FROM blob_puts WHERE account_id = ? AND blob = ?",
+                    (self.account_id, blob),
+                )
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("undoing blob put %s failed (the sweep retries): %s", blob, exc)
+
     def _release_blob(self, blob: str | None, size: int | None) -> None:
         """Journal the removal of a blob no row will reference (call inside the transaction
-        that changes the row); the file is removed after the commit."""
+        that changes the row); the blob is removed after the commit."""
         if not blob:
             return
         self.store.execute(
@@ -413,7 +659,7 @@ class LocalStorage(StorageBackend):
         # After the commit the change stands: a failure here leaves a journal row that the
         # next start-up or sweep settles, never a failed request.
         try:
-            settle(self.store, self.base, self.account_id, [blob])
+            settle(self.store, self.blob_store, self.data_dir, self.account_id, [blob])
         except (OSError, sqlite3.Error):
             log.exception("settling blob %s failed; the sweep will retry", blob)
 
@@ -539,6 +785,33 @@ class LocalStorage(StorageBackend):
         self._folder_row(parent_id)  # fail early, before reading the body
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"  # not under the lock
         temp, size, digest = self._write_temp(stream, max_bytes)
+        put = self._put_remote(temp, size) if self._remote else None
+        return self._insert_file(parent_id, name, temp, put, size, digest, mime, overwrite)
+
+    def adopt_blob(
+        self, parent_id: str, name: str, blob: str, size: int, overwrite: bool
+    ) -> StorageObject:
+        """Insert (or overwrite) a file whose bytes are already the blob ``blob`` of a remote
+        store (a multipart upload assembled there). The blob stays if this fails (its session
+        still references it)."""
+        validate_name(name)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        etag = secrets.token_hex(16)  # a version tag: S3 assembled the bytes, we never saw them
+        return self._insert_file(parent_id, name, "", blob, size, etag, mime, overwrite)
+
+    def _insert_file(
+        self,
+        parent_id: str,
+        name: str,
+        temp: str,
+        put: str | None,
+        size: int,
+        digest: str,
+        mime: str,
+        overwrite: bool,
+    ) -> StorageObject:
+        """Insert (or overwrite) a file row for new bytes: those at ``temp`` (file stores),
+        or the blob ``put`` already put into a remote store."""
         old_blob: str | None = None
         try:
             with self._tree_change():
@@ -547,7 +820,11 @@ class LocalStorage(StorageBackend):
                 existing = self._child(parent_id, name)
                 replaced = existing["size"] if existing is not None and overwrite else 0
                 quota.check(self.store, self.quota_limit, self.account_id, size - (replaced or 0))
-                blob = self._stage_blob(temp, size)
+                if put is None:
+                    blob = self._stage_blob(temp, size)
+                else:
+                    blob = put
+                    self.adopt_puts(put)
                 if existing is not None and overwrite:
                     if existing["kind"] != "file":
                         raise naming_conflict(
@@ -586,24 +863,27 @@ class LocalStorage(StorageBackend):
                 result = self._object(self._row(file_id, "file"))
                 self._record("update" if old_blob is not None else "add", result)
         except BaseException:
-            remove_quietly(temp)
+            if temp:
+                remove_quietly(temp)
+            if put is not None:
+                self._drop_puts([put])
             raise
-        self._on_rollback_remove(temp)
+        if temp:
+            self._on_rollback_remove(temp)
         return result
 
     def open_contents(self, file_id: str) -> FileContents:
         for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
             row = self._row(file_id, "file")
             try:
-                fd = os.open(
-                    self._blob_source(str(row["blob"])), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                )
+                reader = self._open_blob(str(row["blob"]))
             except FileNotFoundError:
                 continue
-            except OSError:
+            except OSError as exc:
+                log.warning("reading blob of %s failed: %s", file_id[:100], exc)
                 raise ApiError(500, "internal_error", "The file cannot be read.") from None
             return FileContents(
-                os.fdopen(fd, "rb"),
+                reader,
                 int(row["size"] or 0),
                 str(row["mime_type"] or "application/octet-stream"),
                 row["etag"],
@@ -615,12 +895,17 @@ class LocalStorage(StorageBackend):
     def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
         self._row(file_id, "file")
         temp, size, digest = self._write_temp(stream, max_bytes)
+        put = self._put_remote(temp, size) if self._remote else None
         try:
             with self._tree_change():
                 row = self._row(file_id, "file")
                 quota.check(self.store, self.quota_limit, self.account_id, size - row["size"])
                 self._release_blob(row["blob"], row["size"])
-                blob = self._stage_blob(temp, size)
+                if put is None:
+                    blob = self._stage_blob(temp, size)
+                else:
+                    blob = put
+                    self.adopt_puts(put)
                 self.store.execute(
                     "UPDATE objects SET blob = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
                     (blob, size, digest[:32], now_iso(), file_id),
@@ -629,6 +914,8 @@ class LocalStorage(StorageBackend):
                 self._record("update", result)
         except BaseException:
             remove_quietly(temp)
+            if put is not None:
+                self._drop_puts([put])
             raise
         self._on_rollback_remove(temp)
         return result
@@ -674,6 +961,10 @@ class LocalStorage(StorageBackend):
             validate_name(name)
         self._folder_row(parent_id)  # fail early, before copying any bytes
         plan, temps = self._copy_sources(object_id, kind)
+        # Remote stores copy server-side into new blobs (journalled puts) instead of temps.
+        puts = dict(temps) if self._remote else {}
+        if puts:
+            temps = {}
         staged: list[str] = []
         try:
             # Only row inserts and renames happen under the write lock; the bytes are copied.
@@ -689,11 +980,12 @@ class LocalStorage(StorageBackend):
                 final = self._free_name(parent_id, name or str(source["name"]))
                 adding = sum(int(r["size"] or 0) for r in plan if r["kind"] == "file")
                 quota.check(self.store, self.quota_limit, self.account_id, adding)
-                new_id = self._insert_copies(plan, temps, parent_id, final, staged)
+                new_id = self._insert_copies(plan, temps, puts, parent_id, final, staged)
                 result = self._object(self._row(new_id, kind))
                 self._record("copy", result)
         except BaseException:
             remove_quietly(*staged)
+            self._drop_puts(list(puts.values()))
             raise
         finally:
             remove_quietly(*temps.values())
@@ -702,9 +994,10 @@ class LocalStorage(StorageBackend):
 
     def _copy_sources(self, object_id: str, kind: str) -> tuple[list[sqlite3.Row], dict[str, str]]:
         """Snapshot the rows to copy (the object, then its subtree parents-first) and copy every
-        file's bytes into a temp file, outside any write transaction.
+        file's bytes into a temp file (a remote store: into a new journalled blob), outside
+        any write transaction.
 
-        :returns: ``(rows, {source file id: temp path})``.
+        :returns: ``(rows, {source file id: temp path, or new blob name})``.
         """
         for _ in range(3):  # a concurrent PUT may swap (and drop) a blob while we copy it
             with self._read_snapshot():
@@ -723,6 +1016,11 @@ class LocalStorage(StorageBackend):
                                 (self.account_id, str(row["id"])),
                             )
                         )
+            if self._remote:
+                copies = self._copy_remote([r for r in rows if r["kind"] == "file"])
+                if copies is None:
+                    continue
+                return rows, copies
             temps: dict[str, str] = {}
             try:
                 for row in rows:
@@ -741,16 +1039,41 @@ class LocalStorage(StorageBackend):
             return rows, temps
         raise ApiError(409, "conflict", "The source changed during the copy; try again.")
 
+    def _copy_remote(self, files: list[sqlite3.Row]) -> dict[str, str] | None:
+        """Copy the blobs of ``files`` into new journalled blobs of the remote store.
+
+        :returns: ``{source file id: new blob}``, or None when a source blob vanished.
+        """
+        names = self.journal_puts([int(r["size"] or 0) for r in files])
+        try:
+            for row, blob in zip(files, names):
+                self.blob_store.copy(self._key(str(row["blob"])), self._key(blob))
+        except FileNotFoundError:
+            self._drop_puts(names)
+            return None
+        except OSError as exc:
+            self._drop_puts(names)
+            log.warning("blob store copy failed: %s", exc)
+            raise ApiError(
+                503, "service_unavailable", "The blob store cannot be reached; try again."
+            ) from None
+        except BaseException:
+            self._drop_puts(names)
+            raise
+        return {str(r["id"]): blob for r, blob in zip(files, names)}
+
     def _insert_copies(
         self,
         rows: list[sqlite3.Row],
         temps: dict[str, str],
+        puts: dict[str, str],
         parent_id: str,
         name: str,
         staged: list[str],
     ) -> str:
         """Insert copies of ``rows`` (parents first) and journal their temp files as blobs
-        (``staged`` collects the temp paths).
+        (``staged`` collects the temp paths), or adopt the blobs a remote store copied
+        (``puts``).
 
         :returns: the id of the copy of ``rows[0]``.
         """
@@ -765,7 +1088,10 @@ class LocalStorage(StorageBackend):
             else:
                 dest_parent, dest_name = new_ids[str(row["parent_id"])], str(row["name"])
             blob = None
-            if row["kind"] == "file":
+            if row["kind"] == "file" and src_id in puts:
+                blob = puts[src_id]
+                self.adopt_puts(blob)
+            elif row["kind"] == "file":
                 temp = temps.pop(src_id)
                 staged.append(temp)
                 blob = self._stage_blob(temp, int(row["size"] or 0))

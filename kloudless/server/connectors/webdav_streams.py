@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 from typing import IO, Any
 
 from kloudless.server.connectors.webdav_client import WebDAVClient
 from kloudless.server.errors import too_large
+from kloudless.server.file_slice import PositionedReader
 
 _CHUNK = 64 * 1024
 
 
-class RemoteFile(io.RawIOBase):
+class RemoteFile(PositionedReader):
     """A seekable read-only view of an upstream file that opens ``GET`` lazily.
 
     Seeking before the first read turns into a ``Range`` request, so a ranged download of the
@@ -23,27 +23,14 @@ class RemoteFile(io.RawIOBase):
         super().__init__()
         self._client = client
         self._path = path
-        self._size = size
+        self._size = self._length = size
         self._pos = 0
         self._response: Any = None
         self._body: Any = None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        target = max(0, base + offset)
-        if target != self._pos:
+    def _move(self, position: int) -> None:
+        if position != self._pos:
             self._drop()
-            self._pos = target
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         if self._pos >= self._size:
