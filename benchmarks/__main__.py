@@ -1,6 +1,7 @@
 """``python -m benchmarks [NAME ...] [--quick] [--size BYTES] [--record FILE]``.
 
-Runs the benchmarks (all, or the named ones: overhead, paging, downloads, uploads, server) and
+Runs the benchmarks (all, or the named ones: overhead, paging, downloads, uploads, server,
+blobstores) and
 prints the machine description and one table per benchmark. ``--quick`` uses tiny sizes (the
 smoke test); ``--size`` sets the large-file size (default 1 GiB; suffixes K, M, G);
 ``--record`` writes the tables into the results block of an reStructuredText file
@@ -17,7 +18,7 @@ import time
 
 from ._util import GIB, Options, Table, machine_info, rst_escape, workdir
 
-NAMES = ("overhead", "paging", "downloads", "uploads", "server")
+NAMES = ("overhead", "paging", "downloads", "uploads", "server", "blobstores")
 BEGIN = ".. BEGIN BENCHMARK RESULTS"
 END = ".. END BENCHMARK RESULTS"
 

@@ -9,6 +9,7 @@ SIGTERM), so the server never outlives the benchmark process.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,9 +34,15 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_term)
-    server = ServerThread(
-        Settings(data_dir=data_dir, host="127.0.0.1", port=0, multipart_part_size=part_size)
+    settings = Settings(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        port=0,
+        multipart_part_size=part_size,
+        # The blob store as `kloudless serve` takes it from the environment (benchmark 6).
+        blob_store=os.environ.get("KLOUDLESS_BLOB_STORE", ""),
     )
+    server = ServerThread(settings)
     server.start()
     sys.stdout.write(f"READY {server.base_url}\n")
     sys.stdout.flush()

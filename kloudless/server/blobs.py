@@ -84,8 +84,9 @@ class BlobStore(ABC):
         (a file store renames it; others upload it and leave removing it to the caller)."""
 
     @abstractmethod
-    def open(self, key: str) -> IO[bytes]:
-        """:returns: a seekable binary reader of the blob. :raises FileNotFoundError:"""
+    def open(self, key: str, size: int | None = None) -> IO[bytes]:
+        """:returns: a seekable binary reader of the blob (``size``: its size when the caller
+        knows it, which saves a remote store a request). :raises FileNotFoundError:"""
 
     @abstractmethod
     def copy(self, source: str, target: str) -> None:
@@ -192,7 +193,7 @@ class FileBlobStore(BlobStore):
             remove_quietly(path)
         fsync_dir(folder)  # durable before its journal row goes
 
-    def open(self, key: str) -> IO[bytes]:
+    def open(self, key: str, size: int | None = None) -> IO[bytes]:
         fd = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         return os.fdopen(fd, "rb")
 
@@ -243,8 +244,9 @@ class RemoteReader(io.BufferedReader):
 
 class _S3Reader(PositionedReader):
     """A seekable reader of one S3 object: each read streams from a ranged GET whose window
-    doubles from 1 MiB up to 64 MiB, so a ``Range`` answer fetches little more than it sends
-    and a whole download needs few requests."""
+    doubles up to 64 MiB (from 64 KiB at the start, 256 KiB after a seek), so a small file is one
+    request, a ``Range`` answer fetches little more than it sends and a whole download needs few
+    requests."""
 
     def __init__(self, client: Any, bucket: str, key: str, size: int) -> None:
         super().__init__()
@@ -253,12 +255,16 @@ class _S3Reader(PositionedReader):
         self._pos = 0
         self._body: Any = None
         self._body_end = 0  # the position where the open body ends
-        self._window = 1024 * 1024
+        self._window = 64 * 1024
+
+    def start(self) -> None:
+        """Send the first GET now (a missing object raises :class:`FileNotFoundError` here)."""
+        self._fetch(1)
 
     def _move(self, position: int) -> None:
         if position != self._pos:
             self._drop_body()
-            self._window = 1024 * 1024
+            self._window = 256 * 1024
 
     def _drop_body(self) -> None:
         if self._body is not None:
@@ -271,22 +277,25 @@ class _S3Reader(PositionedReader):
         if want <= 0:
             return 0
         if self._body is None or self._pos >= self._body_end:
-            self._drop_body()
-            end = min(self.size, self._pos + max(self._window, want))
-            self._window = min(self._window * 2, 64 * 1024 * 1024)
-            answer = _s3_call(
-                self._client.get_object,
-                Bucket=self._bucket,
-                Key=self._key,
-                Range=f"bytes={self._pos}-{end - 1}",
-            )
-            self._body, self._body_end = answer["Body"], end
+            self._fetch(want)
         data = self._body.read(min(want, self._body_end - self._pos))
         if not data:
             raise OSError(errno.EIO, "the blob store ended the download early")
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
+
+    def _fetch(self, want: int) -> None:
+        self._drop_body()
+        end = min(self.size, self._pos + max(self._window, want))
+        self._window = min(self._window * 2, 64 * 1024 * 1024)
+        answer = _s3_call(
+            self._client.get_object,
+            Bucket=self._bucket,
+            Key=self._key,
+            Range=f"bytes={self._pos}-{end - 1}",
+        )
+        self._body, self._body_end = answer["Body"], end
 
     def close(self) -> None:
         self._drop_body()
@@ -364,9 +373,13 @@ class S3BlobStore(BlobStore):
             Config=config,
         )
 
-    def open(self, key: str) -> IO[bytes]:
-        head = _s3_call(self._client.head_object, Bucket=self.bucket, Key=self._key(key))
-        reader = _S3Reader(self._client, self.bucket, self._key(key), int(head["ContentLength"]))
+    def open(self, key: str, size: int | None = None) -> IO[bytes]:
+        if not size:  # unknown (or empty: a ranged GET of nothing is not allowed)
+            head = _s3_call(self._client.head_object, Bucket=self.bucket, Key=self._key(key))
+            size = int(head["ContentLength"])
+        reader = _S3Reader(self._client, self.bucket, self._key(key), size)
+        if size:
+            reader.start()
         return RemoteReader(reader, 256 * 1024)
 
     def copy(self, source: str, target: str) -> None:

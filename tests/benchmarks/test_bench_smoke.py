@@ -29,6 +29,7 @@ TITLES = (
     "3. Download of a",
     "4. Upload of a",
     "5. Local server throughput",
+    "6. Blob stores: files vs S3",
 )
 
 
@@ -43,7 +44,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout, page

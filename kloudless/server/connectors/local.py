@@ -39,7 +39,13 @@ class LocalConnector(Connector):
         return LocalCalendar(env.store, env.account_id, str(env.account["account"] or "Calendar"))
 
     def contacts(self, env: AccountEnv) -> ContactsBackend | None:
-        return LocalContacts(env.store, env.settings.data_dir, env.account_id, env.activity)
+        return LocalContacts(
+            env.store,
+            env.settings.data_dir,
+            env.account_id,
+            env.activity,
+            blobs=blob_store(env.settings),
+        )
 
     def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
         shutil.rmtree(account_dir(data_dir, account_id), ignore_errors=True)

@@ -7,8 +7,10 @@ Tables (migration 500) reference ``accounts`` with ``ON DELETE CASCADE``:
 * ``crm_groups``: groups (names unique per account, case-insensitively);
 * ``crm_members``: which contact is in which group.
 
-Photos are files under ``<data_dir>/accounts/<id>/contact-photos/`` with random names, written
-to a temp file, fsync'ed and renamed before the row that names them commits; a replaced or
+Photos are blobs of the blob store (:mod:`kloudless.server.blobs`; by default files under
+``<data_dir>/accounts/<id>/contact-photos/``, with ``--blob-store s3://...`` objects of the bucket
+under ``accounts/<id>/contact-photos/``) with random names, written to a temp file, fsync'ed and
+put into the store before the row that names them commits; a replaced or
 deleted photo's file is removed only after its transaction commits, so a crash never leaves a row
 naming a missing file. Every change runs in one store transaction, which the API layer also uses
 to append the activity event (so a change and its event commit together).
@@ -19,6 +21,7 @@ Etags are random per version (a new one on every change of the contact or of its
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -28,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kloudless.server.activity import ActivityRecorder
+from kloudless.server.blobs import BlobStore, FileBlobStore
 from kloudless.server.connectors import vcard_mapping as vcard
 from kloudless.server.connectors.contacts_base import (
     ContactPhoto,
@@ -42,6 +46,8 @@ from kloudless.server.connectors.contacts_base import (
 from kloudless.server.connectors.local_storage import account_dir
 from kloudless.server.errors import ApiError, invalid_parameters, naming_conflict, not_found
 from kloudless.server.store import Store, now_iso, register_migration
+
+log = logging.getLogger("kloudless.server")
 
 __all__ = ["LocalContacts"]
 
@@ -109,10 +115,13 @@ class LocalContacts(ContactsBackend):
         data_dir: str,
         account_id: int,
         activity: ActivityRecorder | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.store = store
         self.account_id = int(account_id)
         self.activity = activity
+        #: Where the photos are (default: files in the data dir).
+        self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
         self.base = account_dir(data_dir, self.account_id)
         self.photos = os.path.join(self.base, "contact-photos")
         self.tmp = os.path.join(self.base, "tmp")
@@ -442,13 +451,16 @@ class LocalContacts(ContactsBackend):
         return record
 
     # -- photos --------------------------------------------------------------------------------
-    def _blob_path(self, blob: str) -> str:
+    def _key(self, blob: str) -> str:
         if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
             raise ApiError(500, "internal_error", "Corrupt photo reference.")
-        return os.path.join(self.photos, blob)
+        return f"accounts/{self.account_id}/contact-photos/{blob}"
 
     def _dirs(self) -> None:
-        for path in (os.path.dirname(self.base), self.base, self.photos, self.tmp):
+        folders = [os.path.dirname(self.base), self.base, self.tmp]
+        if self.blob_store.local_path(self._key("x")) == os.path.join(self.photos, "x"):
+            folders.append(self.photos)
+        for path in folders:
             if os.path.islink(path):
                 raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
             os.makedirs(path, exist_ok=True)
@@ -456,17 +468,19 @@ class LocalContacts(ContactsBackend):
     def _drop_blob_after_commit(self, blob: str | None) -> None:
         if not blob:
             return
-        path = self._blob_path(blob)
+        key = self._key(blob)
 
         def drop() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            try:
+                self.blob_store.delete(key)
+            except OSError as exc:  # pragma: no cover - an unreachable blob store
+                log.warning("removing contact photo %s failed: %s", blob, exc)
 
         self.store.after_commit(drop)
 
     @contextlib.contextmanager
     def _new_blob(self, data: bytes) -> Iterator[str]:
-        """Write ``data`` to a new blob (fsync'ed, renamed into place); removed again when the
+        """Write ``data`` to a new blob (fsync'ed, put into the store); removed again when the
         block fails. :returns: the blob name."""
         self._dirs()
         fd, temp = tempfile.mkstemp(dir=self.tmp, prefix="ph-")
@@ -476,13 +490,25 @@ class LocalContacts(ContactsBackend):
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temp, self._blob_path(blob))
+            try:
+                self.blob_store.put_file(self._key(blob), temp)
+            except OSError as exc:
+                if not self.blob_store.remote:
+                    raise  # a full disk is a 507 (the app's error handler)
+                log.warning("storing a contact photo failed: %s", exc)
+                raise ApiError(
+                    503, "service_unavailable", "The blob store cannot be reached; try again."
+                ) from None
             yield blob
         except BaseException:
-            for path in (temp, self._blob_path(blob)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            with contextlib.suppress(OSError):
+                self.blob_store.delete(self._key(blob))
             raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)  # uploaded (remote stores): the local copy goes
 
     def _store_photo(self, contact_id: str, old_blob: str | None, photo: ContactPhoto) -> None:
         with self._new_blob(photo.data) as blob:
@@ -501,10 +527,13 @@ class LocalContacts(ContactsBackend):
                 raise not_found("The contact has no photo.")
             return photo
         try:
-            with open(self._blob_path(row["photo_blob"]), "rb") as handle:
+            with self.blob_store.open(self._key(row["photo_blob"])) as handle:
                 return ContactPhoto(handle.read(), row["photo_type"])
         except FileNotFoundError:
             raise not_found("The contact's photo file is missing.") from None
+        except OSError as exc:
+            log.warning("reading a contact photo failed: %s", exc)
+            raise ApiError(500, "internal_error", "The contact's photo cannot be read.") from None
 
     def put_photo(
         self, contact_id: str, photo: ContactPhoto, if_match: str | None = None

@@ -527,14 +527,14 @@ class LocalStorage(StorageBackend):
             return os.path.join(self.base, str(row["temp"]))
         return path
 
-    def _open_blob(self, blob: str) -> IO[bytes]:
+    def _open_blob(self, blob: str, size: int | None = None) -> IO[bytes]:
         """:returns: a reader of a committed blob: from the store, or for a moment after its
         commit still from the journalled temp path (file stores).
 
         :raises FileNotFoundError: neither is there.
         """
         try:
-            return self.blob_store.open(self._key(blob))
+            return self.blob_store.open(self._key(blob), size)
         except FileNotFoundError:
             row = self.store.one(
                 "SELECT temp FROM blob_journal WHERE account_id = ? AND blob = ?",
@@ -876,7 +876,7 @@ class LocalStorage(StorageBackend):
         for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
             row = self._row(file_id, "file")
             try:
-                reader = self._open_blob(str(row["blob"]))
+                reader = self._open_blob(str(row["blob"]), int(row["size"] or 0))
             except FileNotFoundError:
                 continue
             except OSError as exc:
