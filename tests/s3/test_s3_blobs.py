@@ -400,3 +400,43 @@ def test_contact_photos_are_blobs_of_the_bucket(
     assert s3.keys(bucket, "kl/accounts/1/contact-photos/") == []
     tmp = os.path.join(app.settings.data_dir, "accounts", "1", "tmp")
     assert [n for n in os.listdir(tmp) if n.startswith("ph-")] == []
+
+
+def test_through_waitress_spooled_bodies_go_to_the_bucket_and_ranges_stream(
+    tmp_path: Any, blob_url: str, s3: S3Endpoint, bucket: str
+) -> None:
+    import requests
+
+    from kloudless.server.runner import ServerThread
+
+    settings = Settings(data_dir=str(tmp_path / "data"), port=0, blob_store=blob_url)
+    server = ServerThread(settings).start()
+    try:
+        assert server.credentials is not None
+        headers = {"Authorization": f"Bearer {server.credentials.token}"}
+        data = os.urandom(3 * 1024 * 1024)  # over waitress's 512 KiB: spooled into the data dir
+        meta = json.dumps({"name": "big.bin", "parent_id": "root"})
+        posted = requests.post(
+            f"{server.base_url}{S}/files",
+            data=data,
+            headers={**headers, "X-Kloudless-Metadata": meta},
+            timeout=60,
+        )
+        assert posted.status_code == 201, posted.text
+        file_id = posted.json()["id"]
+        assert len(s3.keys(bucket, PREFIX)) == 1
+        url = f"{server.base_url}{S}/files/{file_id}/contents"
+        whole = requests.get(url, headers=headers, timeout=60)
+        assert whole.status_code == 200 and whole.content == data
+        part = requests.get(url, headers={**headers, "Range": "bytes=1000000-1999999"}, timeout=60)
+        assert part.status_code == 206 and part.content == data[1000000:2000000]
+        assert part.headers["Content-Range"] == f"bytes 1000000-1999999/{len(data)}"
+    finally:
+        server.stop()
+    leftovers = [
+        name
+        for folder in ("tmp", os.path.join("accounts", "1", "tmp"))
+        if os.path.isdir(os.path.join(settings.data_dir, folder))
+        for name in os.listdir(os.path.join(settings.data_dir, folder))
+    ]
+    assert leftovers == []
