@@ -106,7 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from kloudless.server.runner import DataDirError
 
     try:
-        blob_store(settings).check()
+        if settings.blob_store:  # the data dir itself is checked when the server opens it
+            blob_store(settings).check()
     except BlobStoreError as exc:
         sys.stderr.write(f"kloudless: error: blob store: {exc}\n")
         return 1

@@ -169,10 +169,9 @@ class FileBlobStore(BlobStore):
         return self._path(key)
 
     def check(self) -> None:
-        try:
-            os.makedirs(self.root, exist_ok=True)
-        except OSError as exc:
-            raise BlobStoreError(f"{self.url}: {exc.strerror or exc}") from None
+        # Created on the first put (the data dir: by the server, private): only refuse a file.
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise BlobStoreError(f"{self.url}: not a folder")
 
     def put_file(self, key: str, path: str) -> None:
         target = self._path(key)
