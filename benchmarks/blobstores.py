@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from typing import Any, Callable
+from unittest import mock
 
 import requests
 
@@ -25,20 +26,6 @@ from .server import load
 SMALL = b"s" * 4096
 LEVELS = (1, 4)
 STORES = ("files", "s3")
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -57,7 +44,8 @@ def _store(opts: Options, store: str) -> Iterator[Any]:
             "AWS_REGION": "us-east-1",
             "KLOUDLESS_BLOB_STORE": "s3://bench/blobs",
         }
-        with _environment(env), local_server(opts, "blobs-s3") as server:
+        # The server child inherits this process's environment (as `kloudless serve` would).
+        with mock.patch.dict(os.environ, env), local_server(opts, "blobs-s3") as server:
             yield server
 
 
@@ -67,9 +55,9 @@ def _measure(
     headers = server.headers()
     base = server.account_url()
 
-    def post(name: str, data: bytes) -> str:
+    def post(session: Any, name: str, data: bytes) -> str:
         meta = json.dumps({"name": name, "parent_id": "root"})
-        answer = requests.post(
+        answer = session.post(
             f"{base}/storage/files",
             data=data,
             headers={**headers, "X-Kloudless-Metadata": meta},
@@ -78,7 +66,7 @@ def _measure(
         answer.raise_for_status()
         return str(answer.json()["id"])
 
-    small_id, large_id = post("small.bin", SMALL), post("large.bin", large)
+    small_id, large_id = post(requests, "small.bin", SMALL), post(requests, "large.bin", large)
     middle = len(large) // 2
 
     def download_small(session: requests.Session, n: int) -> None:
@@ -89,14 +77,7 @@ def _measure(
             raise RuntimeError(f"small download: {answer.status_code}")
 
     def upload_small(session: requests.Session, n: int) -> None:
-        meta = json.dumps({"name": f"up-{n:06d}.bin", "parent_id": "root"})
-        answer = session.post(
-            f"{base}/storage/files",
-            data=SMALL,
-            headers={**headers, "X-Kloudless-Metadata": meta},
-            timeout=60,
-        )
-        answer.raise_for_status()
+        post(session, f"up-{n:06d}.bin", SMALL)
 
     def download_large(session: requests.Session, n: int) -> None:
         with session.get(

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 ACCESS_KEY = "AKIAKLOUDLESSTEST0001"
 SECRET_KEY = "moto-secret-key-kloudless-31337"
@@ -103,16 +104,7 @@ def moto_s3() -> Iterator[S3Endpoint]:
 @contextlib.contextmanager
 def aws_environment(endpoint: S3Endpoint) -> Iterator[None]:
     """Point this process's AWS variables at ``endpoint`` until the block ends."""
-    names = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", *endpoint.env())
-    saved = {name: os.environ.get(name) for name in names}
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ.update(endpoint.env())
-    try:
+    with mock.patch.dict(os.environ, endpoint.env()):
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
