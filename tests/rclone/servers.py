@@ -26,6 +26,8 @@ ACCESS_KEY = "AKIDKLOUDLESSTEST"
 SECRET_KEY = "s3-secret-key-kloudless-31337"
 CRYPT_PASSWORD = "crypt-secret-pw-31337"
 READY_TIMEOUT = 60.0
+#: The served trees' directory cache (see ServeProcess).
+DIR_CACHE_SECONDS = 0.1
 #: Every kind of upstream the suites are parametrised over.
 KINDS = ("local", "s3", "sftp", "webdav", "ftp", "crypt")
 _ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
@@ -49,8 +51,10 @@ class ServeProcess:
             RCLONE_CONFIG=str(work / "none.conf"),
             RCLONE_CACHE_DIR=str(work / "cache"),
             RCLONE_LOG_LEVEL="NOTICE",
-            # Folders made on disk by the tests must show at once (no directory cache).
-            RCLONE_DIR_CACHE_TIME="0s",
+            # Folders made on disk by the tests show after this (Upstreams.make waits it out).
+            # Not 0s: with no directory cache rclone serve s3 slows down to seconds, then
+            # minutes, per request once a folder was moved.
+            RCLONE_DIR_CACHE_TIME=f"{int(DIR_CACHE_SECONDS * 1000)}ms",
         )
         base.update(env)
         self.log: list[str] = []
@@ -147,12 +151,10 @@ class Upstreams:
 
     def _serve(self, protocol: str) -> ServeProcess:
         server = self.servers.get(protocol)
-        if server is not None and server.alive() and protocol != "s3":
+        if server is not None and server.alive():
             return server
         if server is not None:
-            # rclone serve s3 can stall for minutes after a client aborted an upload (the
-            # too-large upload tests do): every S3 upstream gets a fresh server.
-            server.stop()
+            server.stop()  # a test stopped it: start another
         root = self.base / f"{protocol}-root"
         root.mkdir(exist_ok=True)
         work = self.base / f"{protocol}-work"
@@ -187,6 +189,8 @@ class Upstreams:
         server = self._serve(kind)
         folder = server.root / name
         folder.mkdir()
+        # The server lists the new folder once its cached listing of the root expired.
+        time.sleep(DIR_CACHE_SECONDS * 3)
         host = f"http://127.0.0.1:{server.port}"
         if kind == "s3":
             options = {
