@@ -12,13 +12,15 @@ already exists, file exists                     409      ``naming_conflict``
 401, unauthorized, invalid_grant, login         401      ``service_unauthorized``
 incorrect, unable to authenticate, access key     (reconnect hint in the message)
 403, forbidden, access denied, permission       403      ``service_forbidden``
-429, rate limit, too many requests, slow down   429      ``too_many_service_requests``
-                                                           (``Retry-After``)
+429, rate limit, too many requests, slow down,  429      ``too_many_service_requests``
+quota metric, queries per minute                           (``Retry-After``: the delay
+                                                           the text names, else 5 s)
 quota, insufficient storage, no space left,     507      ``insufficient_storage``
 507, 552
 connection refused, no such host, no route      503      ``service_not_available``
 timeout, deadline exceeded                      504      ``gateway_timeout``
 rclone itself stopped or could not start        503      ``service_not_available``
+                                                           (``Retry-After: 1``)
 anything else                                   502      ``bad_gateway``
 ==============================================  =======  ==============================
 
@@ -51,6 +53,15 @@ _MAX_MESSAGE = 300
 _KINDS: tuple[tuple[re.Pattern[str], type[UpstreamError]], ...] = (
     (re.compile(r"not found|no such file|doesn't exist|does not exist|\b404\b", re.I), NotFound),
     (re.compile(r"already exists|file exists|\b409\b", re.I), NamingConflict),
+    # Rate limits before quotas: "Quota exceeded for quota metric 'Queries'" is a rate limit.
+    (
+        re.compile(
+            r"\b429\b|rate.?limit|too many requests|slow ?down|throttl|quota metric|"
+            r"(?:requests|queries) per (?:second|minute|100 seconds|day)",
+            re.I,
+        ),
+        TooManyServiceRequests,
+    ),
     (
         re.compile(
             r"quota|insufficient storage|no space left|disk full|\b507\b|\b552\b|"
@@ -58,10 +69,6 @@ _KINDS: tuple[tuple[re.Pattern[str], type[UpstreamError]], ...] = (
             re.I,
         ),
         InsufficientStorage,
-    ),
-    (
-        re.compile(r"\b429\b|rate.?limit|too many requests|slow ?down|throttl", re.I),
-        TooManyServiceRequests,
     ),
     (
         re.compile(
@@ -88,6 +95,31 @@ _KINDS: tuple[tuple[re.Pattern[str], type[UpstreamError]], ...] = (
     ),
     (re.compile(r"timeout|timed out|deadline exceeded", re.I), GatewayTimeout),
 )
+
+
+#: A delay named in a rate limit's text: ``retry after 30s``, ``"retry_after": 30``,
+#: ``Retry-After: 30``, ``try again in 30 seconds``.
+_DELAY = re.compile(
+    r"(?:retry[_ -]?after|try again in|wait)[\"':= ]{0,4}(\d{1,6})(?:\.\d+)?\s*"
+    r"(ms|milliseconds?|s\b|sec|seconds?|m\b|min|minutes?)?",
+    re.I,
+)
+#: Longest Retry-After passed on (a bogus hour-long delay becomes this).
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after(text: str) -> float:
+    """:returns: the seconds a rate-limited caller should wait: the delay rclone's error text
+    names, else :data:`DEFAULT_RETRY_AFTER`."""
+    match = _DELAY.search(text)
+    if match is None:
+        return DEFAULT_RETRY_AFTER
+    value, unit = float(match.group(1)), (match.group(2) or "s").lower()
+    if unit.startswith(("ms", "milli")):
+        value /= 1000.0
+    elif unit.startswith("m"):  # m, min, minutes
+        value *= 60.0
+    return min(max(value, 1.0), MAX_RETRY_AFTER)
 
 
 def _message(text: str) -> str:
@@ -118,7 +150,10 @@ def upstream_error(exc: RcError, connecting: bool = False) -> UpstreamError:
         )
         return kind(_message(f"The service refused the credentials ({hint}): {text}"), 401)
     if kind is TooManyServiceRequests:
-        return kind(_message(f"The service is rate limiting: {text}"), 429, DEFAULT_RETRY_AFTER)
+        return kind(_message(f"The service is rate limiting: {text}"), 429, retry_after(text))
+    if exc.status == 0 and text.startswith("rclone "):
+        # The rcd itself stopped (it is started again by the next call).
+        return ServiceNotAvailable(_message(f"{text} Try the request again."), None, 1.0)
     if kind is ServiceNotAvailable:
         return kind(_message(f"The service cannot be reached: {text}"))
     if kind is InsufficientStorage:
@@ -126,4 +161,4 @@ def upstream_error(exc: RcError, connecting: bool = False) -> UpstreamError:
     return kind(_message(text), exc.status or None)
 
 
-__all__ = ["DEFAULT_RETRY_AFTER", "upstream_error"]
+__all__ = ["DEFAULT_RETRY_AFTER", "retry_after", "upstream_error"]

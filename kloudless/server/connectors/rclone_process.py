@@ -204,6 +204,17 @@ class RcloneDaemon:
         proc = self._proc
         return proc is not None and proc.poll() is None
 
+    def exited(self, within: float) -> bool:
+        """:returns: whether the rcd process is gone, waiting up to ``within`` seconds."""
+        proc = self._proc
+        if proc is None:
+            return True
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def pid(self) -> int | None:
         """:returns: the process id of the running rcd, or None."""
         proc = self._proc

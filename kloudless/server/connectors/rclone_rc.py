@@ -126,9 +126,11 @@ class RcClient:
         raise RcError(0, "rclone did not answer.")  # pragma: no cover - loop always returns
 
     def _transport_error(self, exc: Exception) -> RcError:
-        if not self.daemon.alive():
+        timeout = isinstance(exc, urllib3.exceptions.TimeoutError)
+        # A killed rcd closes its sockets a moment before it can be reaped: wait for that.
+        if not self.daemon.alive() or (not timeout and self.daemon.exited(within=2.0)):
             return RcError(0, "rclone stopped during the operation; it is being restarted.")
-        if isinstance(exc, urllib3.exceptions.TimeoutError):
+        if timeout:
             return RcError(504, "rclone did not answer in time.")
         return RcError(0, f"rclone could not be reached: {type(exc).__name__}.")
 
