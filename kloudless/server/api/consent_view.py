@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Response
 
+from ..connectors.rclone_forms import FORMS as RCLONE_FORMS
+from ..connectors.rclone_forms import FormField, RcloneForm
 from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, MAX_FIELD, MAX_URL
 from ..pages import esc, page
@@ -36,7 +38,12 @@ _API_ALIASES = {
     "cal": "calendar",
     "contacts": "contacts",
 }
-_SERVICE_APIS = {"webdav": ("storage",), "caldav": ("calendar",), "carddav": ("contacts",)}
+_SERVICE_APIS: dict[str, tuple[str, ...]] = {
+    "webdav": ("storage",),
+    "caldav": ("calendar",),
+    "carddav": ("contacts",),
+    **dict.fromkeys(RCLONE_FORMS, ("storage",)),
+}
 
 
 def describe_scope(scope: str) -> list[str]:
@@ -84,7 +91,10 @@ class ConsentView:
     accounts: Sequence[tuple[int, str, str]] = ()
     #: DAV services the scope names; empty for the local choice.
     dav_services: Sequence[str] = ()
-    #: The DAV form's values (pre-fill or the submitted ones), never a password.
+    #: The forms of the rclone services the scope names (SFTP, S3, ...), one choice each.
+    rclone_forms: Sequence[RcloneForm] = ()
+    #: The DAV form's values (pre-fill or the submitted ones), never a password; the rclone
+    #: forms' values are keyed ``<service>.<option>``.
     values: dict[str, str] = field(default_factory=dict)
     error: str = ""
     #: The choice to pre-select after an error (``new``, ``invitation`` or an account id).
@@ -132,8 +142,49 @@ def _dav_fields(view: ConsentView) -> str:
     return "\n".join(fields)
 
 
+def _rclone_field(view: ConsentView, form: RcloneForm, item: FormField) -> str:
+    name = f"{form.service}.{item.option}"
+    ident = f"f-{form.service}-{item.option}"
+    value = "" if item.secret else esc(view.values.get(name, ""))
+    hint = f'<p class="hint" id="{ident}-hint">{esc(item.hint)}</p>' if item.hint else ""
+    described = f' aria-describedby="{ident}-hint"' if item.hint else ""
+    required = ' aria-required="true"' if item.required else ""
+    if item.kind == "checkbox":
+        checked = " checked" if view.values.get(name) else ""
+        return (
+            f'<div class="field check"><label for="{ident}"><input type="checkbox" '
+            f'name="{name}" value="true" id="{ident}"{checked}{described}>'
+            f"{esc(item.label)}</label>{hint}</div>"
+        )
+    if item.kind == "key":
+        control = (
+            f'<textarea name="{name}" id="{ident}" maxlength="{item.max_length}" '
+            f'autocomplete="off" spellcheck="false"{described}></textarea>'
+        )
+    else:
+        kind = {"password": "password", "url": "url"}.get(item.kind, "text")
+        numeric = ' inputmode="numeric"' if item.kind == "port" else ""
+        control = (
+            f'<input type="{kind}" name="{name}" value="{value}" id="{ident}" '
+            f'maxlength="{item.max_length}" autocomplete="{esc(item.autocomplete)}" '
+            f'spellcheck="false"{numeric}{required}{described}>'
+        )
+    return f'<div class="field"><label for="{ident}">{esc(item.label)}</label>{control}{hint}</div>'
+
+
+def _rclone_choice(view: ConsentView, form: RcloneForm, checked: bool) -> str:
+    fields = "\n".join(_rclone_field(view, form, item) for item in form.fields)
+    return _radio(
+        f"rclone:{form.service}",
+        checked,
+        f"Connect your {esc(form.title)}",
+        esc(form.intro),
+        f'<div class="fields">{fields}</div>',
+    )
+
+
 def _radio(value: str, checked: bool, title: str, hint: str, inner: str = "") -> str:
-    ident = f"c-{value}"
+    ident = f"c-{value.replace(':', '-')}"
     return (
         f'<div class="choice"><label for="{ident}"><input type="radio" name="account_id" '
         f'value="{esc(value)}" id="{ident}" aria-describedby="{ident}-hint"'
@@ -143,8 +194,13 @@ def _radio(value: str, checked: bool, title: str, hint: str, inner: str = "") ->
 
 
 def _choices(view: ConsentView) -> str:
+    first_new = (
+        f"rclone:{view.rclone_forms[0].service}"
+        if view.rclone_forms and not view.dav_services
+        else "new"
+    )
     selected = view.selected or (
-        str(view.accounts[0][0]) if view.accounts and view.existing_mode == "any" else "new"
+        str(view.accounts[0][0]) if view.accounts and view.existing_mode == "any" else first_new
     )
     parts = []
     for account_id, name, service in view.accounts:
@@ -168,7 +224,9 @@ def _choices(view: ConsentView) -> str:
                 f'<div class="fields">{_dav_fields(view)}</div>',
             )
         )
-    else:
+    for form in view.rclone_forms:
+        parts.append(_rclone_choice(view, form, selected == f"rclone:{form.service}"))
+    if not view.dav_services and not view.rclone_forms:
         parts.append(
             _radio(
                 "new",

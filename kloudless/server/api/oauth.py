@@ -31,6 +31,20 @@ Connecting a WebDAV or CalDAV server
     server learnt by trying to connect, one message whatever happened (:data:`CONNECT_FAILED`;
     the details go to the server log), since the visitor is not authenticated. Success creates
     the account named ``user@host`` and continues with the usual code or token redirect.
+
+Connecting storage through rclone (SFTP, FTP, SMB, S3, Azure...)
+    Scope items naming a credential-based rclone service (``sftp``, ``ftp``, ``smb``, ``s3``,
+    ``s3_compatible``, ``azure``, ``rclone_webdav``; the forms of
+    :mod:`kloudless.server.connectors.rclone_forms`) add one choice each
+    (``account_id=rclone:<service>``) with that service's fields (``<service>.<option>``:
+    ``sftp.host``, ``s3.secret_access_key``...), pre-filled from ``form_data``/``extra_data``
+    keys of the same option names (``domain`` for the host, URL or endpoint; never a secret).
+    On submit the form becomes the settings of ``POST /v1/accounts`` and goes through the same
+    ``validate_config`` (outbound policy, no local paths or programs, the remote tried before
+    the account exists). The form's own mistakes are shown as they are; a failed connection
+    shows :data:`CONNECT_FAILED_RCLONE` (the reason goes to the log), and no secret field is
+    ever sent back. Signing in again with the same non-secret settings reconnects the app's
+    existing account (``consent_identity``, a digest of them) with the new credentials.
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from werkzeug.wrappers import Response
 
 from .. import invitations, trusted_domains
 from ..auth import Auth
+from ..connectors import rclone_forms
 from ..connectors.registry import get_connector
 from ..connectors.webdav_auth import FORM_FIELDS, clean_settings
 from ..context import RequestContext
@@ -70,6 +85,11 @@ CSRF_COOKIE = "kloudless_csrf"
 CONNECT_FAILED = (
     "Could not connect an account with these settings. Check the server URL, the user name "
     "and the password (and the calendar name), or ask the server's operator."
+)
+#: The same for the rclone forms (SFTP, S3, ...): ``title`` and ``check`` of the form.
+CONNECT_FAILED_RCLONE = (
+    "Could not connect your {title} with these settings. Check {check}, or ask the server's "
+    "operator."
 )
 PARAMS = (
     "client_id",
@@ -147,6 +167,23 @@ def dav_services(scope: str) -> list[str]:
     return found
 
 
+def rclone_services(scope: str) -> list[str]:
+    """:returns: the credential-based rclone services (``sftp``, ``s3``, ... see
+    :data:`~kloudless.server.connectors.rclone_forms.FORMS`) a scope names, in order."""
+    found: list[str] = []
+    for item in scope.split():
+        service = item.split(":", 1)[0].split(".", 1)[0].lower()
+        if service in rclone_forms.FORMS and service not in found:
+            found.append(service)
+    return found
+
+
+def requested_services(scope: str) -> list[str]:
+    """:returns: every service whose form the page shows (DAV, then rclone); empty for the
+    local choice."""
+    return dav_services(scope) + rclone_services(scope)
+
+
 def prefill(params: dict[str, str]) -> dict[str, str]:
     """:returns: the connection form's pre-filled ``url`` and ``username`` from the JSON objects
     in ``extra_data`` and ``form_data`` (``domain`` or ``url``; ``form_data`` wins).
@@ -168,6 +205,13 @@ def prefill(params: dict[str, str]) -> dict[str, str]:
             for source in sources:
                 if isinstance(data.get(source), str) and data[source]:
                     values[name] = data[source]
+        for service in rclone_services(params.get("scope") or ""):
+            for item in rclone_forms.FORMS[service].fields:
+                given = data.get(item.option)
+                if item.option in ("host", "url", "endpoint") and not given:
+                    given = data.get("domain")
+                if isinstance(given, str) and given and not item.secret:
+                    values[f"{service}.{item.option}"] = given[: item.max_length]
     return values
 
 
@@ -249,7 +293,8 @@ def _view(
     app_id = params["client_id"]
     app = ctx.store.get_app(app_id)
     assert app is not None
-    services = dav_services(params.get("scope") or "")
+    scope = params.get("scope") or ""
+    services = dav_services(scope)
     return ConsentView(
         app_name=str(app["name"]),
         server=ctx.request.host,
@@ -262,9 +307,10 @@ def _view(
         existing_mode=ctx.settings.oauth_existing_accounts,
         accounts=[
             (int(r["id"]), str(r["account"]), str(r["service"]))
-            for r in _offered_accounts(ctx, app_id, services)
+            for r in _offered_accounts(ctx, app_id, requested_services(scope))
         ],
         dav_services=services,
+        rclone_forms=[rclone_forms.FORMS[s] for s in rclone_services(scope)],
         values=values if values is not None else prefill(params),
         error=error,
         selected=selected,
@@ -342,22 +388,32 @@ def _connect_dav(
         clean_settings(settings)  # the form's own mistakes are shown as they are
     except ApiError as exc:
         raise _reshow_dav(service, settings, exc.message) from None
+    config = _try_upstream(ctx, service, settings)
+    if config is None:
+        raise _reshow_dav(service, settings, CONNECT_FAILED)
+    return service, config
+
+
+def _try_upstream(
+    ctx: RequestContext, service: str, settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Check connection settings against the upstream with the service's ``validate_config``
+    (outbound policy included; it seals the secrets), outside any store transaction.
+
+    :returns: the config to store, or None when it failed: the visitor is not authenticated,
+        so whatever the address answered (or that it was refused, or did not resolve) stays in
+        the server log, or the page would be a port scanner.
+    """
     try:
-        # Contacts the upstream: outside any store transaction. Seals the password.
-        config = get_connector(service).validate_config(
-            settings, ctx.store, policy_for(ctx.settings)
-        )
+        return get_connector(service).validate_config(settings, ctx.store, policy_for(ctx.settings))
     except ApiError as exc:
-        # The visitor is not authenticated: whatever the address answered (or that it was
-        # refused, or did not resolve) stays in the server log, or the page is a port scanner.
         log.info(
             "consent page: connecting a %s account failed: %s (request_id=%s)",
             service,
             exc.message,
             ctx.request_id,
         )
-        raise _reshow_dav(service, settings, CONNECT_FAILED) from None
-    return service, config
+        return None
 
 
 def _reshow_dav(service: str, settings: dict[str, str], message: str) -> _Reshow:
@@ -385,22 +441,76 @@ def _same_upstream(
     return None
 
 
+def _connect_rclone(
+    ctx: RequestContext, form: dict[str, str], service: str
+) -> tuple[str, str, dict[str, Any]]:
+    """Check a submitted rclone form (SFTP, S3, ...) the way ``POST /v1/accounts`` does: the
+    connector's ``validate_config`` under the outbound policy, untrusted (no local paths or
+    programs), the remote tried against its upstream.
+
+    :returns: ``(service, account name, config to store)``.
+    :raises _Reshow: the form's own mistake as it is, or :data:`CONNECT_FAILED_RCLONE` for
+        anything learnt by connecting (details in the log); secret fields are never kept.
+    """
+    definition = rclone_forms.FORMS[service]
+    values = {item.option: form.get(f"{service}.{item.option}", "") for item in definition.fields}
+    kept = {
+        f"{service}.{item.option}": values[item.option]
+        for item in definition.fields
+        if not item.secret
+    }
+    try:
+        settings = rclone_forms.account_settings(definition, values)
+    except ApiError as exc:
+        raise _Reshow(exc.message, kept, f"rclone:{service}") from None
+    config = _try_upstream(ctx, service, settings)
+    if config is None:
+        message = CONNECT_FAILED_RCLONE.format(title=definition.title, check=definition.check)
+        raise _Reshow(message, kept, f"rclone:{service}")
+    stored_service, label = get_connector(service).account_identity(config)
+    # Signing in again with the same non-secret settings reconnects that account.
+    identity = json.dumps([stored_service, settings.get("rclone_path", ""), *sorted(kept.items())])
+    config["consent_identity"] = hashlib.sha256(identity.encode()).hexdigest()
+    return stored_service, label or default_account_name(stored_service, config), config
+
+
+def _same_rclone_upstream(
+    ctx: RequestContext, app_id: str, service: str, config: dict[str, Any]
+) -> int | None:
+    """:returns: the app's active account of ``service`` connected through the consent page
+    with the same non-secret settings (host, user, bucket...), or None."""
+    for row in ctx.store.list_accounts(app_id):
+        if row["service"] == service and row["active"]:
+            stored = json.loads(row["config"] or "{}")
+            if stored.get("consent_identity") == config["consent_identity"]:
+                return int(row["id"])
+    return None
+
+
 def _pick(
     ctx: RequestContext,
     form: dict[str, str],
     app_id: str,
-    services: list[str],
+    scope: str,
 ) -> tuple[str, Any]:
     """Decide what the post asks for, before anything is written.
 
-    :returns: ``("dav", (service, config))``, ``("local", name)``, ``("invitation", code)`` or
-        ``("account", id)``.
+    :returns: ``("dav" or "rclone", (service, account name, config))``, ``("local", name)``,
+        ``("invitation", code)`` or ``("account", id)``.
     :raises _Reshow: a choice the visitor can correct on the page.
     """
     choice = form.get("account_id", "")
     mode = ctx.settings.oauth_existing_accounts
+    services = dav_services(scope)
+    rclone = rclone_services(scope)
+    if choice.startswith("rclone:") and choice[len("rclone:") :] in rclone:
+        return "rclone", _connect_rclone(ctx, form, choice[len("rclone:") :])
     if choice == "new" and services:
-        return "dav", _connect_dav(ctx, form, services)
+        service, config = _connect_dav(ctx, form, services)
+        return "dav", (service, default_account_name(service, config), config)
+    if choice == "new" and rclone:
+        raise invalid_parameters("Pick one of the requested services.")
+    services = services + rclone
     if choice == "new":
         return "local", (form.get("new_account") or "local").strip()[:255] or "local"
     if choice == "invitation" and mode == "invited":
@@ -492,13 +602,13 @@ def _decide(
             implicit,
         )
     scope = params.get("scope") or "all"
-    kind, value = _pick(ctx, form, app_id, dav_services(scope))
+    kind, value = _pick(ctx, form, app_id, scope)
     with ctx.store.transaction():
-        if kind == "dav":
-            service, config = value
-            account_id = _same_upstream(ctx, app_id, service, config)
+        if kind in ("dav", "rclone"):
+            service, name, config = value
+            same = _same_upstream if kind == "dav" else _same_rclone_upstream
+            account_id = same(ctx, app_id, service, config)
             if account_id is None:
-                name = default_account_name(service, config)
                 account_id = ctx.store.create_account(app_id, service, name, config)
             else:
                 ctx.store.execute(

@@ -18,8 +18,9 @@ points at that folder, so every call uses one remote name, with no path in it.
 Remotes created from options through the API or the consent page may not reach the server's
 own files or programs: no ``local`` backend, no local path as a wrapped remote, no on-the-fly
 ``:backend:`` remote, no option naming a local file or a command (``key_file``, ``ssh``,
-``env_auth``...) unless the operator allowed local folders (``--rclone-allow-local DIR``); and
-their hosts must pass the server's outbound policy. ``kloudless accounts create`` run by the
+``env_auth``...) unless the operator allowed local folders (``--rclone-allow-local DIR``), no
+SFTP remote without a password or key (rclone would use the server's ssh-agent); and their
+hosts must pass the server's outbound policy. ``kloudless accounts create`` run by the
 operator is trusted.
 """
 
@@ -288,6 +289,12 @@ def check_policy(
 
 
 def _check_local(spec: RemoteSpec, name: str, section: Mapping[str, str], roots: list[str]) -> None:
+    if section.get("type") == "sftp" and not (section.get("pass") or section.get("key_pem")):
+        # Without a password or key rclone signs in with the server's own ssh-agent keys.
+        raise forbidden(
+            "An SFTP remote made through the API needs a password ('pass') or a private key"
+            " ('key_pem'): the server's own SSH keys are not offered."
+        )
     if section.get("type") == "local":
         target = spec.path if name == spec.main else ""
         if not roots or not os.path.isabs(target) or not _within(target, roots):
