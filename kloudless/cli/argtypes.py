@@ -9,14 +9,23 @@ from . import output
 from .errors import CommandError
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, least: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {rule}: {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "1 or more")
+
+
+def limit_count(text: str) -> int:
+    """Parse a limit: a whole number, 0 meaning no limit."""
+    return _whole_number(text, 0, "0 (no limit) or more")
 
 
 def byte_count(text: str) -> int:

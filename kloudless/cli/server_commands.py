@@ -19,7 +19,11 @@ import sys
 from contextlib import closing
 from typing import Any
 
+from .argtypes import limit_count
+
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
+ENV_TRANSFERS_PER_CREDENTIAL = "KLOUDLESS_TRANSFERS_PER_CREDENTIAL"
+ENV_TRANSFERS_PER_ADDRESS = "KLOUDLESS_TRANSFERS_PER_ADDRESS"
 
 
 def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.ArgumentParser:
@@ -97,6 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else args.oauth_existing_accounts,
         allowed_hosts=list(args.allowed_host or []),
         connections_per_address=args.connections_per_address,
+        transfers_per_credential=args.transfers_per_credential,
+        transfers_per_address=args.transfers_per_address,
         account_quota_bytes=args.account_quota,
         allow_upstream=_allow_upstream(args),
         rclone_binary=args.rclone_binary,
@@ -696,6 +702,19 @@ def register(subparsers: Any) -> None:
         "raise it behind a "
         "reverse proxy, whose connections all come from one address)",
     )
+    for what, env, default, note in (
+        ("credential", ENV_TRANSFERS_PER_CREDENTIAL, 8, "one token or API key"),
+        ("address", ENV_TRANSFERS_PER_ADDRESS, 32, "one client address, public links too"),
+    ):
+        serve.add_argument(
+            f"--transfers-per-{what}",
+            type=limit_count,
+            # A string default goes through `type`, so a bad $ENV value is a usage error.
+            default=os.environ.get(env, str(default)),
+            metavar="N",
+            help=f"most uploads, and apart from them downloads, running at once with {note} "
+            f"(default %(default)s, or ${env}; 0 = no limit); more get 429 + Retry-After",
+        )
     serve.add_argument(
         "--oauth-existing-accounts",
         choices=("invited", "any", "none"),

@@ -38,6 +38,7 @@ from .routing import (
     url_map,
 )
 from .settings import Settings
+from .transfer_limits import SLOT_HELD, UPLOAD, credential_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -118,6 +119,10 @@ class ServerApp(Core):
                 raise too_large(f"The request body exceeds {limit} bytes.")
             if route.precheck is not None:
                 route.precheck(ctx, **args)
+            if route.body == BODY_UPLOAD:
+                # Held while the body arrives and the request runs: the HTTP server releases
+                # it when the request ends.
+                environ[SLOT_HELD] = self._upload_slot(ctx)
         except Exception as exc:
             response = _error_response(exc, request, request_id)
             response.headers["X-Request-Id"] = request_id
@@ -147,9 +152,29 @@ class ServerApp(Core):
         if limited is not None:
             raise too_many_requests("requests", limited)
 
-        ctx.atomic = (
-            route.atomic and route.auth != AUTH_NONE and ctx.request.method in WRITE_METHODS
+        if route.body == BODY_UPLOAD and SLOT_HELD not in ctx.request.environ:
+            # Not preflighted (another WSGI server, the test client): held while it runs.
+            release = self._upload_slot(ctx)
+            try:
+                return self._run(ctx, route, args)
+            finally:
+                release()
+        return self._run(ctx, route, args)
+
+    def _upload_slot(self, ctx: RequestContext) -> Callable[[], None]:
+        """Take the request's upload slot. :raises ApiError: 429 past a limit."""
+        return self.transfer_limits.acquire(
+            UPLOAD,
+            credential_key(ctx.request.headers.get("Authorization")),
+            ctx.request.remote_addr,
         )
+
+    def _run(self, ctx: RequestContext, route: Route, args: Mapping[str, Any]) -> Response:
+        ctx.atomic = route.auth != AUTH_NONE and ctx.request.method in WRITE_METHODS
+        if ctx.atomic and callable(route.atomic):
+            ctx.atomic = route.atomic(ctx, **args)
+        elif not route.atomic:
+            ctx.atomic = False
 
         def call() -> Response:
             if not ctx.atomic:

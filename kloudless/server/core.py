@@ -23,6 +23,7 @@ from .recovery import recover
 from .settings import Settings
 from .store import Store
 from .sweep import Sweeper
+from .transfer_limits import TransferLimits
 
 __all__ = ["Core"]
 
@@ -48,6 +49,10 @@ class Core:
         self.webhooks = webhooks.attach(self)
         self.sweeper = Sweeper(self)
         self.sweeper.maybe_run()  # start-up sweep, in the background
+        #: Concurrent uploads and downloads per credential and client address.
+        self.transfer_limits = TransferLimits(
+            settings.transfers_per_credential, settings.transfers_per_address
+        )
 
     @property
     def activity_listeners(self) -> list[ActivityListener]:

@@ -66,8 +66,12 @@ class Intent:
 
 
 def forget_intent(store: Store, request_key: str) -> None:
-    """Delete a request's intent (inside the transaction that stores its answer)."""
-    store.execute("DELETE FROM upstream_intents WHERE request_key = ?", (request_key,))
+    """Delete a request's intent, and those of its parts (``<key>/<n>``: the requests of a
+    contacts batch), inside the transaction that stores its answer."""
+    store.execute(
+        "DELETE FROM upstream_intents WHERE request_key = ? OR substr(request_key, 1, ?) = ?",
+        (request_key, len(request_key) + 1, request_key + "/"),
+    )
 
 
 def prune_intents(store: Store, older_than: float) -> int:

@@ -65,7 +65,9 @@ class Route:
     :param atomic: run an authenticated write (POST, PUT, PATCH, DELETE) as one unit of work
         (:meth:`~kloudless.server.store.Store.unit_of_work`): its change, activity events and
         stored idempotent answer commit together. False only for a handler that must call out
-        (an upstream, a webhook URL) after its first write.
+        (an upstream, a webhook URL) after its first write; a callable
+        ``atomic(ctx, **url_vars) -> bool`` decides per request (the contacts batch: atomic on
+        ``local`` accounts, not where each of its requests calls an upstream).
     :param family: the API family the route belongs to (``storage``, ``calendar``, ...; see
         :data:`kloudless.server.scopes.FAMILIES`): a bearer token's scope must cover it. Set it
         here, or for a whole module with :func:`in_family` in the routing table.
@@ -78,7 +80,7 @@ class Route:
     prefix: bool = True
     body: str = BODY_SMALL
     precheck: Precheck | None = None
-    atomic: bool = True
+    atomic: bool | Callable[..., bool] = True
     family: str = ""
 
 

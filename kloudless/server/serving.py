@@ -55,6 +55,7 @@ from waitress.utilities import Error, RequestEntityTooLarge
 
 from .diskspace import is_disk_full
 from .spool import SPOOL_DIR, SpooledBody
+from .transfer_limits import SLOT_HELD
 
 log = logging.getLogger("kloudless.server")
 
@@ -204,6 +205,18 @@ class Parser(HTTPRequestParser):
         self.buffer: DataDirBuffer | None = None
         #: Most body bytes accepted (the app's preflight sets it for the route).
         self.body_limit: int | None = None
+        #: Releases the transfer slot the app's preflight took for this request (upload
+        #: concurrency limits), once the request ends; see :meth:`close`.
+        self.release: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        # The request is over (answered, or its connection closed): its slot is free again.
+        release, self.release = self.release, None
+        try:
+            super().close()
+        finally:
+            if release is not None:
+                release()
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
@@ -238,10 +251,22 @@ class Parser(HTTPRequestParser):
         return consumed
 
 
+class Task(WSGITask):
+    """waitress's WSGI task; tells the app when the preflight already holds the request's
+    transfer slot (so that it does not take a second one)."""
+
+    def get_environment(self) -> Any:
+        environ = super().get_environment()
+        if getattr(self.request, "release", None) is not None:
+            environ[SLOT_HELD] = self.request.release
+        return environ
+
+
 class Channel(HTTPChannel):
     """One client connection: our parser, JSON errors, deadlines and a lingering close."""
 
     parser_class = Parser
+    task_class = Task
     error_task_class = JsonErrorTask
     server: Server
 
@@ -286,6 +311,10 @@ class Channel(HTTPChannel):
                 self.draining_until = time.monotonic() + LINGER_SECONDS
                 return
         self.draining_until = 0.0
+        partial: Any = getattr(self, "request", None)  # still arriving when the connection ended
+        if partial is not None:
+            self.request = None
+            partial.close()  # its spooled body and its transfer slot
         super().handle_close()
 
     def readable(self) -> bool:
@@ -392,6 +421,7 @@ class Server(TcpWSGIServer):
             environ["wsgi.input"] = io.BytesIO()  # no body yet
             try:
                 answer, request.body_limit = self.preflight(environ)
+                request.release = environ.get(SLOT_HELD)
             except Exception:
                 log.exception("preflight failed")
                 answer = json_error(500, "Internal Server Error", "The request failed.")
@@ -411,6 +441,14 @@ class Server(TcpWSGIServer):
         super().maintenance(now)
         limits = self.limits
         for channel in list(self.active_channels.values()):
+            if channel.will_close and not channel.requests and channel.total_outbufs_len:
+                # A reader that stopped reading: waitress marks it to close after the idle
+                # timeout but closes only once the socket is writable again, which a stalled
+                # socket never is. Close it now (the send timeout); closing its answer's body
+                # frees the download's transfer slot too.
+                channel.linger = False
+                channel.handle_close()
+                continue
             if channel.requests or channel.will_close:
                 continue
             request = channel.request

@@ -43,6 +43,13 @@ class Settings:
     #: Most open connections from one client address (0: no limit); more get a JSON 429. Behind
     #: a reverse proxy every connection comes from the proxy: raise it or set it to 0 there.
     connections_per_address: int = 100
+    #: Most uploads (and, counted apart, downloads) running at once with one credential
+    #: (0: no limit); more get 429 ``too_many_requests`` with ``Retry-After``.
+    transfers_per_credential: int = 8
+    #: Most uploads (and, counted apart, downloads) running at once from one client address,
+    #: with or without credentials (public links); 0: no limit. Behind a reverse proxy every
+    #: request comes from the proxy: raise it or set it to 0 there.
+    transfers_per_address: int = 32
     #: Free space kept on the data dir's disk: uploads that would leave less get 507
     #: ``insufficient_storage``, so that deletes (and their database commits) still fit.
     min_free_bytes: int = 64 * MIB

@@ -1,8 +1,9 @@
 """Periodic clean-up of state that would otherwise grow without bound.
 
 :func:`sweep` removes finished tasks older than a day, multipart sessions idle for more than
-seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*`` and
-``cp-*``, and request bodies the HTTP server spooled, ``tmp/body-*``) older than a day,
+seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*``,
+``cp-*``, contact photos ``ph-*``, and request bodies the HTTP server spooled, ``tmp/body-*``)
+older than a day,
 expired OAuth codes, blob files no row references (journal rows first, then unmentioned files
 older than an hour) and part folders without a session (with a remote blob store: S3
 multipart uploads without a session, older than an hour, are aborted). :class:`Sweeper` runs
@@ -108,7 +109,8 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     temp_limit = (now - TEMP_MAX_AGE).timestamp()
     pattern = os.path.join(glob.escape(app.settings.data_dir), "accounts", "*", "tmp")
     # Request bodies the HTTP server spooled (data dir tmp/body-*) that a crash left behind.
-    folders: list[tuple[str, tuple[str, ...]]] = [(f, ("up-", "cp-")) for f in glob.glob(pattern)]
+    temps = ("up-", "cp-", "ph-")
+    folders: list[tuple[str, tuple[str, ...]]] = [(f, temps) for f in glob.glob(pattern)]
     folders.append((os.path.join(app.settings.data_dir, SPOOL_DIR), (SPOOL_PREFIX,)))
     for folder, prefixes in folders:
         for prefix in prefixes:

@@ -142,3 +142,23 @@ def second_loopback_address() -> str | None:
     except OSError:
         return None
     return "127.0.0.2"
+
+
+def server_channel(hostile: Hostile, client: socket.socket) -> Any:
+    """:returns: the server's channel of the connection ``client`` opened, or None once the
+    server has closed it (the server runs in this process)."""
+    port = client.getsockname()[1]
+    for channel in list(hostile.thread.server.active_channels.values()):
+        addr = getattr(channel, "addr", None)
+        if isinstance(addr, tuple) and len(addr) > 1 and addr[1] == port:
+            return channel
+    return None
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> None:
+    """Poll ``condition()`` every 0.1 s for at most ``seconds`` (a generous bound, not a
+    measurement). :raises AssertionError: naming ``what`` when it never held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.1)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .conftest import Hostile, connect, second_loopback_address
+from .conftest import Hostile, connect, second_loopback_address, server_channel, wait_until
 
 #: How long the attack lasts (seconds): longer than the header deadline and the idle timeout.
 ATTACK_SECONDS = 8.0
@@ -148,10 +148,14 @@ def test_a_stalled_reader_is_disconnected_after_the_idle_timeout(hostile: Hostil
     url = hostile.public_link(file_id)
     (reader,) = stalled_readers(url, hostile.port, 1)
     try:
-        time.sleep(8)  # idle timeout (4 s) + the once-a-second check, with room to spare
-        reader.settimeout(10)
+        wait_until(lambda: server_channel(hostile, reader) is not None, 60, "connection seen")
+        # Never reading, the reader stalls the answer; after the idle timeout (4 s here) the
+        # server closes the connection. Waited for by looking at the server's channels (no
+        # timing assumption: the bound is only a generous limit for a loaded machine).
+        wait_until(lambda: server_channel(hostile, reader) is None, 120, "the server closed it")
+        reader.settimeout(30)
         received = 0
-        for _ in range(10000):  # drain what the buffers hold; then the server's close shows
+        for _ in range(100000):  # drain what the buffers hold, then the close shows
             try:
                 chunk = reader.recv(1 << 20)
             except ConnectionResetError:

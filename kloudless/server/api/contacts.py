@@ -14,8 +14,11 @@ offers them (``local``, ``carddav``):
   ``{"responses": [...], "errors": [...]}``, each request run on its own.
 
 Every contact and group answer carries its ``etag`` (also as the ``ETag`` header), and every
-change is appended to the account's activity log (``add``, ``update``, ``delete``); on the
-``local`` connector the change and its event commit in one transaction.
+change is appended to the account's activity log (``add``, ``update``, ``delete``). Writes run
+as the request's one unit of work: on ``local`` accounts the change, its events and the stored
+idempotent answer commit together; CardDAV backends call the server first and then commit its
+outcome (etags, events) with the answer (a batch on a CardDAV account commits request by
+request, see :func:`_batch_atomic`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
 
@@ -32,6 +36,7 @@ from werkzeug.routing import Map
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from .. import content
 from ..availability import parse_datetime
 from ..connectors.contacts_base import (
     ContactPhoto,
@@ -47,7 +52,7 @@ from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found, not_implemented, too_large
 from ..params import read_limited
 from ..responses import error_body, json_response, no_content, object_list
-from ..routing import BODY_UPLOAD, Route, url_map
+from ..routing import BODY_UPLOAD, Handler, Route, url_map
 from ..store import TIME_FORMAT
 
 __all__ = ["ROUTES", "contacts_backend", "serialize_contact", "serialize_group"]
@@ -208,6 +213,95 @@ def sync_upstream(ctx: RequestContext, account: Any) -> None:
         )
 
 
+# -- one kind of object: contacts and groups share their handlers ---------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What the create, read, change and delete handlers of contacts and groups differ in."""
+
+    var: str  # the URL variable of an object's id
+    raw_type: str | None  # the ``raw_type`` Kloudless clients may name
+    clean_new: Callable[[dict[str, Any]], dict[str, Any]]
+    clean_changes: Callable[[dict[str, Any]], dict[str, Any]]
+    create: Callable[[ContactsBackend, dict[str, Any]], Any]
+    read: Callable[[ContactsBackend, str], Any]
+    update: Callable[[ContactsBackend, str, dict[str, Any], str | None], Any]
+    delete: Callable[[ContactsBackend, str, str | None], Any]
+    serialize: Callable[[RequestContext, int, Any], dict[str, Any]]
+
+
+CONTACT = _Kind(
+    var="contact_id",
+    raw_type="Contact",
+    clean_new=lambda body: clean_contact_input(body, partial=False),
+    clean_changes=lambda body: clean_contact_input(body, partial=True),
+    create=lambda backend, fields: backend.create_contact(fields),
+    read=lambda backend, object_id: backend.get_contact(object_id),
+    update=lambda backend, object_id, fields, tag: backend.update_contact(object_id, fields, tag),
+    delete=lambda backend, object_id, tag: backend.delete_contact(object_id, tag),
+    serialize=serialize_contact,
+)
+GROUP = _Kind(
+    var="group_id",
+    raw_type=None,
+    clean_new=clean_group_input,
+    clean_changes=clean_group_input,
+    create=lambda backend, fields: backend.create_group(fields),
+    read=lambda backend, object_id: backend.get_group(object_id),
+    update=lambda backend, object_id, fields, tag: backend.update_group(object_id, fields, tag),
+    delete=lambda backend, object_id, tag: backend.delete_group(object_id, tag),
+    serialize=serialize_group,
+)
+
+
+def _object_id(kind: _Kind, ctx: RequestContext, ids: dict[str, str]) -> str:
+    _check_ids(ids)
+    if kind.raw_type is not None:
+        _raw_type(ctx, kind.raw_type)
+    return ids[kind.var]
+
+
+def _creator(kind: _Kind) -> Handler:
+    def create(ctx: RequestContext, account_id: str) -> Response:
+        _object_id(kind, ctx, {kind.var: ""})
+        fields = kind.clean_new(ctx.json_body())
+        acc, backend = contacts_backend(ctx, account_id)
+        return _with_etag(kind.serialize(ctx, acc, kind.create(backend, fields)), 201)
+
+    return create
+
+
+def _reader(kind: _Kind) -> Handler:
+    def read(ctx: RequestContext, account_id: str, **ids: str) -> Response:
+        object_id = _object_id(kind, ctx, ids)
+        acc, backend = contacts_backend(ctx, account_id)
+        return _with_etag(kind.serialize(ctx, acc, kind.read(backend, object_id)))
+
+    return read
+
+
+def _updater(kind: _Kind) -> Handler:
+    def update(ctx: RequestContext, account_id: str, **ids: str) -> Response:
+        object_id = _object_id(kind, ctx, ids)
+        fields = kind.clean_changes(ctx.json_body())
+        acc, backend = contacts_backend(ctx, account_id)
+        changed = kind.update(backend, object_id, fields, _if_match(ctx))
+        return _with_etag(kind.serialize(ctx, acc, changed))
+
+    return update
+
+
+def _deleter(kind: _Kind) -> Handler:
+    def delete(ctx: RequestContext, account_id: str, **ids: str) -> Response:
+        object_id = _object_id(kind, ctx, ids)
+        _, backend = contacts_backend(ctx, account_id)
+        kind.delete(backend, object_id, _if_match(ctx))
+        return no_content()
+
+    return delete
+
+
 # -- contacts ------------------------------------------------------------------------------------
 
 
@@ -259,44 +353,25 @@ def list_contacts(ctx: RequestContext, account_id: str) -> Response:
     return _listing(ctx, account_id)
 
 
-def create_contact(ctx: RequestContext, account_id: str) -> Response:
-    _raw_type(ctx, "Contact")
-    fields = clean_contact_input(ctx.json_body(), partial=False)
-    acc, backend = contacts_backend(ctx, account_id)
-    return _with_etag(serialize_contact(ctx, acc, backend.create_contact(fields)), 201)
-
-
 def _wants_vcard(ctx: RequestContext) -> bool:
     accept = ctx.request.accept_mimetypes
     return accept.quality("text/vcard") > accept.quality("application/json")
 
 
 def get_contact(ctx: RequestContext, account_id: str, contact_id: str) -> Response:
-    _check_ids({"contact_id": contact_id})
-    acc, backend = contacts_backend(ctx, account_id)
-    if _wants_vcard(ctx):
-        record = backend.get_contact(contact_id)
-        return Response(
-            backend.export_vcard(contact_id),
-            mimetype="text/vcard",
-            headers={"ETag": f'"{record.etag}"'},
-        )
-    return _with_etag(serialize_contact(ctx, acc, backend.get_contact(contact_id)))
-
-
-def patch_contact(ctx: RequestContext, account_id: str, contact_id: str) -> Response:
-    _check_ids({"contact_id": contact_id})
-    changes = clean_contact_input(ctx.json_body(), partial=True)
-    acc, backend = contacts_backend(ctx, account_id)
-    contact = backend.update_contact(contact_id, changes, _if_match(ctx))
-    return _with_etag(serialize_contact(ctx, acc, contact))
-
-
-def delete_contact(ctx: RequestContext, account_id: str, contact_id: str) -> Response:
+    if not _wants_vcard(ctx):
+        return _read_contact(ctx, account_id, contact_id=contact_id)
     _check_ids({"contact_id": contact_id})
     _, backend = contacts_backend(ctx, account_id)
-    backend.delete_contact(contact_id, _if_match(ctx))
-    return no_content()
+    record = backend.get_contact(contact_id)
+    return Response(
+        backend.export_vcard(contact_id),
+        mimetype="text/vcard",
+        headers={"ETag": f'"{record.etag}"'},
+    )
+
+
+_read_contact = _reader(CONTACT)
 
 
 def _vcard_body(ctx: RequestContext) -> str:
@@ -349,11 +424,14 @@ def get_photo(ctx: RequestContext, account_id: str, contact_id: str) -> Response
         # A linked photo is not fetched: the server never connects where contact data says.
         raise not_found("The contact's photo is a link (see the contact's photo.url).")
     photo = backend.get_photo(contact_id)
-    return Response(
+    response = Response(
         photo.data,
         mimetype=photo.content_type,
         headers={"ETag": '"' + hashlib.sha256(photo.data).hexdigest()[:32] + '"'},
     )
+    # User content (a CardDAV card may embed any type): never run on the API origin.
+    content.protect(response.headers, photo.content_type, "photo", inline=True)
+    return response
 
 
 def put_photo(ctx: RequestContext, account_id: str, contact_id: str) -> Response:
@@ -397,33 +475,6 @@ def list_groups(ctx: RequestContext, account_id: str) -> Response:
     acc, backend = contacts_backend(ctx, account_id)
     groups = [serialize_group(ctx, acc, g) for g in backend.list_groups()]
     return json_response(ctx.object_list(groups, "crm", with_total=True))
-
-
-def create_group(ctx: RequestContext, account_id: str) -> Response:
-    fields = clean_group_input(ctx.json_body())
-    acc, backend = contacts_backend(ctx, account_id)
-    return _with_etag(serialize_group(ctx, acc, backend.create_group(fields)), 201)
-
-
-def get_group(ctx: RequestContext, account_id: str, group_id: str) -> Response:
-    _check_ids({"group_id": group_id})
-    acc, backend = contacts_backend(ctx, account_id)
-    return _with_etag(serialize_group(ctx, acc, backend.get_group(group_id)))
-
-
-def patch_group(ctx: RequestContext, account_id: str, group_id: str) -> Response:
-    _check_ids({"group_id": group_id})
-    fields = clean_group_input(ctx.json_body())
-    acc, backend = contacts_backend(ctx, account_id)
-    group = backend.update_group(group_id, fields, _if_match(ctx))
-    return _with_etag(serialize_group(ctx, acc, group))
-
-
-def delete_group(ctx: RequestContext, account_id: str, group_id: str) -> Response:
-    _check_ids({"group_id": group_id})
-    _, backend = contacts_backend(ctx, account_id)
-    backend.delete_group(group_id, _if_match(ctx))
-    return no_content()
 
 
 def group_contacts(ctx: RequestContext, account_id: str, group_id: str) -> Response:
@@ -493,6 +544,9 @@ def _run_one(
     finally:
         builder.close()
     sub = RequestContext(ctx.core, Request(environ), request_id, ctx.auth_guard, auth=ctx.auth)
+    if ctx.request_key is not None:
+        # Each request of a keyed batch has an intent slot of its own (CardDAV writes).
+        sub.request_key = f"{ctx.request_key}/{number}"
     try:
         index, args = _batch_map().bind_to_environ(environ).match()
         response = _BATCH_ROUTES[index].handler(sub, **args)
@@ -519,6 +573,18 @@ def _batch_map() -> Map:
     if not _BATCH_MAP:
         _BATCH_MAP.append(url_map(_BATCH_ROUTES))
     return _BATCH_MAP[0]
+
+
+def _batch_atomic(ctx: RequestContext, account_id: str) -> bool:
+    """:returns: whether a batch runs as one unit of work: on accounts without an upstream
+    (``local``) yes, so its changes, their events and its stored answer commit together; on
+    CardDAV accounts no, since each of its requests calls the server and the database's write
+    lock would be held across those calls (each request commits on its own there)."""
+    try:
+        account = ctx.account(account_id)
+        return not getattr(ctx.connector(account), "upstream_contacts", False)
+    except ApiError:
+        return True  # the handler answers the same error
 
 
 def batch(ctx: RequestContext, account_id: str) -> Response:
@@ -559,28 +625,23 @@ CRM = "/accounts/<account_id>/crm"
 
 ROUTES = [
     Route(CRM + "/contacts", ("GET",), list_contacts),
-    Route(CRM + "/contacts", ("POST",), create_contact),
+    Route(CRM + "/contacts", ("POST",), _creator(CONTACT)),
     # Bodies larger than a JSON body; the handlers bound them (vCard text, photo size limit).
     Route(CRM + "/contacts/import", ("POST",), import_contacts, body=BODY_UPLOAD),
     Route(CRM + "/contacts/export", ("GET",), export_contacts),
     Route(CRM + "/contacts/<contact_id>", ("GET",), get_contact),
-    Route(CRM + "/contacts/<contact_id>", ("PATCH",), patch_contact),
-    Route(CRM + "/contacts/<contact_id>", ("DELETE",), delete_contact),
+    Route(CRM + "/contacts/<contact_id>", ("PATCH",), _updater(CONTACT)),
+    Route(CRM + "/contacts/<contact_id>", ("DELETE",), _deleter(CONTACT)),
     Route(CRM + "/contacts/<contact_id>/photo", ("GET",), get_photo),
     Route(CRM + "/contacts/<contact_id>/photo", ("PUT",), put_photo, body=BODY_UPLOAD),
     Route(CRM + "/contacts/<contact_id>/photo", ("DELETE",), delete_photo),
     Route(CRM + "/contact_groups", ("GET",), list_groups),
-    Route(CRM + "/contact_groups", ("POST",), create_group),
-    Route(CRM + "/contact_groups/<group_id>", ("GET",), get_group),
-    Route(CRM + "/contact_groups/<group_id>", ("PATCH",), patch_group),
-    Route(CRM + "/contact_groups/<group_id>", ("DELETE",), delete_group),
+    Route(CRM + "/contact_groups", ("POST",), _creator(GROUP)),
+    Route(CRM + "/contact_groups/<group_id>", ("GET",), _reader(GROUP)),
+    Route(CRM + "/contact_groups/<group_id>", ("PATCH",), _updater(GROUP)),
+    Route(CRM + "/contact_groups/<group_id>", ("DELETE",), _deleter(GROUP)),
     Route(CRM + "/contact_groups/<group_id>/contacts", ("GET",), group_contacts),
-    Route(CRM + "/batch", ("POST",), batch),
+    Route(CRM + "/batch", ("POST",), batch, atomic=_batch_atomic),
 ]
-# CardDAV writes call the upstream after writing local state (etags, group ids, events), and
-# a listing first records upstream changes: the contacts routes run outside the request's one
-# unit of work, and each backend change commits in its own transaction with its event.
-ROUTES = [replace(route, atomic=False) for route in ROUTES]
-
 #: What a batch request may reach: every contacts route but the batch itself.
 _BATCH_ROUTES = [r for r in ROUTES if r.handler is not batch]

@@ -22,6 +22,7 @@ from ..file_slice import FileSlice
 from ..outbound import policy_for
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
+from ..transfer_limits import DOWNLOAD, Releasing, credential_key
 from .tasks import run_maybe_async
 
 A = "/accounts/<account_id>/storage"
@@ -319,8 +320,22 @@ def send_contents(
     The stored MIME type is sent unchanged (no ``charset`` is added to ``text/*``). A
     multi-range ``Range`` header is ignored (200 with the whole body), as RFC 9110 allows.
     User content never runs on the API origin (:mod:`kloudless.server.content`): an attachment
-    named ``name`` (``inline`` only for safe types), ``nosniff``, a sandboxing CSP.
+    named ``name`` (``inline`` only for safe types), ``nosniff``, a sandboxing CSP. Each
+    download holds a transfer slot until its body is closed (:mod:`..transfer_limits`: 429
+    past the per-credential or per-address limit).
     """
+    try:
+        release = ctx.core.transfer_limits.acquire(
+            DOWNLOAD,
+            credential_key(ctx.request.headers.get("Authorization")),
+            ctx.request.remote_addr,
+        )
+    except BaseException:
+        stream.close()
+        raise
+    # The slot is held until the server closes the body (the last byte sent, or the client
+    # gone), not merely until this handler returns: the bytes are streamed after it.
+    stream = cast(IO[bytes], Releasing(stream, release))
     response = Response(_body(ctx.request.environ, stream), direct_passthrough=True)
     response.headers["Content-Type"] = mime_type
     content.protect(response.headers, mime_type, name, inline)

@@ -36,7 +36,6 @@ import re
 import secrets
 import sqlite3
 import uuid
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,8 @@ from kloudless.server.connectors.contacts_base import (
     ContactsBackend,
     GroupRecord,
     check_etag,
+    ensure_schema,
+    find_row,
     search_text,
     sort_key,
 )
@@ -68,6 +69,7 @@ from kloudless.server.connectors.webdav_auth import (
 from kloudless.server.connectors.webdav_client import WebDAVClient, client_for
 from kloudless.server.connectors.webdav_passthrough import forward_request
 from kloudless.server.errors import ApiError, invalid_parameters, naming_conflict, not_found
+from kloudless.server.intents import Intent
 from kloudless.server.outbound import DEFAULT_POLICY, OutboundPolicy, policy_for
 from kloudless.server.store import Store, now_iso, register_migration
 
@@ -95,8 +97,6 @@ register_migration(MIGRATION_VERSION, SCHEMA)
 
 #: Most cards one listing reads.
 MAX_CARDS = 10000
-_MIGRATED: weakref.WeakSet[Store] = weakref.WeakSet()
-_SAFE_UID = re.compile(r"^[A-Za-z0-9@._-]{1,200}$")
 _REV = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})(?:T(\d{2}):?(\d{2}):?(\d{2}))?")
 
 
@@ -149,6 +149,9 @@ class CardDAVContacts(ContactsBackend):
     :param book: the address book.
     :param connect_token: the sync token taken when the account was connected, if any.
     :param activity: records the changes made through this backend.
+    :param intent: the intent slot of a keyed request (see :mod:`kloudless.server.intents`):
+        writes record what they are about to change upstream before changing it, so that the
+        retry of a request whose answer was lost finds its change instead of repeating it.
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class CardDAVContacts(ContactsBackend):
         book: AddressBook,
         connect_token: str | None = None,
         activity: ActivityRecorder | None = None,
+        intent: Intent | None = None,
     ) -> None:
         self.store = store
         self.account_id = int(account_id)
@@ -166,9 +170,8 @@ class CardDAVContacts(ContactsBackend):
         self.book = book
         self.connect_token = connect_token
         self.activity = activity
-        if store not in _MIGRATED:
-            store.migrate()
-            _MIGRATED.add(store)
+        self.intent = intent
+        ensure_schema(store, MIGRATION_VERSION)
 
     # -- groups by name --------------------------------------------------------------------------
     def _group_rows(self) -> list[sqlite3.Row]:
@@ -200,13 +203,9 @@ class CardDAVContacts(ContactsBackend):
         return ids
 
     def _group_row(self, group_id: str) -> sqlite3.Row:
-        row = self.store.one(
-            "SELECT * FROM dav_contact_groups WHERE id = ? AND account_id = ?",
-            (group_id, self.account_id),
+        return find_row(
+            self.store, "dav_contact_groups", group_id, self.account_id, "Contact group"
         )
-        if row is None:
-            raise not_found(f"Contact group not found: {group_id[:100]}")
-        return row
 
     def _group_names(self, group_ids: list[str]) -> list[str]:
         names = []
@@ -224,20 +223,16 @@ class CardDAVContacts(ContactsBackend):
     def _record(self, card: Card, parsed: Any | None = None) -> ContactRecord:
         assert card.text is not None
         parsed = parsed if parsed is not None else vcard.parse_card(card.text)
-        fields = vcard.fields_of(parsed)
-        fields["groups"] = self._group_ids(vcard.categories(parsed))
-        return ContactRecord(
+        return vcard.record_of(
+            parsed,
             id=contact_id(card.name),
             etag=card.etag,
-            fields=fields,
-            created=None,
+            groups=self._group_ids(vcard.categories(parsed)),
             modified=_modified(parsed),
-            photo=vcard.photo_info(parsed),
             raw={
                 "vcard": card.text,
                 "href": self.dav.card_url(self.book, card.name),
                 "etag": card.etag,
-                "unknown_properties": vcard.unknown_properties(parsed),
             },
         )
 
@@ -290,19 +285,87 @@ class CardDAVContacts(ContactsBackend):
         if self.activity is not None:
             self.activity.record(type_, obj)
 
-    def _put(self, name: str, parsed: Any, etag: str | None, event: str | None) -> ContactRecord:
-        """Write a card (conditionally, see :meth:`CardDAVClient.put_card`), remember its new
-        etag (so the sync does not report it again) and record ``event`` with it."""
+    # -- writes: the upstream first, then what commits with the request -------------------------
+    def _write(self, name: str, parsed: Any, etag: str | None) -> Card:
+        """Write a card upstream (conditionally, see :meth:`CardDAVClient.put_card`).
+
+        :returns: the card as the server stored it (servers may normalise cards)."""
         vcard.touch(parsed)
         new_etag = self.dav.put_card(self.book, name, vcard.serialize(parsed), etag)
-        # Read back what the server stored (servers may normalise cards as they store them).
         card = self.dav.get_card(self.book, name)
+        return Card(card.name, card.etag or new_etag, card.text)
+
+    def _commit(
+        self, cards: list[Card], event: str | None, again: bool = False
+    ) -> list[ContactRecord]:
+        """After the upstream writes: remember the cards' new etags (so the sync does not
+        report them again) and record ``event`` for each, in one transaction that joins the
+        request's unit of work (with its stored answer).
+
+        :param again: the cards come from an earlier attempt of this request (its intent):
+            those whose etag is already known had their event committed then.
+        """
         with self.store.transaction():
-            self._known(name, card.etag or new_etag)
-            record = self._record(card)
-            if event is not None:
-                self._event(event, record)
-        return record
+            known = self._known_etags() if again else {}
+            records = []
+            for card in cards:
+                record = self._record(card)
+                if event is not None and not (again and known.get(card.name) == card.etag):
+                    self._event(event, record)
+                self._known(card.name, card.etag)
+                records.append(record)
+            return records
+
+    def _put(self, name: str, parsed: Any, etag: str | None, event: str | None) -> ContactRecord:
+        """:meth:`_write` one card, then :meth:`_commit` it."""
+        return self._commit([self._write(name, parsed, etag)], event)[0]
+
+    def _known_etags(self) -> dict[str, str]:
+        rows = self.store.all(
+            "SELECT name, etag FROM dav_contact_items WHERE account_id = ?", (self.account_id,)
+        )
+        return {str(r["name"]): str(r["etag"]) for r in rows}
+
+    def _find(self, name: str) -> Card | None:
+        """:returns: the card named ``name``, or None when there is none."""
+        try:
+            return self.dav.get_card(self.book, name)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- intents (keyed requests) ----------------------------------------------------------------
+    def _recall(self, op: str) -> dict[str, Any] | None:
+        return None if self.intent is None else self.intent.recall(op)
+
+    def _remember(self, op: str, detail: dict[str, Any]) -> None:
+        # A standalone commit: called before the request's first local write.
+        if self.intent is not None:
+            self.intent.remember(op, detail)
+
+    def _precondition(
+        self, op: str, key: str, current: str, if_match: str | None, what: str = "contact"
+    ) -> bool:
+        """Check ``If-Match`` and record the intent to change object ``key`` (version
+        ``current``). The retry of a request whose first attempt changed it upstream (then
+        lost its answer) is checked against the version the first attempt saw.
+
+        :returns: True for such a retry.
+        """
+        previous = self._recall(op)
+        if previous is not None and previous.get("key") == key:
+            before = str(previous.get("before", ""))
+            if before == current or if_match is None:
+                return True
+            try:
+                check_etag(if_match, before, what)
+                return True
+            except ApiError:
+                pass
+        check_etag(if_match, current, what)
+        self._remember(op, {"key": key, "before": current})
+        return False
 
     def list_contacts(self, query: ContactQuery) -> tuple[list[ContactRecord], int]:
         records = [self._record(card, parsed) for card, parsed in self._all()]
@@ -327,48 +390,71 @@ class CardDAVContacts(ContactsBackend):
 
     def create_contact(self, fields: Mapping[str, Any]) -> ContactRecord:
         names = self._group_names(list(fields.get("groups") or []))
-        parsed = vcard.new_card()
-        vcard.apply_fields(parsed, fields, {**vcard.fields_of(parsed), **fields})
+        previous = self._recall("create_contact")
+        if previous is not None:
+            found = self._find(str(previous["name"]))
+            if found is not None:  # the first attempt created it; its answer was lost
+                return self._commit([found], "add", again=True)[0]
+            uid = str(previous["uid"])
+        else:
+            uid = str(uuid.uuid4())
+            self._remember("create_contact", {"name": f"{uid}.vcf", "uid": uid})
+        parsed = vcard.new_card(uid)
+        vcard.change(parsed, fields)
         vcard.set_categories(parsed, names)
-        return self._put(f"{vcard.uid_of(parsed)}.vcf", parsed, None, "add")
+        return self._put(f"{uid}.vcf", parsed, None, "add")
 
     def update_contact(
         self, contact_id: str, changes: Mapping[str, Any], if_match: str | None = None
     ) -> ContactRecord:
         card, parsed = self._read(contact_id)
-        check_etag(if_match, card.etag, "contact")
-        vcard.apply_fields(parsed, changes, {**vcard.fields_of(parsed), **changes})
+        self._precondition("update_contact", card.name, card.etag, if_match)
+        vcard.change(parsed, changes)
         if "groups" in changes:
             vcard.set_categories(parsed, self._group_names(changes["groups"]))
         return self._put(card.name, parsed, card.etag, "update")
 
     def delete_contact(self, contact_id: str, if_match: str | None = None) -> ContactRecord:
-        card, parsed = self._read(contact_id)
-        check_etag(if_match, card.etag, "contact")
-        record = self._record(card, parsed)
+        name = card_name(contact_id)
+        previous = self._recall("delete_contact")
+        try:
+            card, parsed = self._read(contact_id)
+        except ApiError as exc:
+            if exc.status != 404 or previous is None or previous.get("key") != name:
+                raise
+            # The first attempt deleted it upstream and lost its answer.
+            gone = ContactRecord(id=contact_id, etag="", fields={})
+            with self.store.transaction():
+                if name in self._known_etags():  # its event did not commit
+                    self._known(name, None)
+                    self._event("delete", gone)
+            return gone
+        self._precondition("delete_contact", name, card.etag, if_match)
         self.dav.delete_card(self.book, card.name, card.etag)
         with self.store.transaction():
+            record = self._record(card, parsed)
             self._known(card.name, None)
             self._event("delete", record)
         return record
 
     def import_vcards(self, text: str) -> list[ContactRecord]:
-        records = []
-        for parsed in vcard.parse_cards(text):
-            uid = vcard.uid_of(parsed)
-            if uid is None:
-                uid = str(uuid.uuid4())
-                parsed.add("uid").value = uid
-            name = f"{uid}.vcf" if _SAFE_UID.match(uid) else f"{uuid.uuid4()}.vcf"
-            self._group_ids(vcard.categories(parsed))
-            try:
-                records.append(self._put(name, parsed, None, "add"))
-            except ApiError as exc:
-                if exc.status != 412:
-                    raise
-                # A card with this UID exists: keep both (the import gets a resource of its own).
-                records.append(self._put(f"{uuid.uuid4()}.vcf", parsed, None, "add"))
-        return records
+        cards = vcard.parse_cards(text)
+        previous = self._recall("import_vcards")
+        planned = previous.get("names") if previous is not None else None
+        again = isinstance(planned, list) and len(planned) == len(cards)
+        if not again:
+            # Fresh resource names: no clash with cards of the same UID, and a retry knows
+            # which cards are its own.
+            planned = [f"{uuid.uuid4()}.vcf" for _ in cards]
+            self._remember("import_vcards", {"names": planned})
+        assert isinstance(planned, list)
+        written = []
+        for name, parsed in zip(planned, cards):
+            if vcard.uid_of(parsed) is None:
+                parsed.add("uid").value = str(name).removesuffix(".vcf")
+            found = self._find(str(name)) if again else None
+            written.append(found if found is not None else self._write(str(name), parsed, None))
+        return self._commit(written, "add", again=again)
 
     def export_vcard(self, contact_id: str) -> str:
         _, parsed = self._read(contact_id)
@@ -412,25 +498,30 @@ class CardDAVContacts(ContactsBackend):
         )
         if row is not None:
             raise naming_conflict(f"A contact group named {name!r} exists.", row["id"])
-        group = self.get_group(self._group_ids([name])[0])
-        self._event("add", group)
+        members = self._members()  # the upstream first: then the local writes
+        with self.store.transaction():
+            group = self._group(self._group_row(self._group_ids([name])[0]), members)
+            self._event("add", group)
         return group
 
-    def _rewrite_members(self, old: str, new: str | None) -> None:
-        """Replace (or remove, for ``new`` None) category ``old`` on every member card."""
+    def _rewrite_members(self, old: str, new: str | None) -> list[Card]:
+        """Replace (or remove, for ``new`` None) category ``old`` on every member card
+        upstream. :returns: the rewritten cards (not committed yet)."""
+        written = []
         for card, parsed in self._all():
             names = vcard.categories(parsed)
             if old not in names:
                 continue
             changed = [new if n == old else n for n in names if n != old or new is not None]
             vcard.set_categories(parsed, [n for n in dict.fromkeys(changed) if n])
-            self._put(card.name, parsed, card.etag, "update")
+            written.append(self._write(card.name, parsed, card.etag))
+        return written
 
     def update_group(
         self, group_id: str, fields: Mapping[str, Any], if_match: str | None = None
     ) -> GroupRecord:
-        group = self.get_group(group_id)
-        check_etag(if_match, group.etag, "contact group")
+        members = self._members()
+        group = self._group(self._group_row(group_id), members)
         name = fields["name"]
         clash = self.store.one(
             "SELECT id FROM dav_contact_groups WHERE account_id = ? AND name = ? AND id != ?",
@@ -438,20 +529,27 @@ class CardDAVContacts(ContactsBackend):
         )
         if clash is not None:
             raise naming_conflict(f"A contact group named {name!r} exists.", clash["id"])
-        # The id follows the new name first, so member cards read back already map to it. The
-        # member cards are rewritten one by one (CardDAV has no multi-resource transaction);
-        # cards not yet rewritten when an upstream error stops it keep the old category.
-        self.store.execute("UPDATE dav_contact_groups SET name = ? WHERE id = ?", (name, group_id))
-        self._rewrite_members(group.name, name)
-        renamed = self.get_group(group_id)
-        self._event("update", renamed)
+        self._precondition("update_group", group_id, group.etag, if_match, "contact group")
+        # Member cards are rewritten one by one (CardDAV has no multi-resource transaction);
+        # a retry finds those already rewritten under the new name and rewrites the rest.
+        # Then the id follows the new name, with the cards' events, in one transaction.
+        written = self._rewrite_members(group.name, name)
+        with self.store.transaction():
+            self.store.execute(
+                "UPDATE dav_contact_groups SET name = ? WHERE id = ?", (name, group_id)
+            )
+            self._commit(written, "update")
+            renamed_members = {name: sorted({*members.get(name, []), *members.get(group.name, [])})}
+            renamed = self._group(self._group_row(group_id), renamed_members)
+            self._event("update", renamed)
         return renamed
 
     def delete_group(self, group_id: str, if_match: str | None = None) -> GroupRecord:
         group = self.get_group(group_id)
-        check_etag(if_match, group.etag, "contact group")
-        self._rewrite_members(group.name, None)
+        self._precondition("delete_group", group_id, group.etag, if_match, "contact group")
+        written = self._rewrite_members(group.name, None)
         with self.store.transaction():
+            self._commit(written, "update")
             self.store.execute("DELETE FROM dav_contact_groups WHERE id = ?", (group_id,))
             self._event("delete", group)
         return group
@@ -468,14 +566,16 @@ class CardDAVContacts(ContactsBackend):
         self, contact_id: str, photo: ContactPhoto, if_match: str | None = None
     ) -> ContactRecord:
         card, parsed = self._read(contact_id)
-        check_etag(if_match, card.etag, "contact")
+        check_etag(if_match, card.etag, "contact")  # a PUT carries no Idempotency-Key
         vcard.set_photo(parsed, photo)
         return self._put(card.name, parsed, card.etag, "update")
 
     def delete_photo(self, contact_id: str, if_match: str | None = None) -> ContactRecord:
         card, parsed = self._read(contact_id)
-        check_etag(if_match, card.etag, "contact")
+        again = self._precondition("delete_photo", card.name, card.etag, if_match)
         if vcard.photo_info(parsed) is None:
+            if again:  # the first attempt removed it and lost its answer
+                return self._commit([card], "update", again=True)[0]
             raise not_found("The contact has no photo.")
         vcard.set_photo(parsed, None)
         return self._put(card.name, parsed, card.etag, "update")
@@ -635,7 +735,7 @@ def contacts_for(env: AccountEnv) -> CardDAVContacts:
             )
         book = found
     return CardDAVContacts(
-        env.store, env.account_id, dav, book, config.get("sync_token"), env.activity
+        env.store, env.account_id, dav, book, config.get("sync_token"), env.activity, env.intent
     )
 
 

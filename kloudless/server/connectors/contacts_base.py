@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import abc
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kloudless.server.activity import ActivityRecorder
-from kloudless.server.errors import ApiError, invalid_parameters
+from kloudless.server.errors import ApiError, invalid_parameters, not_found
+from kloudless.server.store import Store
 
 __all__ = [
     "CONTACT_FIELDS",
@@ -77,6 +79,35 @@ MAX_GROUPS = 100
 MAX_ID_LENGTH = 512
 _TYPE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _BIRTHDAY = re.compile(r"^(\d{4}|--)-?(\d{2})-?(\d{2})$")
+
+
+#: Stores known to hold the contacts tables (since this module was imported).
+_MIGRATED: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def ensure_schema(store: Store, version: int) -> None:
+    """Bring ``store`` up to date when its migration ``version`` is missing (a store opened
+    before the contacts modules registered theirs). Only a read when it is there, so it never
+    begins a request's unit of work (CardDAV records its intent after this, standalone)."""
+    if store in _MIGRATED:
+        return
+    if store.one("SELECT 1 FROM schema_versions WHERE version = ?", (version,)) is None:
+        store.migrate()
+    _MIGRATED.add(store)
+
+
+def find_row(store: Store, table: str, object_id: str, account_id: int, what: str) -> Any:
+    """:returns: the row of ``table`` with this id and account.
+
+    :param what: what the row is, for the 404 message (``"Contact"``).
+    :raises ApiError: 404 when there is none.
+    """
+    row = store.one(
+        f"SELECT * FROM {table} WHERE id = ? AND account_id = ?", (object_id, account_id)
+    )
+    if row is None:
+        raise not_found(f"{what} not found: {object_id[:100]}")
+    return row
 
 
 def precondition_failed(message: str) -> ApiError:

@@ -33,7 +33,7 @@ from typing import Any
 
 import vobject
 
-from kloudless.server.connectors.contacts_base import MAX_ITEMS, ContactPhoto
+from kloudless.server.connectors.contacts_base import MAX_ITEMS, ContactPhoto, ContactRecord
 from kloudless.server.errors import invalid_parameters
 
 __all__ = [
@@ -347,6 +347,40 @@ def _set_single(card: Any, name: str, value: Any) -> None:
     card.contents.pop(name, None)
     if value:
         card.add(name).value = value
+
+
+def change(card: Any, changes: Mapping[str, Any]) -> None:
+    """Apply cleaned API ``changes`` (new contacts: all their fields) to the card, the one way
+    both backends map API input onto a vCard; properties not named stay as they are."""
+    apply_fields(card, changes, {**fields_of(card), **changes})
+
+
+def record_of(
+    card: Any,
+    *,
+    id: str,
+    etag: str,
+    groups: list[str],
+    raw: Mapping[str, Any],
+    created: str | None = None,
+    modified: str | None = None,
+    photo: dict[str, Any] | None = None,
+) -> ContactRecord:
+    """:returns: the contact a parsed vCard is, the one way both backends map a vCard onto the
+    API's fields: its fields, ``groups`` (ids), its photo (``photo`` when the backend keeps it
+    apart from the card) and ``raw`` (the backend's native record) plus the card's
+    ``unknown_properties``."""
+    fields = fields_of(card)
+    fields["groups"] = groups
+    return ContactRecord(
+        id=id,
+        etag=etag,
+        fields=fields,
+        created=created,
+        modified=modified,
+        photo=photo if photo is not None else photo_info(card),
+        raw={**raw, "unknown_properties": unknown_properties(card)},
+    )
 
 
 def apply_fields(card: Any, changes: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
