@@ -93,6 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         threads=args.threads,
+        workers=args.workers,
         rate_limit_per_minute=args.rate_limit,
         max_upload_bytes=args.max_upload_bytes,
         public_base_url=args.public_url,
@@ -131,6 +132,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _workers(text: str) -> int:
+    """:returns: a ``--workers`` count (1 to 64). :raises argparse.ArgumentTypeError: otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to 64: {text!r}")
+    return value
 
 
 def _allow_upstream(args: argparse.Namespace) -> list[str]:
@@ -651,6 +663,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=_port, default=8002, help="port (default %(default)s)")
     serve.add_argument(
         "--threads", type=int, default=8, help="worker threads (default %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, data dir and database (default %(default)s;"
+        " more than 1 needs Linux or macOS)",
     )
     serve.add_argument(
         "--rate-limit",

@@ -26,6 +26,12 @@ def serve(settings: Settings | None = None) -> None:
 
     :param settings: server settings.
     """
+    settings = settings or Settings()
+    if settings.workers > 1:
+        from .prefork import run_workers
+
+        run_workers(settings)
+        return
     from .runner import run_forever
 
-    run_forever(settings or Settings())
+    run_forever(settings)

@@ -59,9 +59,6 @@ class ServerApp(Core):
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-        #: Failed authentications per client address (brute-force guard).
-        self.auth_guard = AuthGuard(settings.auth_failures_per_minute)
         self.check_host = HostCheck(settings)
         #: Wrappers run around every authenticated handler call, outermost first
         #: (the idempotency-key layer plugs in here).
@@ -69,6 +66,11 @@ class ServerApp(Core):
         self.routes: list[Route] = list(ROUTES)
         self.url_map = url_map(self.routes)
         super().__init__(settings)
+        # Several processes share their counts through the database.
+        shared = self.store if settings.shared_state else None
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, shared)
+        #: Failed authentications per client address (brute-force guard).
+        self.auth_guard = AuthGuard(settings.auth_failures_per_minute, shared)
         #: Room kept on the disk for deletes (see :mod:`kloudless.server.diskspace`).
         self.disk_reserve = Reserve(settings.data_dir, settings.min_free_bytes)
         idempotency.install(self)

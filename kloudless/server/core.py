@@ -13,7 +13,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import webhooks
+from . import instances, webhooks
 from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
 from .connectors import caldav, rclone, webdav_client
 from .connectors.base import AccountEnv, Connector
@@ -39,8 +39,13 @@ class Core:
         # Connectors and API modules register their tables' migrations at import time (the
         # imports above and the app's), so the store is opened only now.
         self.store = Store(settings.db_path)
-        #: What start-up recovery found left in progress by an earlier process.
-        self.recovered = recover(self.store, settings)
+        #: This process in the registry of live server processes (owner of its claims).
+        self.instance = instances.Instance(self.store)
+        #: What start-up recovery found left in progress by an earlier process: it runs only
+        #: when no other live process shares the database (it would undo their work).
+        self.recovered: dict[str, int] = {}
+        if self.instance.register() == 0:
+            self.recovered = recover(self.store, settings)
         rclone.configure(settings)  # the rcd itself starts on the first rclone account's use
         #: The one activity log (events API, webhooks).
         self.activity = ActivityLog(self.store)
@@ -53,6 +58,11 @@ class Core:
         self.transfer_limits = TransferLimits(
             settings.transfers_per_credential, settings.transfers_per_address
         )
+
+    @property
+    def instance_id(self) -> str:
+        """:returns: this process's id in the registry of live server processes."""
+        return self.instance.id
 
     @property
     def activity_listeners(self) -> list[ActivityListener]:
@@ -85,6 +95,7 @@ class Core:
         """Stop background work, close pooled upstream (DAV) connections and the database."""
         self.webhooks.stop()
         self.executor.shutdown(wait=True)
+        self.instance.close()
         webdav_client.close_clients()
         rclone.close(self.settings)
         caldav.close_backends()

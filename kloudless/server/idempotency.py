@@ -18,8 +18,9 @@ and path gets the stored response back, marked ``Idempotent-Replayed: true`` (an
   stored sealed with the server secret, so the secret is never in the database in clear.
 * Only 2xx and 4xx responses are stored. A 5xx, an exception, a streamed or very large response
   releases the key (the row is deleted), so a retry runs the request again. A row left ``running``
-  by a server process that died is stale (it records the process instance that owns it) and the
-  next request with that key runs.
+  by a server process that died is stale (it records the process instance that owns it, see
+  :mod:`~kloudless.server.instances`) and the next request with that key runs; a repeat sent to
+  another live process waits for the first like a repeat on the same one.
 * Expired rows are ignored and pruned in bounded batches, opportunistically when a key is
   claimed (at most once per ``prune_interval``), so no background thread needs stopping.
 
@@ -51,6 +52,7 @@ from werkzeug.wrappers import Response
 
 from .connectors.webdav_auth import seal, unseal
 from .errors import ApiError
+from .instances import is_alive
 from .intents import forget_intent, prune_intents
 from .responses import error_response
 from .settings import Settings
@@ -207,6 +209,8 @@ class IdempotencyLayer:
     :param drain_limit: most unread body bytes drained after a handler to finish the body hash.
     :param wait_seconds: how long a repeat waits for a still-running first request (0: no wait).
     :param poll_interval: seconds between two looks at the first request's row while waiting.
+    :param instance: this process's instance id (:attr:`Core.instance_id
+        <kloudless.server.core.Core.instance_id>`); default: a fresh one.
     """
 
     def __init__(
@@ -220,6 +224,7 @@ class IdempotencyLayer:
         drain_limit: int = DRAIN_LIMIT,
         wait_seconds: float = 2.0,
         poll_interval: float = 0.05,
+        instance: str | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("the idempotency key TTL must be positive")
@@ -233,8 +238,9 @@ class IdempotencyLayer:
         self.drain_limit = drain_limit
         self.wait_seconds = float(wait_seconds)
         self.poll_interval = float(poll_interval)
-        #: Identifies this server process: ``running`` rows of other instances are stale.
-        self.instance = uuid.uuid4().hex
+        #: Identifies this server process (its id in :mod:`~kloudless.server.instances`):
+        #: ``running`` rows of instances that are no longer alive are stale.
+        self.instance = instance or uuid.uuid4().hex
         self._prune_lock = threading.Lock()
         self._last_prune = float("-inf")
 
@@ -395,7 +401,11 @@ class IdempotencyLayer:
             ).fetchone()
             if row is not None and (
                 float(row["expires"]) <= now
-                or (row["state"] == "running" and row["instance"] != self.instance)
+                or (
+                    row["state"] == "running"
+                    and row["instance"] != self.instance
+                    and not is_alive(self.store, str(row["instance"]))
+                )
             ):
                 conn.execute(
                     "DELETE FROM idempotency_keys WHERE scope = ? AND key_hash = ?",
@@ -532,6 +542,9 @@ class WrapperHost(Protocol):
     settings: Settings
     handler_wrappers: list[HandlerWrapper]
 
+    @property
+    def instance_id(self) -> str: ...
+
 
 def install(app: WrapperHost) -> IdempotencyLayer:
     """Create the layer for ``app`` and append it to ``app.handler_wrappers``.
@@ -543,6 +556,7 @@ def install(app: WrapperHost) -> IdempotencyLayer:
         app.store,
         app.settings.idempotency_key_ttl,
         wait_seconds=app.settings.idempotency_wait_seconds,
+        instance=app.instance_id,
     )
     app.handler_wrappers.append(layer)
     return layer

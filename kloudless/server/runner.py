@@ -20,8 +20,9 @@ from .store import _create_private
 log = logging.getLogger("kloudless.server")
 
 
-def _create_server(app: ServerApp, host: str, port: int, threads: int) -> Any:
-    """:returns: the hardened waitress server of :mod:`kloudless.server.serving` for ``app``."""
+def _create_server(app: ServerApp, host: str, port: int, threads: int, sock: Any = None) -> Any:
+    """:returns: the hardened waitress server of :mod:`kloudless.server.serving` for ``app``
+    (on the listening socket ``sock`` when given, else bound to ``host:port``)."""
     from .serving import create_server
 
     settings = app.settings
@@ -41,6 +42,7 @@ def _create_server(app: ServerApp, host: str, port: int, threads: int) -> Any:
         connections_per_address=settings.connections_per_address,
         min_free_bytes=settings.min_free_bytes,
         max_body_bytes=body_limit,
+        sock=sock,
     )
 
 

@@ -29,6 +29,9 @@ class Settings:
     port: int = 8002
     #: waitress worker threads (they run the app; the sockets are served by one I/O thread).
     threads: int = 8
+    #: Server processes sharing the port, the data dir and the database (``serve --workers``);
+    #: more than 1 moves the per-process counters (rate limits) into the database.
+    workers: int = 1
     #: Seconds a client has to send a request line and its headers (counted from the request's
     #: first byte, or from connecting for a connection's first request); later: JSON 408.
     header_timeout: float = 10.0
@@ -111,6 +114,12 @@ class Settings:
     def db_path(self) -> str:
         """:returns: the SQLite database file inside :attr:`data_dir`."""
         return os.path.join(self.data_dir, "kloudless.sqlite3")
+
+    @property
+    def shared_state(self) -> bool:
+        """:returns: True when other processes may share this server's database, so that
+        counters kept in memory must live in the database instead."""
+        return self.workers > 1
 
     def __post_init__(self) -> None:
         if self.oauth_existing_accounts not in OAUTH_EXISTING_ACCOUNTS:

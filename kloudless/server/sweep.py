@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
+from . import leases
 from .availability import parse_datetime
 from .blobs import blob_store
 from .connectors.local_storage import (
@@ -46,6 +47,9 @@ INTERVAL = 600
 TASK_MAX_AGE = dt.timedelta(days=1)
 MULTIPART_MAX_IDLE = dt.timedelta(days=7)
 TEMP_MAX_AGE = dt.timedelta(days=1)
+#: The lease a sweep holds (see :mod:`kloudless.server.leases`), and for how long at most.
+SWEEP_LEASE = "sweep"
+SWEEP_LEASE_SECONDS = 3600.0
 
 
 class SweepHost(Protocol):
@@ -57,6 +61,9 @@ class SweepHost(Protocol):
 
     @property
     def executor(self) -> Executor: ...
+
+    @property
+    def instance_id(self) -> str: ...
 
 
 def _older(value: object, limit: dt.datetime) -> bool:
@@ -166,7 +173,16 @@ class Sweeper:
 
     def _run(self) -> None:
         try:
-            counts = sweep(self.app)
+            # One runner at a time in the whole deployment (every process sharing the
+            # database); the lease outlives a sweep by far, and a crashed runner's expires.
+            holder = self.app.instance_id
+            if not leases.acquire(self.app.store, SWEEP_LEASE, holder, SWEEP_LEASE_SECONDS):
+                log.info("another server process is sweeping; skipped")
+                return
+            try:
+                counts = sweep(self.app)
+            finally:
+                leases.release(self.app.store, SWEEP_LEASE, holder)
         except Exception:  # never let clean-up break anything; try again next interval
             log.exception("state sweep failed")
             return

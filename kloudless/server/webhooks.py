@@ -1,14 +1,14 @@
 """Webhook notifications: tell an application's webhook URL that an account has new activity.
 
 When an application has a webhook configured, every change recorded through
-:meth:`ActivityLog.record <kloudless.server.activity.ActivityLog.record>` makes the
-server send, from a background thread::
+:meth:`ActivityLog.record <kloudless.server.activity.ActivityLog.record>` makes the server
+send, from a background thread::
 
     POST <webhook URL>
     Content-Type: application/x-www-form-urlencoded
     X-Kloudless-Signature: <base64 HMAC-SHA256 of the raw body, keyed with the signing key>
 
-    account=<account id>
+account=<account id>
 
 The receiver answers ``200`` (with the application id as the body, see
 :func:`kloudless.webhooks.validation_response`) and then reads the account's events.
@@ -27,16 +27,23 @@ During a rotation receivers accept the old and the new key.
 same request with an empty body; the endpoint must answer ``200`` with the application id as the
 body. Otherwise the webhook is marked ``invalid`` and not used until it is configured again.
 
-**Delivery.** :meth:`WebhookDispatcher.notify` only records the account in memory (no I/O), so
-API requests never wait for a receiver. The worker thread sends one notification per account
-however many changes happened meanwhile (coalescing), retries connection errors, timeouts,
-``408``, ``429`` and ``5xx`` with exponential backoff (:class:`urllib3.util.Retry` computes the
-delays; bounded attempts), and gives up on other answers. Redirects are not followed, and the
-receiver's address must pass the server's outbound policy (:mod:`kloudless.server.outbound`: no
-loopback, private or link-local addresses unless ``Settings.allow_upstream`` permits them); a
-refused address fails validation.
-Notifications still pending when the server stops are dropped: receivers that must not miss
-anything also poll ``events`` with their stored cursor.
+**Delivery.** :meth:`WebhookDispatcher.notify` (after the change committed) only queues the
+account in the database table ``webhook_queue`` (one small write, and none when the application
+has no webhook), so API requests never wait for a receiver. A worker thread in every server
+process claims due rows (a claim expires, so a row of a process that died is sent by another),
+sends one notification per account however many changes happened meanwhile (coalescing),
+retries connection errors, timeouts, ``408``, ``429`` and ``5xx`` with exponential backoff
+(:class:`urllib3.util.Retry` computes the delays; bounded attempts, counted in the row), and
+gives up on other answers. Each notification carries ``X-Kloudless-Delivery-Id``, the same on
+its retries: a process killed between sending and recording it leaves it to be sent again, so
+a receiver that must see each one once drops repeats of an id it has answered. Redirects are
+not followed, and the receiver's address must pass the server's outbound policy
+(:mod:`kloudless.server.outbound`: no loopback, private or link-local addresses unless
+``Settings.allow_upstream`` permits them); a refused address fails validation.
+
+Notifications still queued when the server stops stay queued for the next start (or any
+other process sharing the database). Receivers that must not miss anything also poll
+``events`` with their stored cursor (a crash right after a commit can lose its queueing).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
@@ -367,14 +375,37 @@ def validate_webhook(
 
 
 # -- delivery ------------------------------------------------------------------------------------
-@dataclass
-class _Pending:
-    due: float
-    retry: Retry
+# The queue: one row per account with a notification to send (coalescing), shared by every
+# process using the database. ``seq`` counts the notifications folded into the row (a change
+# while a delivery is in flight re-arms it); ``holder``/``held_until`` is the claim of the
+# process sending it; ``delivery`` names one notification across its retries.
+register_migration(
+    1103,
+    """
+    CREATE TABLE webhook_queue (
+        account_id INTEGER PRIMARY KEY, delivery TEXT NOT NULL, seq INTEGER NOT NULL,
+        due REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, holder TEXT,
+        held_until REAL NOT NULL DEFAULT 0);
+    CREATE INDEX webhook_queue_due ON webhook_queue(due)
+    """,
+)
+
+#: The header naming one notification (the same on its retries), so a receiver can drop a
+#: repeat: a process that dies after sending but before recording it leaves it to be sent again.
+DELIVERY_HEADER = "X-Kloudless-Delivery-Id"
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    account_id: int
+    delivery: str
+    seq: int
+    attempts: int
 
 
 class WebhookDispatcher:
-    """Delivers notifications from one background thread; plug :meth:`notify` into
+    """Delivers notifications from a queue in the database (``webhook_queue``), so that every
+    process sharing it delivers any account's notifications once; plug :meth:`notify` into
     ``app.activity_listeners``.
 
     :param store: the server store.
@@ -383,6 +414,9 @@ class WebhookDispatcher:
     :param backoff_factor: first retry delay in seconds; it doubles with every retry.
     :param backoff_max: longest delay between two attempts.
     :param sender: how requests are sent (:func:`send_http`).
+    :param holder: who claims queue rows (the process's instance id); default: a fresh id.
+    :param poll_interval: most seconds between two looks at the queue (other processes' rows,
+        retries that became due).
     """
 
     def __init__(
@@ -394,6 +428,8 @@ class WebhookDispatcher:
         backoff_factor: float = 1.0,
         backoff_max: float = 120.0,
         sender: Sender = send_http,
+        holder: str | None = None,
+        poll_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.timeout = timeout
@@ -401,9 +437,10 @@ class WebhookDispatcher:
         self.backoff_factor = backoff_factor
         self.backoff_max = backoff_max
         self.sender = sender
+        self.holder = holder or uuid.uuid4().hex
+        self.poll_interval = poll_interval
         self._cond = threading.Condition()
-        self._pending: dict[int, _Pending] = {}
-        self._inflight: set[int] = set()
+        self._woken = False
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -415,97 +452,154 @@ class WebhookDispatcher:
             raise_on_status=False,
         )
 
+    @property
+    def _lease(self) -> float:
+        # Long enough for a validation ping and a notification, each up to ``timeout``.
+        return 2 * self.timeout + 10.0
+
     # -- API used by the application -----------------------------------------------------------
     def notify(self, account_id: int, cursor: int) -> None:
-        """Note that ``account_id`` has new activity (an activity listener). Never blocks on I/O:
-        an account already waiting for its notification is not queued twice."""
+        """Queue a notification for ``account_id`` (an activity listener, run after the commit).
+        Never waits for a receiver: one small write when the account's application has a
+        usable webhook, nothing otherwise; an account already queued is not queued twice."""
         with self._cond:
             if self._stopping:
                 return
-            if account_id not in self._pending:
-                self._pending[account_id] = _Pending(time.monotonic(), self._new_retry())
-            self._ensure_thread()
-            self._cond.notify_all()
+        try:
+            with self.store.transaction():
+                queued = self.store.execute(
+                    "INSERT INTO webhook_queue (account_id, delivery, seq, due)"
+                    " SELECT ?, ?, 1, ? WHERE EXISTS (SELECT 1 FROM accounts a"
+                    " JOIN webhooks w ON w.app_id = a.app_id WHERE a.id = ? AND w.state != ?)"
+                    " ON CONFLICT (account_id) DO UPDATE SET seq = webhook_queue.seq + 1",
+                    (account_id, uuid.uuid4().hex, time.time(), account_id, INVALID),
+                ).rowcount
+        except Exception:  # a notification must never fail the request that changed something
+            log.exception("cannot queue a webhook notification for account %s", account_id)
+            return
+        if queued:
+            with self._cond:
+                self._ensure_thread()
+                self._woken = True
+                self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is pending or in flight (tests, orderly shutdown).
+        """Wait until the queue is empty (tests, orderly shutdown).
 
-        :returns: True if idle within ``timeout`` seconds.
+        :returns: True if it is empty within ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._inflight:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        while True:
+            if self.store.one("SELECT 1 FROM webhook_queue LIMIT 1") is None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.02))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the worker; pending notifications are dropped. Safe to call twice."""
+        """Stop the worker; queued notifications stay in the database for the next process
+        (or another one) to deliver. Safe to call twice."""
         with self._cond:
             self._stopping = True
-            dropped = len(self._pending)
-            self._pending.clear()
             self._cond.notify_all()
             thread = self._thread
-        if dropped:
-            log.info("dropping %d pending webhook notification(s) at shutdown", dropped)
         if thread is not None:
             thread.join(timeout)
 
     # -- worker --------------------------------------------------------------------------------
     def _ensure_thread(self) -> None:
-        if self._thread is None:
+        if self._thread is None and not self._stopping:
             self._thread = threading.Thread(
                 target=self._run, name="kloudless-webhooks", daemon=True
             )
             self._thread.start()
 
-    def _next(self) -> tuple[int, _Pending] | None:
-        """Wait for the next due account. :returns: None when stopping."""
+    def start(self) -> None:
+        """Start the worker now (it also starts on the first :meth:`notify`), so that rows
+        queued by other (or earlier) processes are delivered."""
         with self._cond:
-            while not self._stopping:
-                ready = [
-                    (p.due, acc) for acc, p in self._pending.items() if acc not in self._inflight
-                ]
-                if not ready:
-                    self._cond.wait()
-                    continue
-                due, account_id = min(ready)
-                wait = due - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                item = self._pending.pop(account_id)
-                self._inflight.add(account_id)
-                return account_id, item
-        return None
+            self._ensure_thread()
+
+    def _claim(self) -> tuple[_Claimed | None, float]:
+        """Claim the queue row due first. :returns: ``(row, None)`` or ``(None, seconds until
+        the next row may be due)``."""
+        now = time.time()
+        with self.store.transaction(standalone=True):
+            row = self.store.one(
+                "SELECT account_id, delivery, seq, attempts FROM webhook_queue"
+                " WHERE due <= ? AND held_until <= ? ORDER BY due LIMIT 1",
+                (now, now),
+            )
+            if row is None:
+                nxt = self.store.one(
+                    "SELECT MIN(CASE WHEN held_until > due THEN held_until ELSE due END) AS t"
+                    " FROM webhook_queue"
+                )
+                wait = self.poll_interval
+                if nxt is not None and nxt["t"] is not None:
+                    wait = min(wait, max(0.0, float(nxt["t"]) - now))
+                return None, wait
+            self.store.execute(
+                "UPDATE webhook_queue SET holder = ?, held_until = ? WHERE account_id = ?",
+                (self.holder, now + self._lease, row["account_id"]),
+            )
+        claimed = _Claimed(
+            int(row["account_id"]), str(row["delivery"]), int(row["seq"]), int(row["attempts"])
+        )
+        return claimed, 0.0
+
+    def _settle(self, item: _Claimed, retry_at: float | None) -> None:
+        """Record the outcome of a claimed row's attempt: retry it at ``retry_at``, or it is
+        done (delivered or given up), unless new activity re-armed it meanwhile."""
+        with self.store.transaction(standalone=True):
+            if retry_at is not None:
+                self.store.execute(
+                    "UPDATE webhook_queue SET holder = NULL, held_until = 0, attempts = ?,"
+                    " due = ? WHERE account_id = ? AND holder = ?",
+                    (item.attempts + 1, retry_at, item.account_id, self.holder),
+                )
+                return
+            done = self.store.execute(
+                "DELETE FROM webhook_queue WHERE account_id = ? AND seq = ? AND holder = ?",
+                (item.account_id, item.seq, self.holder),
+            ).rowcount
+            if not done:  # changed while in flight: one more notification, from scratch
+                self.store.execute(
+                    "UPDATE webhook_queue SET holder = NULL, held_until = 0, attempts = 0,"
+                    " due = ?, delivery = ? WHERE account_id = ? AND holder = ?",
+                    (time.time(), uuid.uuid4().hex, item.account_id, self.holder),
+                )
 
     def _run(self) -> None:
         while True:
-            picked = self._next()
-            if picked is None:
-                return
-            account_id, item = picked
+            with self._cond:
+                if self._stopping:
+                    return
+            try:
+                item, wait = self._claim()
+            except Exception:  # e.g. a busy or closing database: look again later
+                log.exception("cannot read the webhook queue")
+                item, wait = None, self.poll_interval
+            if item is None:
+                with self._cond:
+                    if not self._woken and not self._stopping:
+                        self._cond.wait(wait)
+                    self._woken = False
+                continue
             retry_at: float | None = None
             try:
-                retry_at = self._attempt(account_id, item)
+                retry_at = self._attempt(item)
             except Exception:  # the worker must survive anything (e.g. a closed store)
-                log.exception("webhook delivery for account %s failed", account_id)
-            with self._cond:
-                self._inflight.discard(account_id)
-                if retry_at is not None and not self._stopping:
-                    # New activity may have queued the account meanwhile: one ping covers both.
-                    current = self._pending.get(account_id)
-                    if current is None:
-                        self._pending[account_id] = _Pending(retry_at, item.retry)
-                    else:
-                        current.due = min(current.due, retry_at)
-                self._cond.notify_all()
+                log.exception("webhook delivery for account %s failed", item.account_id)
+            try:
+                self._settle(item, retry_at)
+            except Exception:  # the claim expires and the row is tried again
+                log.exception("cannot record a webhook delivery for account %s", item.account_id)
 
-    def _attempt(self, account_id: int, item: _Pending) -> float | None:
+    def _attempt(self, item: _Claimed) -> float | None:
         """Deliver one notification. :returns: when to retry, or None when done or given up."""
+        account_id = item.account_id
         account = self.store.get_account(account_id)
         if account is None:
             return None
@@ -518,17 +612,21 @@ class WebhookDispatcher:
             if config.state != VALID:
                 return None
         body = f"account={account_id}".encode("ascii")
-        answer = self.sender(config.url, body, _headers(body, config.signing_key), self.timeout)
+        headers = _headers(body, config.signing_key)
+        headers[DELIVERY_HEADER] = item.delivery
+        answer = self.sender(config.url, body, headers, self.timeout)
         if answer.ok:
             return None
         reason = f"HTTP {answer.status}" if answer.status is not None else str(answer.error)
         if not answer.retryable:
             log.warning("webhook of application %s refused a notification: %s", app_id, reason)
             return None
+        retry = self._new_retry()
         try:
-            item.retry = item.retry.increment(
-                method="POST", url=config.url, error=_DeliveryFailed(reason)
-            )
+            for _ in range(item.attempts + 1):
+                retry = retry.increment(
+                    method="POST", url=config.url, error=_DeliveryFailed(reason)
+                )
         except MaxRetryError:
             log.warning(
                 "webhook of application %s: giving up on account %s after %d attempts (%s)",
@@ -538,8 +636,8 @@ class WebhookDispatcher:
                 reason,
             )
             return None
-        delay = max(self.backoff_factor, item.retry.get_backoff_time())
-        return time.monotonic() + min(delay, self.backoff_max)
+        delay = max(self.backoff_factor, retry.get_backoff_time())
+        return time.time() + min(delay, self.backoff_max)
 
 
 class _DeliveryFailed(Exception):
@@ -556,6 +654,9 @@ class ActivitySource(Protocol):
     @property
     def activity_listeners(self) -> list[Callable[[int, int], None]]: ...
 
+    @property
+    def instance_id(self) -> str: ...
+
 
 def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     """Create a dispatcher for ``app`` and register it as an activity listener.
@@ -564,6 +665,9 @@ def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     :returns: the dispatcher; call ``stop()`` before closing the store.
     """
     options.setdefault("sender", functools.partial(send_http, policy=policy_for(app.settings)))
+    options.setdefault("holder", app.instance_id)
     dispatcher = WebhookDispatcher(app.store, **options)
     app.activity_listeners.append(dispatcher.notify)
+    if dispatcher.store.one("SELECT 1 FROM webhook_queue LIMIT 1") is not None:
+        dispatcher.start()  # notifications queued by an earlier (or another) process
     return dispatcher
