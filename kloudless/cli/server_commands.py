@@ -36,7 +36,55 @@ def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.A
         default=DEFAULT_DATA_DIR,
         help="server state directory (default: %(default)s or $KLOUDLESS_DATA_DIR)",
     )
+    parser.add_argument(
+        "--database-url",
+        type=_database_url,
+        default=None,
+        metavar="URL",
+        help="the server's database: sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+        f" (default: ${ENV_DATABASE_URL}, else SQLite in the data dir); a password belongs in"
+        f" ${ENV_DATABASE_URL}, PGPASSWORD or ~/.pgpass, never on the command line",
+    )
     return parser
+
+
+#: The environment variable naming the server's database.
+ENV_DATABASE_URL = "KLOUDLESS_DATABASE_URL"
+
+
+def _database_url(text: str) -> str:
+    """:returns: a ``--database-url`` value.
+    :raises argparse.ArgumentTypeError: not sqlite:/// or postgresql://, or it holds a password
+        (process arguments are visible to every user of the machine)."""
+    scheme = text.split(":", 1)[0].lower()
+    if not (text.startswith("sqlite:///") or scheme in ("postgresql", "postgres")):
+        raise argparse.ArgumentTypeError(
+            "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+        )
+    netloc = text.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+        raise argparse.ArgumentTypeError(
+            "a password on the command line is visible to every user of this machine: put the"
+            f" URL in ${ENV_DATABASE_URL}, or the password in PGPASSWORD or ~/.pgpass"
+        )
+    return text
+
+
+def database_url(args: argparse.Namespace) -> str | None:
+    """:returns: ``--database-url``, else ``$KLOUDLESS_DATABASE_URL``, else None (SQLite in the
+    data dir)."""
+    return getattr(args, "database_url", None) or os.environ.get(ENV_DATABASE_URL) or None
+
+
+def server_settings(args: argparse.Namespace, **changes: Any) -> Any:
+    """:returns: the :class:`~kloudless.server.settings.Settings` of the data dir and database
+    that ``args`` name, with ``changes``."""
+    from kloudless.server.settings import Settings
+
+    try:
+        return Settings(data_dir=args.data_dir, database_url=database_url(args), **changes)
+    except ValueError as exc:
+        raise SystemExit(f"kloudless: error: ${ENV_DATABASE_URL}: {exc}") from None
 
 
 class _NoServerData(Exception):
@@ -48,10 +96,18 @@ def _store(args: argparse.Namespace) -> Any:
     in ``--data-dir`` must not silently start a new server state with a new application).
     :raises _NoServerData: the data dir holds no store yet."""
     from kloudless.server.connectors.registry import services
-    from kloudless.server.settings import Settings
-    from kloudless.server.store import Store
+    from kloudless.server.store import Store, has_server_data
 
-    path = Settings(data_dir=args.data_dir).db_path
+    settings = server_settings(args)
+    path = settings.db_path
+    if settings.uses_postgres:
+        services()
+        if not has_server_data(path, settings.database_url):
+            raise _NoServerData(
+                "no server data in that PostgreSQL database (start the server on it once with:"
+                " kloudless serve --database-url URL)"
+            )
+        return Store(path, settings.database_url)
     if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
         raise _NoServerData(f"--data-dir {args.data_dir} is a file, not a folder")
     if not os.path.isfile(path):
@@ -60,7 +116,7 @@ def _store(args: argparse.Namespace) -> Any:
             f"kloudless serve --data-dir {args.data_dir})"
         )
     services()  # connectors register their tables' migrations before the store opens
-    return Store(path)
+    return Store(path, settings.database_url)
 
 
 def _admin(func: Any) -> Any:
@@ -81,14 +137,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the API server in the foreground."""
     try:
         from kloudless.server import serve
-        from kloudless.server.settings import Settings
     except ImportError as exc:  # pragma: no cover - missing extra
         sys.stderr.write(
             f"kloudless: error: the server needs `pip install kloudless-compat[server]` ({exc})\n"
         )
         return 1
-    settings = Settings(
-        data_dir=args.data_dir,
+    settings = server_settings(
+        args,
         blob_store=args.blob_store,
         host=args.host,
         port=args.port,

@@ -38,7 +38,7 @@ class Core:
         self.settings = settings
         # Connectors and API modules register their tables' migrations at import time (the
         # imports above and the app's), so the store is opened only now.
-        self.store = Store(settings.db_path)
+        self.store = Store(settings.db_path, settings.database_url)
         #: This process in the registry of live server processes (owner of its claims).
         self.instance = instances.Instance(self.store)
         #: What start-up recovery found left in progress by an earlier process: it runs only

@@ -62,7 +62,12 @@ def _pid_exists(pid: int) -> bool:
         return True
     except OSError:  # pragma: no cover - Windows: no signal 0; trust the heartbeat
         return True
-    return True
+    # A killed process its parent has not reaped yet (a zombie) still answers signal 0.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS), or it just ended
+        return True
 
 
 def _row_alive(host: str, pid: int, heartbeat: float, now: float) -> bool:

@@ -40,6 +40,7 @@ from .runner import (
     lock_data_dir,
     print_credentials,
     raise_open_files_limit,
+    where_state,
 )
 from .settings import Settings
 from .store import Store
@@ -134,7 +135,7 @@ def run_workers(settings: Settings, out: TextIO | None = None) -> None:
     if os.path.exists(settings.data_dir) and not os.path.isdir(settings.data_dir):
         raise DataDirError(f"--data-dir {settings.data_dir} is a file, not a folder")
     _check_port_free(settings.host, settings.port)
-    lock = lock_data_dir(settings.data_dir)
+    lock = lock_data_dir(settings.data_dir, shared=settings.uses_postgres)
     try:
         _supervise(settings, out)
     finally:
@@ -152,7 +153,7 @@ def _supervise(settings: Settings, out: TextIO) -> None:
     children: dict[int, float] = {}
     try:
         _set_up_once(settings, out, port)
-        store = Store(settings.db_path)
+        store = Store(settings.db_path, settings.database_url)
         supervisor = Instance(store, heartbeat=0)  # this host checks its pid, no thread
         supervisor.register()
         store.close()  # the children open their own connections
@@ -160,7 +161,7 @@ def _supervise(settings: Settings, out: TextIO) -> None:
             children[_spawn(settings, sock)] = time.monotonic()
         out.write(
             f"Serving the Kloudless API on http://{settings.host}:{port} with"
-            f" {settings.workers} worker processes (data dir {settings.data_dir});"
+            f" {settings.workers} worker processes ({where_state(settings)});"
             " Ctrl-C stops.\n"
         )
         out.flush()

@@ -14,6 +14,7 @@ from typing import IO, Any, TextIO
 
 from .app import ServerApp
 from .bootstrap import Credentials, bootstrap
+from .pgsql import redact_url
 from .settings import Settings
 from .store import _create_private
 
@@ -90,11 +91,13 @@ class DataDirError(Exception):
 LOCK_FILE = "serve.lock"
 
 
-def lock_data_dir(data_dir: str) -> IO[str] | None:
+def lock_data_dir(data_dir: str, shared: bool = False) -> IO[str] | None:
     """Create the data dir (private, see :class:`~kloudless.server.store.Store`) and take an
     exclusive lock on its :data:`LOCK_FILE`, held until the returned file is closed (or the
     process ends). Platforms without :mod:`fcntl` get no lock (None).
 
+    :param shared: take a shared lock: servers whose database is PostgreSQL may share a data
+        dir (they coordinate through the database), a SQLite server may not join them.
     :raises DataDirError: the data dir is a file, or another process holds the lock.
     """
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
@@ -106,7 +109,7 @@ def lock_data_dir(data_dir: str) -> IO[str] | None:
     _create_private(os.path.join(data_dir, LOCK_FILE))
     handle = open(os.path.join(data_dir, LOCK_FILE), "w", encoding="utf-8")  # noqa: SIM115
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         handle.close()
         raise DataDirError(
@@ -203,6 +206,13 @@ def print_credentials(creds: Credentials, out: TextIO, base_url: str | None = No
     out.flush()
 
 
+def where_state(settings: Settings) -> str:
+    """:returns: where the server keeps its state, for the start-up line (no password)."""
+    if settings.uses_postgres and settings.database_url:
+        return f"data dir {settings.data_dir}, database {redact_url(settings.database_url)}"
+    return f"data dir {settings.data_dir}"
+
+
 def client_base_url(settings: Settings, port: int) -> str:
     """:returns: the URL clients on this machine use: ``public_base_url`` when set, else the
     bound address (a wildcard bind is reached through the loopback address)."""
@@ -225,7 +235,7 @@ def run_forever(settings: Settings, out: TextIO | None = None) -> None:
     if os.path.exists(settings.data_dir) and not os.path.isdir(settings.data_dir):
         raise DataDirError(f"--data-dir {settings.data_dir} is a file, not a folder")
     _check_port_free(settings.host, settings.port)  # before a first start creates anything
-    lock = lock_data_dir(settings.data_dir)
+    lock = lock_data_dir(settings.data_dir, shared=settings.uses_postgres)
     try:
         _serve_locked(settings, out)
     finally:
@@ -253,7 +263,7 @@ def _serve_locked(settings: Settings, out: TextIO) -> None:
             print_credentials(creds, out, client_base_url(settings, int(server.effective_port)))
         out.write(
             f"Serving the Kloudless API on http://{settings.host}:{server.effective_port}"
-            f" (data dir {settings.data_dir}); Ctrl-C stops.\n"
+            f" ({where_state(settings)}); Ctrl-C stops.\n"
         )
         out.flush()
         server.run()

@@ -110,18 +110,38 @@ class Settings:
     #: (``--rclone-allow-local DIR``); empty: none (the ``local`` backend is operator-only).
     rclone_local_roots: list[str] = dataclasses.field(default_factory=list)
 
+    #: The database (``serve --database-url``, ``$KLOUDLESS_DATABASE_URL``): None or
+    #: ``sqlite:///path`` for SQLite (default: ``kloudless.sqlite3`` in :attr:`data_dir`),
+    #: or ``postgresql://user@host:port/dbname`` (the ``postgres`` extra, psycopg 3).
+    database_url: str | None = None
+
     @property
     def db_path(self) -> str:
-        """:returns: the SQLite database file inside :attr:`data_dir`."""
+        """:returns: the SQLite database file (inside :attr:`data_dir` unless
+        :attr:`database_url` names another); with PostgreSQL it only names the store."""
+        url = self.database_url or ""
+        if url.startswith("sqlite:///"):
+            return url[len("sqlite://") :]
         return os.path.join(self.data_dir, "kloudless.sqlite3")
+
+    @property
+    def uses_postgres(self) -> bool:
+        """:returns: True when :attr:`database_url` is a PostgreSQL URL."""
+        scheme = (self.database_url or "").split(":", 1)[0].lower()
+        return scheme in ("postgresql", "postgres")
 
     @property
     def shared_state(self) -> bool:
         """:returns: True when other processes may share this server's database, so that
         counters kept in memory must live in the database instead."""
-        return self.workers > 1
+        return self.workers > 1 or self.uses_postgres
 
     def __post_init__(self) -> None:
+        url = self.database_url
+        if url is not None and not (url.startswith("sqlite:///") or self.uses_postgres):
+            raise ValueError(
+                "database_url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+            )
         if self.oauth_existing_accounts not in OAUTH_EXISTING_ACCOUNTS:
             raise ValueError(
                 f"oauth_existing_accounts must be one of {', '.join(OAUTH_EXISTING_ACCOUNTS)}"

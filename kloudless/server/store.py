@@ -24,7 +24,9 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
+
+from . import pgsql
 
 Migration = Union[str, Callable[[sqlite3.Connection], None]]
 
@@ -162,6 +164,20 @@ def _create_private(path: str) -> None:
         os.close(fd)
 
 
+def has_server_data(path: str, url: str | None = None) -> bool:
+    """:returns: True if the database (the SQLite file ``path``, or the PostgreSQL database
+    ``url``) holds a server's tables, without creating anything."""
+    if not pgsql.is_postgres_url(url):
+        return os.path.isfile(path)
+    assert url is not None
+    conn = pgsql.PgConnection(url, None)
+    try:
+        row = conn.execute("SELECT to_regclass('schema_versions') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+    finally:
+        conn.close()
+
+
 class _Unit:
     """The state of one thread's :meth:`Store.unit_of_work`."""
 
@@ -172,17 +188,24 @@ class _Unit:
 
 
 class Store:
-    """Thread-safe access to the server's SQLite database.
+    """Thread-safe access to the server's database: SQLite (the default) or PostgreSQL.
 
-    :param path: database file. A missing directory is created private (``0700``) and a new
-        database file ``0600`` whatever the umask: it holds hashed keys, sealed upstream
-        passwords and webhook signing keys (SQLite gives its ``-wal``/``-shm`` files the same
-        mode).
+    :param path: the SQLite database file. A missing directory is created private (``0700``)
+        and a new database file ``0600`` whatever the umask: it holds hashed keys, sealed
+        upstream passwords and webhook signing keys (SQLite gives its ``-wal``/``-shm`` files
+        the same mode). With ``url`` it only names the store (its folder is the data dir).
+    :param url: a ``postgresql://`` URL: use that database instead (see
+        :mod:`kloudless.server.pgsql`; the ``postgres`` extra). Statements stay SQLite's.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, url: str | None = None) -> None:
         self.path = path
-        _create_private(path)
+        #: ``"sqlite"`` or ``"postgresql"``.
+        self.dialect = "postgresql" if pgsql.is_postgres_url(url) else "sqlite"
+        self._url = url if self.dialect == "postgresql" else None
+        self._schema = pgsql.Schema(url) if url and self._url else None
+        if self._url is None:
+            _create_private(path)
         self._local = threading.local()
         self._after_commit = threading.local()
         self._units = threading.local()
@@ -193,8 +216,15 @@ class Store:
     # -- connections -------------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
-        """:returns: this thread's connection (autocommit mode; see :meth:`transaction`)."""
+        """:returns: this thread's connection (autocommit mode; see :meth:`transaction`). On
+        PostgreSQL a :class:`~kloudless.server.pgsql.PgConnection`, which offers the same
+        calls."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None and self._url is not None:
+            conn = cast(sqlite3.Connection, pgsql.PgConnection(self._url, self._schema))
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
         if conn is None:
             conn = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
@@ -343,13 +373,18 @@ class Store:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(Exception):  # sqlite3 or psycopg errors
                 conn.close()
         self._local = threading.local()
 
     # -- migrations --------------------------------------------------------------------------
     def migrate(self) -> None:
-        """Apply every migration newer than the database's ``user_version``."""
+        """Apply every migration not recorded in ``schema_versions`` yet, in one write
+        transaction (so of several processes starting at once, one migrates and the others
+        then find every version recorded)."""
+        if self._url is not None:
+            self._migrate_postgres()
+            return
         conn = self.conn
         with self.transaction():
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -379,6 +414,31 @@ class Store:
                 conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
             top = max((v for v, _ in MIGRATIONS), default=0)
             conn.execute(f"PRAGMA user_version = {int(top)}")
+
+    def _migrate_postgres(self) -> None:
+        conn = self.conn
+        with self.transaction():  # the write lock: one process migrates at a time
+            for statement in pgsql.SQLITE_COMPAT:
+                conn.execute(statement)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (version BIGINT PRIMARY KEY)")
+            done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_versions")}
+            for version, migration in MIGRATIONS:
+                if version in done:
+                    continue
+                if callable(migration):
+                    migration(conn)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
+        if self._schema is not None:
+            self._schema.reset()
+
+    def schema_version(self) -> int:
+        """:returns: the newest migration applied to the database (0 for none)."""
+        row = self.one("SELECT MAX(version) AS v FROM schema_versions")
+        return int(row["v"] or 0) if row is not None else 0
 
     # -- key/value ---------------------------------------------------------------------------
     def get_kv(self, key: str) -> str | None:

