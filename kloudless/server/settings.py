@@ -117,8 +117,8 @@ class Settings:
 
     @property
     def db_path(self) -> str:
-        """:returns: the SQLite database file (inside :attr:`data_dir` unless
-        :attr:`database_url` names another); with PostgreSQL it only names the store."""
+        """The SQLite database file: inside :attr:`data_dir` unless :attr:`database_url` names
+        another (with PostgreSQL it only names the store)."""
         url = self.database_url or ""
         if url.startswith("sqlite:///"):
             return url[len("sqlite://") :]
@@ -132,8 +132,8 @@ class Settings:
 
     @property
     def shared_state(self) -> bool:
-        """:returns: True when other processes may share this server's database, so that
-        counters kept in memory must live in the database instead."""
+        """True when other processes may share this server's database, so that counters kept
+        in memory must live in the database instead."""
         return self.workers > 1 or self.uses_postgres
 
     def __post_init__(self) -> None:
