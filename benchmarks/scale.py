@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import requests
 
@@ -72,13 +73,18 @@ def _serve(data_dir: str, url: str | None, workers: int) -> Iterator[str]:
             raise RuntimeError(f"the server did not start:\n{log.read()[-3000:]}")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        _stop(proc)
         log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the supervisor stops its workers), else SIGKILL after a minute."""
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(60)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
 
 
 def _client(
@@ -87,28 +93,21 @@ def _client(
     kind, url, headers, max_requests, seconds, uploads = job
     pid = os.getpid()
 
-    def page(session: requests.Session, n: int) -> None:
-        response = session.get(
-            url, params={"page": n % 2 + 1, "page_size": 1000}, headers=headers, timeout=120
-        )
-        response.raise_for_status()
-        if len(response.content) < 1000:
+    def request(session: requests.Session, n: int) -> None:
+        if kind == "upload":
+            meta = json.dumps({"name": f"s-{pid}-{n:06d}.bin", "parent_id": uploads})
+            answer = session.post(
+                url, data=SMALL, headers={**headers, "X-Kloudless-Metadata": meta}, timeout=60
+            )
+        else:
+            query = {"page": n % 2 + 1, "page_size": 1000} if kind == "listing" else None
+            answer = session.get(url, params=query, headers=headers, timeout=120)
+        answer.raise_for_status()
+        if kind == "download" and answer.content != SMALL:
+            raise RuntimeError("wrong contents")
+        if kind == "listing" and answer.content.count(b'"id"') < 1000:
             raise RuntimeError("short page")
 
-    def download(session: requests.Session, n: int) -> None:
-        response = session.get(url, headers=headers, timeout=60)
-        response.raise_for_status()
-        if response.content != SMALL:
-            raise RuntimeError("wrong contents")
-
-    def upload(session: requests.Session, n: int) -> None:
-        meta = json.dumps({"name": f"s-{pid}-{n:06d}.bin", "parent_id": uploads})
-        response = session.post(
-            url, data=SMALL, headers={**headers, "X-Kloudless-Metadata": meta}, timeout=60
-        )
-        response.raise_for_status()
-
-    request = {"listing": page, "download": download, "upload": upload}[kind]
     return load(THREADS_PER_CLIENT, request, max_requests, seconds)
 
 
@@ -127,6 +126,15 @@ def _measure(
     elapsed = max(r[1] for r in results)
     latencies = [x for r in results for x in r[2]]
     return count, elapsed, latencies
+
+
+def _figures(result: tuple[int, float, list[float]], base_rps: float) -> list[Any]:
+    """:returns: requests, requests/s, p50 and p99 (ms) and the ratio to ``base_rps``."""
+    count, elapsed, latencies = result
+    rps = count / elapsed if elapsed else 0.0
+    p50, p99 = (percentile(latencies, q) * 1e3 for q in (50, 99))
+    ratio = f"{rps / base_rps:.2f}x" if base_rps else "-"
+    return [count, f"{rps:,.0f}", f"{p50:.1f}", f"{p99:.1f}", ratio]
 
 
 def run(opts: Options) -> list[Table]:
@@ -189,18 +197,7 @@ def run(opts: Options) -> list[Table]:
         base_count, base_elapsed, _ = results[("SQLite", 1, kind)]
         base_rps = base_count / base_elapsed if base_elapsed else 0.0
         for db, workers in configs:
-            count, elapsed, latencies = results[(db, workers, kind)]
-            rps = count / elapsed if elapsed else 0.0
-            table.add(
-                labels[kind],
-                db,
-                workers,
-                count,
-                f"{rps:,.0f}",
-                f"{percentile(latencies, 50) * 1e3:.1f}",
-                f"{percentile(latencies, 99) * 1e3:.1f}",
-                f"{rps / base_rps:.2f}x" if base_rps else "-",
-            )
+            table.add(labels[kind], db, workers, *_figures(results[(db, workers, kind)], base_rps))
     table.notes.append(
         f"Each cell: {seconds:g} s, {CLIENT_PROCESSES} client processes x {THREADS_PER_CLIENT}"
         " threads on the same machine as the server (kloudless serve --workers N, 8 threads"

@@ -178,6 +178,22 @@ def has_server_data(path: str, url: str | None = None) -> bool:
         conn.close()
 
 
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    """Apply, inside the caller's write transaction, every migration that ``schema_versions``
+    does not record yet, recording each."""
+    done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_versions")}
+    for version, migration in MIGRATIONS:
+        if version in done:
+            continue
+        if callable(migration):
+            migration(conn)
+        else:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
+
+
 class _Unit:
     """The state of one thread's :meth:`Store.unit_of_work`."""
 
@@ -401,17 +417,7 @@ class Store:
                         "INSERT INTO schema_versions VALUES (?)",
                         [(v,) for v, _ in MIGRATIONS if v <= current],
                     )
-            done = {r[0] for r in conn.execute("SELECT version FROM schema_versions")}
-            for version, migration in MIGRATIONS:
-                if version in done:
-                    continue
-                if callable(migration):
-                    migration(conn)
-                else:
-                    for statement in migration.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
+            _apply_migrations(conn)
             top = max((v for v, _ in MIGRATIONS), default=0)
             conn.execute(f"PRAGMA user_version = {int(top)}")
 
@@ -421,17 +427,7 @@ class Store:
             for statement in pgsql.SQLITE_COMPAT:
                 conn.execute(statement)
             conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (version BIGINT PRIMARY KEY)")
-            done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_versions")}
-            for version, migration in MIGRATIONS:
-                if version in done:
-                    continue
-                if callable(migration):
-                    migration(conn)
-                else:
-                    for statement in migration.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                conn.execute("INSERT INTO schema_versions VALUES (?)", (version,))
+            _apply_migrations(conn)
         if self._schema is not None:
             self._schema.reset()
 
