@@ -178,6 +178,18 @@ READ_WRITE_CAPABILITIES = (
 )
 
 
+@dataclass(frozen=True)
+class UpstreamLink:
+    """A public link made by the service itself.
+
+    :param expiration: when it stops working (ISO-8601 UTC), as far as the server knows; None
+        when it does not expire or the service does not say.
+    """
+
+    url: str
+    expiration: str | None = None
+
+
 class StorageBackend(abc.ABC):
     """Storage operations for one account. Ids are opaque, URL-safe strings; ``root`` is the
     root folder. Every method raises ApiError 404 for ids that do not exist in this account.
@@ -291,6 +303,33 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def quota(self) -> dict[str, int | None]:
         """:returns: ``{"used": bytes, "total": bytes or None}``."""
+
+    def public_link(self, object_id: str, kind: str, expires_in: int | None = None) -> UpstreamLink:
+        """:returns: the service's own public link of an object (made upstream, served by the
+        service, not by this server).
+
+        :param expires_in: seconds the link should work (the service may cap it); None: the
+            service's default.
+        :raises ApiError: 501 ``not_implemented`` when the service has no public links.
+        """
+        raise no_upstream_links()
+
+    def remove_public_link(self, object_id: str, kind: str) -> None:
+        """Remove the service's public link of an object (where the service can revoke one).
+
+        :raises ApiError: 501 ``not_implemented`` when the service has no public links.
+        """
+        raise no_upstream_links()
+
+
+def no_upstream_links() -> ApiError:
+    """:returns: the error for a service without public links of its own (not raised)."""
+    return ApiError(
+        501,
+        "not_implemented",
+        "This service offers no public links of its own; create the link without 'upstream'"
+        " (this server serves it).",
+    )
 
 
 class Connector:

@@ -30,12 +30,15 @@ import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from kloudless.server.connectors.base import (
     READ_WRITE_CAPABILITIES,
     FileContents,
     StorageBackend,
     StorageObject,
+    UpstreamLink,
+    no_upstream_links,
     validate_name,
 )
 from kloudless.server.connectors.rclone_errors import upstream_error
@@ -100,6 +103,18 @@ def _candidates(name: str) -> list[str]:
     if not stem:
         stem, ext = name, ""
     return [name] + [f"{stem} ({n}){ext}" for n in range(1, MAX_RENAME_ATTEMPTS)]
+
+
+def _presigned_expiry(url: str) -> datetime | None:
+    """:returns: when an S3 presigned URL (``X-Amz-Date`` + ``X-Amz-Expires``) stops working,
+    or None for other URLs. S3 caps them at 7 days, whatever was asked."""
+    query = parse_qs(urlsplit(url).query)
+    try:
+        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+        seconds = int(query["X-Amz-Expires"][0])
+    except (KeyError, IndexError, ValueError):
+        return None
+    return signed.replace(tzinfo=timezone.utc) + timedelta(seconds=seconds)
 
 
 class RcloneStorage(StorageBackend):
@@ -355,18 +370,34 @@ class RcloneStorage(StorageBackend):
             "total": int(total) if isinstance(total, (int, float)) else None,
         }
 
-    def public_link(self, object_id: str, kind: str, expire: str | None = None) -> str:
-        """:returns: the backend's own public link to an object (``operations/publiclink``).
+    def public_link(self, object_id: str, kind: str, expires_in: int | None = None) -> UpstreamLink:
+        """:returns: the backend's own public link to an object (``operations/publiclink``;
+        S3: a presigned URL, at most 7 days).
 
         :raises ApiError: 501 when the backend has no public links.
         """
-        if not self.capabilities.get("can_create_public_links"):
-            raise ApiError(501, "not_implemented", "This service offers no public links.")
-        path, _ = self._resolve(object_id, kind)
+        path = self._link_path(object_id, kind)
         params: dict[str, Any] = {"fs": self._fs(), "remote": path}
-        if expire:
-            params["expire"] = expire
-        return str(self._call("operations/publiclink", params).get("url", ""))
+        if expires_in is not None:
+            params["expire"] = f"{max(1, int(expires_in))}s"
+        url = self._call("operations/publiclink", params).get("url")
+        if not isinstance(url, str) or not url:
+            raise ApiError(502, "bad_gateway", "The service made no public link.")
+        expires = _presigned_expiry(url)
+        if expires is None and expires_in is not None:
+            expires = datetime.now(timezone.utc) + timedelta(seconds=expires_in)
+        return UpstreamLink(url, expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None)
+
+    def remove_public_link(self, object_id: str, kind: str) -> None:
+        """Ask the backend to remove its public link (``operations/publiclink`` with
+        ``unlink``); backends whose links cannot be revoked (S3's presigned URLs) do nothing."""
+        path = self._link_path(object_id, kind)
+        self._call("operations/publiclink", {"fs": self._fs(), "remote": path, "unlink": True})
+
+    def _link_path(self, object_id: str, kind: str) -> str:
+        if not self.capabilities.get("can_create_public_links"):
+            raise no_upstream_links()
+        return self._resolve(object_id, kind)[0]
 
     # -- writes ----------------------------------------------------------------------------------
 
