@@ -55,7 +55,9 @@ def _serve(data_dir: str, url: str | None, workers: int) -> Iterator[str]:
     log = open(data_dir + ".log", "w+", encoding="utf-8")  # noqa: SIM115 - the child writes it
     proc = subprocess.Popen(
         [sys.executable, "-m", "kloudless.cli", "serve", "--data-dir", data_dir, "--port", "0"]
-        + ["--workers", str(workers), "--connections-per-address", "0"],
+        + ["--workers", str(workers), "--connections-per-address", "0"]
+        # 16 clients share one token: the per-credential transfer limit (8) must not answer 429.
+        + ["--transfers-per-credential", "0", "--transfers-per-address", "0"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
