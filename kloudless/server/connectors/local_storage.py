@@ -18,8 +18,10 @@ either way (blobs after the transaction commits). Rows with ``trashed = 1`` left
 versions stay invisible.
 
 Activity events are appended through the account's activity recorder inside the transaction of
-the change they describe. Copies read the source bytes into temp files *before* the transaction,
-so the database write lock is never held during a byte copy.
+the change they describe. Copies read the source subtree and hard-link its blobs into temp files
+(``tmp/cp-*``; blobs are immutable, so a link is a snapshot of the bytes) in the transaction
+that inserts the copies: a consistent snapshot however the source changes meanwhile, and no
+byte copy under the write lock (a filesystem without hard links gets copies, fsync'ed).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import os
 import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import IO
@@ -49,7 +50,7 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import remove_quietly, spool_to_temp
+from ..spool import fsync_dir, remove_quietly, spool_to_temp
 from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
@@ -321,6 +322,19 @@ def abort_orphan_uploads(
     except OSError as exc:
         log.warning("orphan multipart upload sweep stopped: %s", exc)
     return aborted
+
+
+def _link_or_copy(source: str, dest: str) -> None:
+    """Hard-link ``source`` as ``dest``, or copy it (fsync'ed) where the filesystem has no
+    hard links. :raises FileNotFoundError: when ``source`` is gone."""
+    try:
+        os.link(source, dest)
+    except FileNotFoundError:
+        raise
+    except OSError:  # EXDEV, EPERM, ENOTSUP...: no hard links here
+        shutil.copyfile(source, dest)
+        with open(dest, "rb") as copied:
+            os.fsync(copied.fileno())
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -959,15 +973,14 @@ class LocalStorage(StorageBackend):
     def copy(self, object_id: str, kind: str, parent_id: str, name: str | None) -> StorageObject:
         if name is not None:
             validate_name(name)
-        self._folder_row(parent_id)  # fail early, before copying any bytes
-        plan, temps = self._copy_sources(object_id, kind)
-        # Remote stores copy server-side into new blobs (journalled puts) instead of temps.
-        puts = dict(temps) if self._remote else {}
-        if puts:
-            temps = {}
+        self._folder_row(parent_id)  # fail early
+        temps: dict[str, str] = {}
+        puts: dict[str, str] = {}
         staged: list[str] = []
         try:
-            # Only row inserts and renames happen under the write lock; the bytes are copied.
+            # The source is read and its blobs linked under the write lock, in the transaction
+            # that inserts the copies: a consistent snapshot of the subtree, whatever changes
+            # concurrently (no change can commit, hence no blob be released, in between).
             with self._tree_change():
                 self._folder_row(parent_id)
                 source = self._row(object_id, kind)  # still there?
@@ -977,9 +990,16 @@ class LocalStorage(StorageBackend):
                         raise ApiError(
                             400, "invalid_parent_folder", "A folder cannot be copied into itself."
                         )
+                plan = self._copy_plan(object_id, kind)
                 final = self._free_name(parent_id, name or str(source["name"]))
                 adding = sum(int(r["size"] or 0) for r in plan if r["kind"] == "file")
                 quota.check(self.store, self.quota_limit, self.account_id, adding)
+                if self._remote:
+                    # Server-side copies into new blobs under the write lock: no referenced
+                    # blob can be released meanwhile, so this too is a snapshot.
+                    puts = self._copy_remote([r for r in plan if r["kind"] == "file"])
+                else:
+                    self._link_blobs(plan, temps)
                 new_id = self._insert_copies(plan, temps, puts, parent_id, final, staged)
                 result = self._object(self._row(new_id, kind))
                 self._record("copy", result)
@@ -992,57 +1012,53 @@ class LocalStorage(StorageBackend):
         self._on_rollback_remove(*staged)
         return result
 
-    def _copy_sources(self, object_id: str, kind: str) -> tuple[list[sqlite3.Row], dict[str, str]]:
-        """Snapshot the rows to copy (the object, then its subtree parents-first) and copy every
-        file's bytes into a temp file (a remote store: into a new journalled blob), outside
-        any write transaction.
+    def _copy_plan(self, object_id: str, kind: str) -> list[sqlite3.Row]:
+        """:returns: the rows to copy: the object, then its subtree, parents first."""
+        rows = [self._row(object_id, kind)]
+        index = 0
+        while index < len(rows):
+            if len(rows) > 1_000_000:
+                raise invalid_parameters("The folder is too large to copy.")
+            row = rows[index]
+            index += 1
+            if row["kind"] == "folder":
+                rows.extend(
+                    self.store.all(
+                        "SELECT * FROM objects WHERE account_id = ? AND parent_id = ?"
+                        " AND trashed = 0 ORDER BY id",
+                        (self.account_id, str(row["id"])),
+                    )
+                )
+        return rows
 
-        :returns: ``(rows, {source file id: temp path, or new blob name})``.
-        """
-        for _ in range(3):  # a concurrent PUT may swap (and drop) a blob while we copy it
-            with self._read_snapshot():
-                rows = [self._row(object_id, kind)]
-                index = 0
-                while index < len(rows):
-                    if len(rows) > 1_000_000:
-                        raise invalid_parameters("The folder is too large to copy.")
-                    row = rows[index]
-                    index += 1
-                    if row["kind"] == "folder":
-                        rows.extend(
-                            self.store.all(
-                                "SELECT * FROM objects WHERE account_id = ? AND parent_id = ?"
-                                " AND trashed = 0 ORDER BY id",
-                                (self.account_id, str(row["id"])),
-                            )
-                        )
-            if self._remote:
-                copies = self._copy_remote([r for r in rows if r["kind"] == "file"])
-                if copies is None:
-                    continue
-                return rows, copies
-            temps: dict[str, str] = {}
-            try:
-                for row in rows:
-                    if row["kind"] != "file":
-                        continue
-                    fd, temp = tempfile.mkstemp(dir=self.tmp, prefix="cp-")
-                    os.close(fd)
-                    temps[str(row["id"])] = temp
-                    shutil.copyfile(self._blob_source(str(row["blob"])), temp)
-            except FileNotFoundError:
-                remove_quietly(*temps.values())
+    def _link_blobs(self, rows: list[sqlite3.Row], temps: dict[str, str]) -> None:
+        """Give every file of ``rows`` a temp name for its bytes (``temps``: source file id ->
+        path): a hard link to its blob (blobs are never changed in place, so the link is the
+        bytes as they are now, at the cost of a directory entry), or a copy where the
+        filesystem has no hard links. Called under the write lock: no blob of these rows can
+        be released meanwhile (a pending rename may still move one: looked up again)."""
+        for row in rows:
+            if row["kind"] != "file":
                 continue
-            except BaseException:
-                remove_quietly(*temps.values())
-                raise
-            return rows, temps
-        raise ApiError(409, "conflict", "The source changed during the copy; try again.")
+            temp = os.path.join(self.tmp, "cp-" + secrets.token_hex(12))
+            for attempt in range(3):
+                try:
+                    _link_or_copy(self._blob_source(str(row["blob"])), temp)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise ApiError(
+                            500, "internal_error", f"The bytes of file {row['id']} are missing."
+                        ) from None
+            temps[str(row["id"])] = temp
+        if temps:
+            fsync_dir(self.tmp)  # the links are journalled as the copies' blobs: durable first
 
-    def _copy_remote(self, files: list[sqlite3.Row]) -> dict[str, str] | None:
-        """Copy the blobs of ``files`` into new journalled blobs of the remote store.
+    def _copy_remote(self, files: list[sqlite3.Row]) -> dict[str, str]:
+        """Copy the blobs of ``files`` into new journalled blobs of the remote store (called
+        under the write lock, so every source blob is still referenced).
 
-        :returns: ``{source file id: new blob}``, or None when a source blob vanished.
+        :returns: ``{source file id: new blob}``.
         """
         names = self.journal_puts([int(r["size"] or 0) for r in files])
         try:
@@ -1050,7 +1066,9 @@ class LocalStorage(StorageBackend):
                 self.blob_store.copy(self._key(str(row["blob"])), self._key(blob))
         except FileNotFoundError:
             self._drop_puts(names)
-            return None
+            raise ApiError(
+                500, "internal_error", "The bytes of a file to copy are missing."
+            ) from None
         except OSError as exc:
             self._drop_puts(names)
             log.warning("blob store copy failed: %s", exc)
