@@ -17,6 +17,7 @@ from . import (
     meta,
     multipart,
     oauth,
+    openapi,
     raw,
     raw_ids,
     site,
@@ -49,5 +50,7 @@ ROUTES: list[Route] = [
     *in_family("public", site.ROUTES),
     *in_family("contacts", contacts.ROUTES),
 ]
+#: ``GET /v1/openapi.json`` describes this table (its descriptions: :mod:`kloudless.server.apidoc`).
+ROUTES.append(openapi.document_route(ROUTES))
 
 __all__ = ["ROUTES"]
