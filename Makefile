@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_STAMP := $(VENV)/.installed-server
 
-.PHONY: help demo test test-browser screenshots lint typecheck unit docs readme bench dist clean
+.PHONY: help demo test test-browser screenshots lint typecheck unit docs readme bench fuzz dist clean
 
 help:
 	@echo "make demo   run the quickstart against a throw-away local server"
 	@echo "make test   lint, type-check, run every test, build the docs"
 	@echo "make bench  run the benchmarks (see docs/performance.rst)"
+	@echo "make fuzz   fuzz the server against its OpenAPI description (random seeds, long)"
 	@echo "make dist   build the wheel and the sdist into dist/ (twine-checked)"
 	@echo "make test-browser  only the browser tests (they drive an installed Chromium)"
 
@@ -78,6 +79,11 @@ screenshots: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
+
+# make test runs the same schemathesis suite with a fixed seed and a few examples per operation.
+# KLOUDLESS_FUZZ_EXAMPLES=N sets the examples per operation (100 by default here).
+fuzz: $(DEV_STAMP)
+	KLOUDLESS_FUZZ=1 $(BIN)/pytest -q -p no:cacheprovider tests/openapi/test_schemathesis.py
 
 dist: $(DEV_STAMP)
 	rm -rf dist

@@ -12,6 +12,8 @@ import sys
 # Document the checkout this file lives in, even when another copy is installed.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "_ext")))
+
 from kloudless.version import VERSION  # noqa: E402
 
 project = "kloudless"
@@ -23,6 +25,7 @@ version = ".".join(VERSION.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "rest_reference",  # _ext/rest_reference.py: the REST reference from the OpenAPI document
 ]
 
 # No network during the build: intersphinx stays off, so references to requests or the
@@ -44,7 +47,7 @@ autodoc_mock_imports: list[str] = []
 
 root_doc = "index"
 # _drafts: pages other helpers propose for merging; not part of the build.
-exclude_patterns = ["_build", "_drafts", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_drafts", "_ext", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 
 html_theme = "furo"

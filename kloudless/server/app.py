@@ -239,7 +239,13 @@ def _error_response(exc: Exception, request: Request, request_id: str) -> Respon
     if isinstance(exc, ApiError):
         error = exc
     elif isinstance(exc, MethodNotAllowed):
-        error = ApiError(405, "method_not_allowed", f"Method {request.method} is not allowed here.")
+        allowed = ", ".join(sorted(exc.valid_methods or ()))  # RFC 9110: a 405 names them
+        error = ApiError(
+            405,
+            "method_not_allowed",
+            f"Method {request.method} is not allowed here.",
+            headers={"Allow": allowed},
+        )
     elif isinstance(exc, NotFound):
         error = not_found(f"No such endpoint: {request.path}")
     elif is_disk_full(exc):

@@ -53,7 +53,7 @@ OPERATIONS: dict[str, Op] = {
         {201: CONTACT},
         body=json(
             obj(**CONTACT_FIELDS),
-            example={"name": "Ann Lee", "emails": [{"value": "ann@example.com"}]},
+            example={"name": "Ann Lee", "emails": [{"address": "ann@example.com"}]},
         ),
     ),
     f"POST {C}/contacts/import": Op(
@@ -62,7 +62,7 @@ OPERATIONS: dict[str, Op] = {
         body=Body(
             {"text/vcard": STRING},
             "One or more vCards.",
-            example="BEGIN:VCARD\\r\\nVERSION:3.0\\r\\nFN:Bo\\r\\nEND:VCARD\\r\\n",
+            example="@contacts.vcf",
         ),
         errors=(413, 415),
     ),
@@ -101,19 +101,18 @@ OPERATIONS: dict[str, Op] = {
         "Get a contact's photo",
         {200: Reply("The image.", {"image/*": IMAGE})},
         example=CONTACT_ID,
-        runnable=False,
     ),
     f"PUT {C}/contacts/<contact_id>/photo": Op(
         "Set a contact's photo",
         {200: CONTACT},
         params=(IF_MATCH,),
         body=Body(
-            dict.fromkeys(("image/jpeg", "image/png", "image/gif", "image/webp"), IMAGE),
+            dict.fromkeys(("image/png", "image/jpeg", "image/gif", "image/webp"), IMAGE),
             "JPEG, PNG, GIF or WebP bytes.",
+            example="@photo.png",
         ),
         errors=(412, 413, 415),
         example=CONTACT_ID,
-        runnable=False,
     ),
     f"DELETE {C}/contacts/<contact_id>/photo": Op(
         "Remove a contact's photo",

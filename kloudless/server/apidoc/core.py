@@ -56,6 +56,7 @@ OPERATIONS: dict[str, Op] = {
             example={"service": "local", "account": "alice"},
         ),
         errors=(502,),
+        credential="APIKey",
     ),
     f"GET {ACC}": Op(
         "Get an account",
@@ -74,6 +75,7 @@ OPERATIONS: dict[str, Op] = {
         "Delete an account",
         {204: Reply("Deleted, with its local data.")},
         example={"account_id": "$SPARE_ID"},
+        credential="APIKey",
     ),
     f"GET {ACC}/tasks/<task_id>": Op(
         "Get a background task",
@@ -85,12 +87,12 @@ OPERATIONS: dict[str, Op] = {
         "The consent page",
         {200: Reply("The consent page (HTML).", HTML)},
         params=(
-            query("client_id", "The application id.", required=True, example="$APP_ID"),
+            query("client_id", "The application id.", required=True, example="$KLOUDLESS_APP_ID"),
             query(
                 "redirect_uri",
                 "Where to send the person back.",
                 required=True,
-                example="http://localhost/callback",
+                example="http://127.0.0.1/cb",
             ),
             query("response_type", "``code`` (default) or ``token``.", {"enum": ["code", "token"]}),
             query("scope", "What the application asks for (``all`` by default)."),
@@ -128,6 +130,7 @@ OPERATIONS: dict[str, Op] = {
         "Check a Bearer token",
         {200: Reply.of("Whose token it is.", "TokenInfo")},
         description="Send the token as ``Authorization: Bearer TOKEN``.",
+        credential="Bearer",
         errors=(400, 429),
     ),
     "GET /public/services": Op(

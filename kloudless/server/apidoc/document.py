@@ -139,6 +139,24 @@ ERROR_REASONS: dict[int, str] = {
     507: "No room: the disk or the account's quota is full (``insufficient_storage``).",
 }
 
+#: What the URL variables are (those not listed are the ids their names say).
+PATH_VARIABLES = {
+    "account_id": "The account's id, or ``me`` (the Bearer token's account).",
+    "object_id": "The file's or folder's id (``root``: the account's root folder).",
+    "app_id": "The application's id.",
+    "calendar_id": "The calendar's id (``primary``: the account's primary calendar).",
+    "event_id": "The event's id.",
+    "link_id": "The link's id.",
+    "session_id": "The multipart upload's id.",
+    "task_id": "The task's id.",
+    "contact_id": "The contact's id.",
+    "group_id": "The group's id.",
+    "user_id": "The team user's id (what ``X-Kloudless-As-User`` takes).",
+    "domain_id": "The trusted domain's id.",
+    "rest": "The rest of the path.",
+    "name": "The file's name.",
+}
+
 #: The families whose routes reach a connector (which may lack the API: 501).
 CONNECTOR_FAMILIES = frozenset({"storage", "calendar", "contacts", "raw", "team"})
 
@@ -191,8 +209,8 @@ def _path_parameters(route: Route) -> list[dict[str, Any]]:
         elif match.group("converter") != "path":
             schema["pattern"] = "^[^/]+$"
         param = {"name": name, "in": "path", "required": True, "schema": schema}
-        if name == "account_id":
-            param["description"] = "The account's id, or ``me`` (the Bearer token's account)."
+        if name in PATH_VARIABLES:
+            param["description"] = PATH_VARIABLES[name]
         params.append(param)
     return params
 

@@ -7,7 +7,7 @@ from .model import Op, Reply, json, listing, obj
 __all__ = ["OPERATIONS"]
 
 M = "/meta/applications"
-APP = {"app_id": "$APP_ID"}
+APP = {"app_id": "$KLOUDLESS_APP_ID"}
 
 OPERATIONS: dict[str, Op] = {
     f"GET {M}": Op(

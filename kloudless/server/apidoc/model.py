@@ -164,6 +164,9 @@ class Op:
     errors: tuple[int, ...] = ()
     paged: bool = False
     example: Mapping[str, str] = field(default_factory=dict)
+    #: The credential of the ``curl`` example (``Bearer``, ``APIKey``) when not the route's
+    #: usual one (Bearer, or APIKey for application routes).
+    credential: str = ""
     #: Run by the REST reference's example test? False for operations whose example cannot
     #: succeed on a fresh local server (an upstream is needed).
     runnable: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .model import (
+    Body,
     Op,
     Reply,
     Schema,
@@ -42,15 +43,17 @@ OVERWRITE = bool_param(
 )
 METADATA = header(
     "X-Kloudless-Metadata",
-    'JSON object: ``{"name": "report.pdf", "parent_id": "root"}``.',
+    'JSON object: ``{"name": "hello.txt", "parent_id": "root"}``.',
     required=True,
-    example='{"name": "report.pdf", "parent_id": "root"}',
+    example='{"name": "hello.txt", "parent_id": "root"}',
 )
-RENAME = json(
-    obj(name=STRING, parent_id=STRING, account={"type": ["integer", "string"]}),
-    "The new name and/or parent folder.",
-    example={"name": "renamed"},
-)
+RENAME_FIELDS = obj(name=STRING, parent_id=STRING, account={"type": ["integer", "string"]})
+
+
+def _rename(example: str) -> Body:
+    return json(RENAME_FIELDS, "The new name and/or parent folder.", example={"name": example})
+
+
 COPY = json(
     obj(("parent_id",), parent_id=STRING, name=STRING, account={"type": ["integer", "string"]}),
     "The destination folder (and name).",
@@ -77,7 +80,7 @@ OPERATIONS: dict[str, Op] = {
     f"PATCH {A}/folders/<object_id>": Op(
         "Rename or move a folder",
         {200: OBJECT},
-        body=RENAME,
+        body=_rename("Renamed folder"),
         errors=(409,),
         example={"object_id": "$FOLDER_ID"},
     ),
@@ -111,7 +114,7 @@ OPERATIONS: dict[str, Op] = {
             "from ``url`` (within the outbound policy)."
         ),
         params=(replace(METADATA, required=False), OVERWRITE, ASYNC),
-        body=raw("The file's bytes.", example="hello"),
+        body=raw("The file's bytes.", example="Hello, world"),
         errors=(409, 413, 431, 507),
     ),
     f"GET {A}/files/<object_id>": Op(
@@ -127,7 +130,7 @@ OPERATIONS: dict[str, Op] = {
     f"PATCH {A}/files/<object_id>": Op(
         "Rename or move a file",
         {200: OBJECT},
-        body=RENAME,
+        body=_rename("renamed.txt"),
         errors=(409,),
         example={"object_id": "$FILE_ID"},
     ),
@@ -260,7 +263,7 @@ OPERATIONS: dict[str, Op] = {
         {200: Reply("The file's bytes."), 302: Reply("A redirect to the bytes.")},
         body=form(obj(("password",), password=STRING), example={"password": "secret"}),
         errors=(400, 401, 403, 404, 410),
-        example={"link_id": "$LINK_ID"},
+        example={"link_id": "$PROTECTED_LINK_ID"},
     ),
     f"POST {A}/convert_id": Op(
         "Convert an upstream id",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .model import Op, Reply, Schema, json, listing, obj
 
 __all__ = ["OPERATIONS"]
@@ -24,7 +26,7 @@ OPERATIONS: dict[str, Op] = {
         body=json(
             obj(account_id={"type": ["integer", "string"]}, name=STRING, email=STRING, role=STRING),
             "The user: an account of the application, or a name and e-mail address.",
-            example={"name": "Ann", "email": "ann@example.com"},
+            example={"account_id": "$MEMBER_ID", "name": "Ann", "email": "ann@example.com"},
         ),
         errors=(409,),
         example=ADMIN,
@@ -83,3 +85,6 @@ OPERATIONS: dict[str, Op] = {
         example={**ADMIN, "group_id": "$GROUP_ID", "user_id": "$USER_ID"},
     ),
 }
+
+#: The examples send the API key: changing a team needs it, and reading works with it too.
+OPERATIONS = {key: replace(op, credential="APIKey") for key, op in OPERATIONS.items()}
