@@ -60,6 +60,18 @@ COPY = json(
     example={"parent_id": "root", "name": "copy"},
 )
 
+
+def _copy(kind: str, example_id: str) -> Op:
+    return Op(
+        f"Copy a {kind}",
+        {201: Reply.of("The copy.", "StorageObject"), 202: TASK},
+        params=(OVERWRITE, ASYNC, RETURN_TYPE),
+        body=COPY,
+        errors=(409,),
+        example={"object_id": example_id},
+    )
+
+
 OPERATIONS: dict[str, Op] = {
     f"POST {A}/folders": Op(
         "Create a folder",
@@ -97,14 +109,7 @@ OPERATIONS: dict[str, Op] = {
         paged=True,
         example={"object_id": "root"},
     ),
-    f"POST {A}/folders/<object_id>/copy": Op(
-        "Copy a folder",
-        {201: Reply.of("The copy.", "StorageObject"), 202: TASK},
-        params=(OVERWRITE, ASYNC, RETURN_TYPE),
-        body=COPY,
-        errors=(409,),
-        example={"object_id": "$FOLDER_ID"},
-    ),
+    f"POST {A}/folders/<object_id>/copy": _copy("folder", "$FOLDER_ID"),
     f"POST {A}/files": Op(
         "Upload a file",
         {201: Reply.of("The new file.", "StorageObject"), 202: TASK},
@@ -147,14 +152,7 @@ OPERATIONS: dict[str, Op] = {
         errors=(416,),
         example={"object_id": "$FILE_ID"},
     ),
-    f"POST {A}/files/<object_id>/copy": Op(
-        "Copy a file",
-        {201: Reply.of("The copy.", "StorageObject"), 202: TASK},
-        params=(OVERWRITE, ASYNC, RETURN_TYPE),
-        body=COPY,
-        errors=(409,),
-        example={"object_id": "$FILE_ID"},
-    ),
+    f"POST {A}/files/<object_id>/copy": _copy("file", "$FILE_ID"),
     f"GET {A}/search": Op(
         "Search files and folders by name",
         {200: Reply.of("One page of matches.", listing("StorageObject"))},
