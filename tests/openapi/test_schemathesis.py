@@ -10,7 +10,8 @@ seeds, many more examples).
 Requests go to one account (``me``, with its token) so that they reach the handlers instead of
 stopping at "no such account"; changes of the account itself (PATCH/DELETE
 ``accounts/{account_id}``) keep their generated id, so the run cannot delete or disable the
-account it depends on. Meta API operations use the application's API key.
+account it depends on. Each operation gets the first credential it takes (Bearer token, API key,
+developer key), and ``app_id`` is the application's own id except for deletions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import checks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
 from schemathesis.config import SchemathesisConfig
 
 from kloudless.server.api import ROUTES
@@ -89,21 +92,57 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThre
 schema = schemathesis.openapi.from_dict(document.build(ROUTES), config=CONFIG)
 
 
-@schema.parametrize()
-def test_the_server_answers_as_described(case: Any, fuzz_server: ServerThread) -> None:
+def _modes(operation: dict[str, Any]) -> list[GenerationMode]:
+    """Schema-valid requests always; invalid ones where there is a query or header parameter
+    or a body to break (a path alone cannot be made invalid and stay a path)."""
+    breakable = operation.get("requestBody") or any(
+        "$ref" in p or p["in"] != "path" for p in operation["parameters"]
+    )
+    return [GenerationMode.POSITIVE, *([GenerationMode.NEGATIVE] if breakable else [])]
+
+
+#: One test per operation and mode (explicit, so that pytest-xdist sees every one of them).
+OPERATIONS = [
+    (path, method.upper(), mode)
+    for path, item in document.build(ROUTES)["paths"].items()
+    for method, operation in item.items()
+    for mode in _modes(operation)
+]
+EXAMPLES = int(os.environ.get("KLOUDLESS_FUZZ_EXAMPLES", 100 if FUZZ else 3))
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "mode"), OPERATIONS, ids=[f"{m} {p} {g.value}" for p, m, g in OPERATIONS]
+)
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=not FUZZ,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(data=st.data())
+def test_the_server_answers_as_described(
+    path: str, method: str, mode: GenerationMode, data: Any, fuzz_server: ServerThread
+) -> None:
+    case = data.draw(schema[path][method].as_strategy(generation_mode=mode))
     creds = fuzz_server.credentials
     assert creds is not None
     own_account = case.operation.path == OWN_ACCOUNT and case.method in ("PATCH", "DELETE")
     if "account_id" in (case.path_parameters or {}) and not own_account:
         case.path_parameters["account_id"] = "me"
-    if case.operation.path.startswith("/v1/meta/"):
-        credential = f"APIKey {creds.api_key}"
-        if "app_id" in (case.path_parameters or {}):
-            case.path_parameters["app_id"] = creds.app_id
-    else:
-        credential = f"Bearer {creds.token}"
+    security = case.operation.definition.raw.get("security") or [{}]
+    scheme = next(iter(security[0]), None)  # the first credential the operation takes
+    credential = {
+        "Bearer": f"Bearer {creds.token}",
+        "APIKey": f"APIKey {creds.api_key}",
+        "DeveloperKey": f"DeveloperKey {creds.developer_key}",
+    }.get(scheme or "", "")
+    # The application itself, except for its deletion (the run needs it).
+    if "app_id" in (case.path_parameters or {}) and case.method != "DELETE":
+        case.path_parameters["app_id"] = creds.app_id
     headers = dict(case.headers or {})
-    if case.operation.definition.raw.get("security"):
+    if scheme is not None:
         headers.setdefault("Authorization", credential)
     response = case.call(base_url=fuzz_server.base_url, headers=headers, timeout=60)
     case.validate_response(response, checks=CHECKS if response.status_code != 501 else UNSUPPORTED)

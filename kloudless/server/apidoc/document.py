@@ -19,7 +19,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..idempotency import IDEMPOTENT_METHODS
-from ..routing import AUTH_ANY, AUTH_APP, AUTH_NONE, BODY_UPLOAD, Route
+from ..routing import (
+    AUTH_ANY,
+    AUTH_APP,
+    AUTH_DEVELOPER,
+    AUTH_META,
+    AUTH_NONE,
+    BODY_UPLOAD,
+    Route,
+)
 from ..scopes import FAMILIES
 from . import calendar, contacts, core, events, meta, storage, team
 from .model import Op, Param, Reply, ref
@@ -53,6 +61,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     AUTH_NONE: [],
     AUTH_ANY: [{"Bearer": []}, {"APIKey": []}],
     AUTH_APP: [{"APIKey": []}, {"Bearer": []}],
+    AUTH_META: [{"APIKey": []}, {"Bearer": []}, {"DeveloperKey": []}],
+    AUTH_DEVELOPER: [{"DeveloperKey": []}],
 }
 
 SECURITY_SCHEMES: dict[str, Any] = {

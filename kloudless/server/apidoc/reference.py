@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..routing import AUTH_APP, AUTH_NONE, Route
+from ..routing import AUTH_APP, AUTH_DEVELOPER, AUTH_META, AUTH_NONE, Route
 from .document import OPERATIONS, build, openapi_path, operation_key, operations_of
 from .model import Op
 
@@ -68,7 +68,9 @@ def _credential(route: Route, op: Op) -> str | None:
         return op.credential
     if route.auth == AUTH_NONE:
         return None
-    return "APIKey" if route.auth == AUTH_APP else "Bearer"
+    if route.auth == AUTH_DEVELOPER:
+        return "DeveloperKey"
+    return "APIKey" if route.auth in (AUTH_APP, AUTH_META) else "Bearer"
 
 
 def _quote(value: str) -> str:
@@ -90,7 +92,11 @@ def _command(method: str, route: Route, op: Op) -> str:
     url = "$KLOUDLESS_BASE_URL" + path + ("?" + "&".join(query) if query else "")
     lines = ["curl -sS" + ("" if method == "GET" else f" -X {method}"), _quote(url)]
     if credential is not None:
-        variable = "KLOUDLESS_TOKEN" if credential == "Bearer" else "KLOUDLESS_API_KEY"
+        variable = {
+            "Bearer": "KLOUDLESS_TOKEN",
+            "APIKey": "KLOUDLESS_API_KEY",
+            "DeveloperKey": "KLOUDLESS_DEVELOPER_KEY",
+        }[credential]
         lines.append(f'-H "Authorization: {credential} ${variable}"')
     for param in op.params:
         if param.where == "header" and param.example is not None:

@@ -245,6 +245,31 @@ SCHEMAS: dict[str, Any] = {
         modified=TIME,
         webhook_url=NULLABLE_STRING,
     ),
+    "Developer": _kloudless(
+        "meta",
+        "developer",
+        ("id",),
+        id=INTEGER,
+        first_name=NULLABLE_STRING,
+        last_name=NULLABLE_STRING,
+        email=NULLABLE_STRING,
+        created=TIME,
+        modified=TIME,
+    ),
+    "ApiKey": _kloudless(
+        "meta", "apikey", ("id", "key"), id=STRING, key=STRING, application=STRING, created=TIME
+    ),
+    "Webhook": _kloudless(
+        "meta",
+        "webhook",
+        ("id", "url"),
+        id=STRING,
+        url=STRING,
+        status=STRING,
+        application=STRING,
+        created=TIME,
+        modified=TIME,
+    ),
     "TrustedDomain": _kloudless(
         "meta",
         "trusted_domain",
