@@ -24,6 +24,7 @@ from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from . import exceptions
 from .auth import APIKeyAuth, BaseAuth, BearerTokenAuth
 from .config import Settings, get_settings
+from .environment import OriginEnvironment
 from .exceptions import InvalidParameter
 from .resources.base import (
     Resource,
@@ -314,6 +315,31 @@ class Client(Session):
             auth = APIKeyAuth(str(api_key), allowed_origin=self._origin)
         self.auth = auth
         self.url = url_join(resolved.base_url, f"v{resolved.api_version}")
+        #: Proxies and CA bundle from the environment for the API origin, read once (see
+        #: :mod:`kloudless.environment`): environment changes after this need a new client.
+        self.environment = OriginEnvironment.resolve(self.url)
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        """``requests``' per-request merge of the environment, with the environment of the API
+        origin resolved when the client was created (the same values, without scanning
+        ``os.environ`` on every call).
+
+        Requests elsewhere (none are sent with the client's credentials) or with per-call
+        ``proxies`` take ``requests``' own path.
+        """
+        env = self.environment
+        if not self.trust_env or proxies or not isinstance(url, str) or not env.covers(url):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if (verify is True or verify is None) and env.ca_bundle:
+            verify = env.ca_bundle
+        return {
+            "proxies": requests.sessions.merge_setting(dict(env.proxies), self.proxies),
+            "stream": requests.sessions.merge_setting(stream, self.stream),
+            "verify": requests.sessions.merge_setting(verify, self.verify),
+            "cert": requests.sessions.merge_setting(cert, self.cert),
+        }
 
     def _compose_url(self, path: str | None) -> str:
         """Join ``path`` onto :attr:`url`, refusing other origins and ``.``/``..`` segments.

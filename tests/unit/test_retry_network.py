@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from kloudless import Account, Client, exceptions
+from tests.unit.threaded import serving
 
 OK_BODY = b'{"id": "ok"}'
 
@@ -84,15 +85,8 @@ class ScriptedHandler(socketserver.StreamRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
-    srv = ScriptedServer()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(ScriptedServer()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 def base_of(srv: ScriptedServer) -> str:
