@@ -10,6 +10,7 @@ permanently before the next run.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any, Callable
 
@@ -20,6 +21,8 @@ from .downloads import upload_raw
 
 #: Target: server RSS growth under 64 MiB while receiving any upload.
 TARGET_RSS = 64 * MIB
+#: Target: a POST with an Idempotency-Key at least this fraction of the speed of one without.
+TARGET_KEYED = 0.95
 
 
 def run(opts: Options) -> list[Table]:
@@ -66,6 +69,7 @@ def run(opts: Options) -> list[Table]:
                 raise RuntimeError(f"{label}: the server stored {stored.data['size']} bytes")
             account.delete(f"storage/files/{file_id}", params={"permanent": "true"})
             rows.append((label, elapsed, client.growth, srv.growth))
+        pairs = _keyed_pairs(server, account, source, 2 if opts.quick else 6)
         account.close()
     table = Table(
         f"4. Upload of a {mib(size)} file to the local server (part size {mib(part_size)})",
@@ -99,4 +103,44 @@ def run(opts: Options) -> list[Table]:
         "The server writes every upload to a temporary file, fsyncs it and renames it; "
         "multipart uploads write each part, then assemble the parts into the final file."
     )
-    return [table]
+    return [table, _keyed_table(size, pairs)]
+
+
+def _keyed_pairs(
+    server: Any, account: Account, source: str, count: int
+) -> list[tuple[float, float]]:
+    """Time bare streamed POSTs without and with an ``Idempotency-Key``, in pairs whose order
+    alternates. :returns: ``(seconds without, seconds with)`` per pair."""
+    pairs = []
+    for index in range(count):
+        times = {}
+        for keyed in (False, True) if index % 2 == 0 else (True, False):
+            started = time.perf_counter()
+            file_id = upload_raw(server, source, f"pair-{index}-{keyed}.bin", idempotency_key=keyed)
+            times[keyed] = time.perf_counter() - started
+            account.delete(f"storage/files/{file_id}", params={"permanent": "true"})
+        pairs.append((times[False], times[True]))
+    return pairs
+
+
+def _keyed_table(size: int, pairs: list[tuple[float, float]]) -> Table:
+    table = Table(
+        f"4b. Streamed POST of {mib(size)} with and without an Idempotency-Key, interleaved",
+        ["POST", "pairs", "median MiB/s", "ratio"],
+    )
+    relative = statistics.median(without / keyed for without, keyed in pairs)
+    for label, column in (("without a key", 0), ("with an Idempotency-Key", 1)):
+        median = statistics.median(pair[column] for pair in pairs)
+        table.add(
+            label,
+            len(pairs),
+            f"{size / median / MIB:.0f}",
+            "1.00x" if column == 0 else f"{relative:.2f}x",
+        )
+    table.notes.append(
+        f"Ratio: median over {len(pairs)} pairs (order alternating) of the keyed POST's speed "
+        f"relative to the unkeyed one; target >= {TARGET_KEYED:.2f}x: "
+        f"{met(relative >= TARGET_KEYED)}. The idempotency layer and the blob share one SHA-256 "
+        "of the body (spool.HashingStream)."
+    )
+    return table

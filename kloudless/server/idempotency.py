@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import math
@@ -46,7 +45,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, cast
+from typing import IO, TYPE_CHECKING, Callable, Protocol, cast
 
 from werkzeug.wrappers import Response
 
@@ -56,6 +55,7 @@ from .instances import is_alive
 from .intents import forget_intent, prune_intents
 from .responses import error_response
 from .settings import Settings
+from .spool import HashingStream
 from .store import Store, register_migration
 
 if TYPE_CHECKING:
@@ -104,74 +104,6 @@ register_migration(
     CREATE INDEX idempotency_keys_expires ON idempotency_keys(expires);
     """,
 )
-
-
-class HashingStream(io.RawIOBase):
-    """A read-only stream that hashes (SHA-256) and counts what is read through it.
-
-    :param inner: the request body stream.
-    """
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        super().__init__()
-        self._inner = inner
-        #: What this stream reads from (lets ``spool`` find a body it can adopt).
-        self.wrapped = inner
-        self._sha = hashlib.sha256()
-        #: Bytes read so far.
-        self.size = 0
-        #: True once a read hit the end of the body.
-        self.eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _take(self, data: bytes, asked: int | None) -> bytes:
-        if data:
-            self._sha.update(data)
-            self.size += len(data)
-        elif asked is None or asked != 0:
-            self.eof = True
-        return data
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read and hash up to ``size`` bytes (all when negative)."""
-        if size is None or size < 0:
-            chunks: list[bytes] = []
-            while True:
-                block = self._take(self._inner.read(_BLOCK), _BLOCK)
-                if not block:
-                    return b"".join(chunks)
-                chunks.append(block)
-        return self._take(self._inner.read(size), size)
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into a writable buffer (for ``io`` helpers)."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        """Read and hash one line."""
-        limit = -1 if size is None else size
-        return self._take(self._inner.readline(limit), limit)
-
-    def drain(self, limit: int) -> bool:
-        """Read (and hash) the rest of the body, up to ``limit`` bytes.
-
-        :returns: True when the end of the body was reached.
-        """
-        left = limit
-        while not self.eof:
-            if left < 0:
-                return False
-            left -= len(self.read(_BLOCK))
-        return True
-
-    def hexdigest(self) -> str:
-        """:returns: the SHA-256 of the bytes read so far."""
-        return self._sha.hexdigest()
 
 
 @dataclass(frozen=True)

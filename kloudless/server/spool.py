@@ -17,12 +17,13 @@ import hashlib
 import io
 import os
 import tempfile
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from .diskspace import insufficient_storage, is_disk_full
 from .errors import ApiError
 
 CHUNK = 256 * 1024
+_HASH_BLOCK = 64 * 1024
 
 #: Folder of the data dir where the HTTP server spools request bodies.
 SPOOL_DIR = "tmp"
@@ -97,6 +98,78 @@ class SpooledBody(io.BufferedRandom):
             remove_quietly(self.path)
 
 
+class HashingStream(io.RawIOBase):
+    """A read-only stream that hashes (SHA-256) and counts what is read through it (the
+    idempotency layer's wrapper around a keyed request's body).
+
+    :func:`spool_to_temp` reading a body through one takes its digest instead of hashing the
+    same bytes a second time.
+
+    :param inner: the request body stream.
+    """
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+        #: What this stream reads from (lets ``spool`` find a body it can adopt).
+        self.wrapped = inner
+        self._sha = hashlib.sha256()
+        #: Bytes read so far.
+        self.size = 0
+        #: True once a read hit the end of the body.
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _take(self, data: bytes, asked: int | None) -> bytes:
+        if data:
+            self._sha.update(data)
+            self.size += len(data)
+        elif asked is None or asked != 0:
+            self.eof = True
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read and hash up to ``size`` bytes (all when negative)."""
+        if size is None or size < 0:
+            chunks: list[bytes] = []
+            while True:
+                block = self._take(self._inner.read(_HASH_BLOCK), _HASH_BLOCK)
+                if not block:
+                    return b"".join(chunks)
+                chunks.append(block)
+        return self._take(self._inner.read(size), size)
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into a writable buffer (for ``io`` helpers)."""
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read and hash one line."""
+        limit = -1 if size is None else size
+        return self._take(self._inner.readline(limit), limit)
+
+    def drain(self, limit: int) -> bool:
+        """Read (and hash) the rest of the body, up to ``limit`` bytes.
+
+        :returns: True when the end of the body was reached.
+        """
+        left = limit
+        while not self.eof:
+            if left < 0:
+                return False
+            left -= len(self.read(_HASH_BLOCK))
+        return True
+
+    def hexdigest(self) -> str:
+        """:returns: the SHA-256 of the bytes read so far."""
+        return self._sha.hexdigest()
+
+
 def spooled_body(stream: IO[bytes]) -> SpooledBody | None:
     """:returns: the :class:`SpooledBody` under ``stream`` (through wrappers that name what
     they wrap in a ``wrapped`` attribute, like the idempotency layer's hashing stream), or
@@ -165,9 +238,14 @@ def _drain(
 ) -> tuple[int, str]:
     """Read ``stream`` to its end, hashing and counting it (and writing it to ``out``).
 
+    A :class:`HashingStream` that has read nothing yet hashes every byte on its way here: its
+    digest is the stream's, so the body is hashed once (not once for the idempotency record and
+    once more for the blob).
+
     :returns: ``(size, sha256 hex digest)``. :raises ApiError: ``too_big()`` past ``limit``.
     """
-    digest = hashlib.sha256()
+    hashing = stream if isinstance(stream, HashingStream) and stream.size == 0 else None
+    digest = None if hashing is not None else hashlib.sha256()
     size = 0
     while True:
         chunk = stream.read(CHUNK)
@@ -176,9 +254,13 @@ def _drain(
         size += len(chunk)
         if size > limit:
             raise too_big()
-        digest.update(chunk)
+        if digest is not None:
+            digest.update(chunk)
         if out is not None:
             out.write(chunk)
+    if hashing is not None:
+        return size, hashing.hexdigest()
+    assert digest is not None
     return size, digest.hexdigest()
 
 
