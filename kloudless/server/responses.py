@@ -10,6 +10,11 @@ from werkzeug.wrappers import Response
 
 from .errors import ApiError, error_body
 
+try:  # the server extra installs orjson; the standard library is the fallback
+    import orjson
+except ImportError:  # pragma: no cover - exercised by tests that hide orjson
+    orjson = None  # type: ignore[assignment]
+
 __all__ = ["error_response", "json_response", "no_content", "object_list"]
 
 
@@ -37,14 +42,24 @@ def object_list(
     return envelope
 
 
+def dumps(data: Any) -> bytes:
+    """Encode ``data`` as compact JSON (UTF-8).
+
+    orjson when it is installed (a page of 1000 storage objects encodes several times faster
+    than with :mod:`json`); the standard library otherwise, and for what orjson refuses
+    (integers beyond 64 bits). Both give the same JSON values.
+    """
+    if orjson is not None:
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """:returns: a JSON response (``application/json``)."""
-    return Response(
-        json.dumps(data, separators=(",", ":")),
-        status=status,
-        mimetype="application/json",
-        headers=headers,
-    )
+    return Response(dumps(data), status=status, mimetype="application/json", headers=headers)
 
 
 def no_content() -> Response:

@@ -28,14 +28,18 @@ from .tasks import run_maybe_async
 A = "/accounts/<account_id>/storage"
 
 
-def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[str, Any]:
-    """Turn a :class:`StorageObject` into the API's file/folder JSON (with ``href``)."""
+def serialize(
+    ctx: RequestContext,
+    account_id: int,
+    obj: StorageObject,
+    ancestry: tuple[list[dict[str, Any]], str] | None = None,
+) -> dict[str, Any]:
+    """Turn a :class:`StorageObject` into the API's file/folder JSON (with ``href``).
+
+    :param ancestry: ``_ancestry(obj.ancestors)``, when the caller shares it between siblings.
+    """
     kind = obj.type
-    ancestors = [
-        {"type": "folder", "id": aid, "name": name, "id_type": "default"}
-        for aid, name in obj.ancestors
-    ]
-    names = [name for aid, name in obj.ancestors if aid != "root"]
+    ancestors, prefix = ancestry if ancestry is not None else _ancestry(obj.ancestors)
     data: dict[str, Any] = {
         "id": obj.id,
         "name": obj.name,
@@ -46,7 +50,7 @@ def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[
         "size": obj.size,
         "created": obj.created,
         "modified": obj.modified,
-        "path": "/" + "/".join([*names, obj.name]) if obj.id != "root" else "/",
+        "path": prefix + obj.name if obj.id != "root" else "/",
         "parent": ancestors[-1] if ancestors else None,
         "ancestors": ancestors,
         "ids": {"default": obj.id},
@@ -61,6 +65,31 @@ def serialize(ctx: RequestContext, account_id: int, obj: StorageObject) -> dict[
     if ctx.wants_raw:
         data["raw"] = obj.raw
     return data
+
+
+def _ancestry(chain: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], str]:
+    """:returns: the ``ancestors`` JSON of an ``(id, name)`` chain and the path prefix of its
+    children (``/a/b/``)."""
+    ancestors = [
+        {"type": "folder", "id": aid, "name": name, "id_type": "default"} for aid, name in chain
+    ]
+    return ancestors, "/" + "".join(name + "/" for aid, name in chain if aid != "root")
+
+
+def serialize_many(
+    ctx: RequestContext, account_id: int, objects: list[StorageObject]
+) -> list[dict[str, Any]]:
+    """:func:`serialize` for a page of objects: siblings share one ``ancestors`` list (a page
+    of 1000 children of one folder builds it once, not 1000 times)."""
+    shared: dict[tuple[tuple[str, str], ...], tuple[list[dict[str, Any]], str]] = {}
+    items = []
+    for obj in objects:
+        key = tuple(obj.ancestors)
+        ancestry = shared.get(key)
+        if ancestry is None:
+            ancestry = shared[key] = _ancestry(obj.ancestors)
+        items.append(serialize(ctx, account_id, obj, ancestry))
+    return items
 
 
 def storage_backend(ctx: RequestContext, account: Any) -> StorageBackend:
@@ -115,7 +144,7 @@ def folder_contents(ctx: RequestContext, account_id: str, object_id: str) -> Res
     objects, total = storage.list_folder_page(
         _id(object_id), recursive, (page - 1) * page_size, page_size
     )
-    items = [serialize(ctx, acc, o) for o in objects]
+    items = serialize_many(ctx, acc, objects)
     return json_response(ctx.page_envelope(items, "storage", page, page_size, total))
 
 
