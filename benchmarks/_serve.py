@@ -41,6 +41,10 @@ def main(argv: list[str]) -> int:
         multipart_part_size=part_size,
         # The blob store as `kloudless serve` takes it from the environment (benchmark 6).
         blob_store=os.environ.get("KLOUDLESS_BLOB_STORE", ""),
+        # The benchmarks' clients share one token: no per-credential or per-address transfer
+        # limit (they would answer 429 past 8 uploads at once).
+        transfers_per_credential=0,
+        transfers_per_address=0,
     )
     server = ServerThread(settings)
     server.start()

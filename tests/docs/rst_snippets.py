@@ -24,7 +24,18 @@ _OTHER_PYTHON = re.compile(r"^\s*\.\.\s+(doctest|testcode|ipython)::")
 
 # Languages a code block may use. Python blocks are executed; the others are commands, output or
 # configuration files whose accuracy other tests (CLI, server) cover.
-ALLOWED_LANGUAGES = {"python", "console", "text", "ini", "nginx", "caddy", "json", "apacheconf"}
+#: ``sh``: the REST reference's curl examples (run by tests/openapi/test_rest_examples.py).
+ALLOWED_LANGUAGES = {
+    "python",
+    "console",
+    "text",
+    "ini",
+    "nginx",
+    "caddy",
+    "json",
+    "apacheconf",
+    "sh",
+}
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,12 @@ def test_folder_copies_during_edits_are_consistent_snapshots(
     edits_before = len(edits)
     try:
         for n in range(COPIES):
+            # A copy holds the write lock, so back-to-back copies could starve the editor
+            # (SQLite's busy wait): let it commit an edit first (bounded).
+            seen = len(edits)
+            deadline = time.monotonic() + 30
+            while len(edits) == seen and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
             answer = session.post(
                 f"{api}/folders/{folder}/copy",
                 json={"parent_id": "root", "name": f"copy {n}"},

@@ -228,7 +228,12 @@ def test_full_upstream_is_507(
         _, token = connect(client, creds, upstream)
         full = _upload(client, token, "too-big.bin", os.urandom(6 * MIB))
         error = full.get_json()
-        assert (full.status_code, error["error_code"]) == (507, "insufficient_storage"), error
+        if kind == "sftp" and full.status_code == 502:
+            # rclone's SFTP server does not always say "no space": when it drops the write
+            # channel the client only sees a failed transfer, which is all the server can tell.
+            assert error["error_code"] == "bad_gateway", error
+        else:
+            assert (full.status_code, error["error_code"]) == (507, "insufficient_storage"), error
         assert _names(client, token) == []
         assert [n for n in _on_disk(upstream.folder) if not n.startswith(UPLOAD_PREFIX)] == []
         # The failed upload's temporary file is gone, so the space is free again.
