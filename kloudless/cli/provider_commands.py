@@ -33,7 +33,7 @@ def cmd_apps_provider(
 
     action = args.provider_command
     with closing(store_for(args)) as store:
-        app_id = str(first_app(store)["id"])
+        app_id = str(first_app(store, args)["id"])
         try:
             if action == "set":
                 values: dict[str, Any] = {
@@ -72,11 +72,12 @@ def add_commands(
     app_sub: Any,
     command: Callable[..., argparse.ArgumentParser],
     store_for: Callable[..., Any],
-    first_app: Callable[[Any], Any],
+    first_app: Callable[..., Any],
 ) -> None:
     """Add ``provider set|list|remove`` under ``kloudless apps``.
 
-    :param command: the admin command factory (``--data-dir``, missing-store errors).
+    :param command: the admin command factory (``--data-dir``, ``--app``, missing-store
+        errors). :param first_app: ``first_app(store, args)``: the application chosen.
     """
 
     def run(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Server sub-commands: ``serve``, ``accounts create|list|delete|invite``, ``tokens create``,
 ``apps list|create|show``, ``apps redirect-uri add|list``, ``apps trusted-domain add|list|remove``,
-``apps webhook ...``. They work directly on a data dir (stop the server first or run them
-alongside: SQLite WAL handles both).
+``apps webhook ...``, ``apps provider ...`` (:mod:`~kloudless.cli.provider_commands`). They
+work directly on a data dir (stop the server first or run them alongside: SQLite WAL handles
+both).
 
 Only ``serve`` creates a data dir; the admin commands refuse a folder that holds no server
 store (``kloudless: error: no server data in DIR``), so a mistyped ``--data-dir`` never
@@ -20,6 +21,7 @@ from contextlib import closing
 from typing import Any
 
 from .argtypes import limit_count
+from . import provider_commands
 
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
 ENV_TRANSFERS_PER_CREDENTIAL = "KLOUDLESS_TRANSFERS_PER_CREDENTIAL"
@@ -711,6 +713,13 @@ def _add_app_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _app_command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.ArgumentParser:
+    """:returns: an admin command (:func:`_command`) with the ``--app`` option."""
+    parser = _command(subparsers, name, func, **kwargs)
+    _add_app_option(parser)
+    return parser
+
+
 def register(subparsers: Any) -> None:
     """Add the server sub-commands to the ``kloudless`` parser."""
     serve = _command(subparsers, "serve", cmd_serve, help="run the local Kloudless API server")
@@ -997,6 +1006,7 @@ def register(subparsers: Any) -> None:
         ("rotate-key", "replace the signing key (receivers accept old and new meanwhile)"),
     ):
         _add_app_option(_command(hook_sub, name, cmd_apps_webhook, help=text))
+    provider_commands.add_commands(app_sub, _app_command, _store, _first_app)
     hook_sub.choices["set"].add_argument(
         "url", metavar="URL", help="where the server POSTs notifications"
     )

@@ -93,6 +93,9 @@ class ConsentView:
     dav_services: Sequence[str] = ()
     #: The forms of the rclone services the scope names (SFTP, S3, ...), one choice each.
     rclone_forms: Sequence[RcloneForm] = ()
+    #: Providers the person may sign in at (``(name, title)``, e.g. ``("google", "Google
+    #: Drive")``): one choice each, value ``provider:<name>``.
+    providers: Sequence[tuple[str, str]] = ()
     #: The DAV form's values (pre-fill or the submitted ones), never a password; the rclone
     #: forms' values are keyed ``<service>.<option>``.
     values: dict[str, str] = field(default_factory=dict)
@@ -193,6 +196,19 @@ def _radio(value: str, checked: bool, title: str, hint: str, inner: str = "") ->
     )
 
 
+def _provider_choices(view: ConsentView, selected: str) -> list[str]:
+    """One choice per provider: Allow sends the person to sign in there."""
+    return [
+        _radio(
+            f"provider:{name}",
+            selected == f"provider:{name}",
+            f"Your {esc(title)} account",
+            f"You sign in at {esc(title)} and grant access there, then come back here.",
+        )
+        for name, title in view.providers
+    ]
+
+
 def _choices(view: ConsentView) -> str:
     first_new = (
         f"rclone:{view.rclone_forms[0].service}"
@@ -202,6 +218,8 @@ def _choices(view: ConsentView) -> str:
     selected = view.selected or (
         str(view.accounts[0][0]) if view.accounts and view.existing_mode == "any" else first_new
     )
+    if not view.selected and not view.accounts and len(view.providers) == 1:
+        selected = f"provider:{view.providers[0][0]}"
     parts = []
     for account_id, name, service in view.accounts:
         parts.append(
@@ -212,6 +230,7 @@ def _choices(view: ConsentView) -> str:
                 f"Already connected ({esc(service)}, id {int(account_id)})",
             )
         )
+    parts.extend(_provider_choices(view, selected))
     if view.dav_services:
         names = " or ".join(esc(get_connector(s).service_name or s) for s in view.dav_services)
         parts.append(

@@ -74,7 +74,7 @@ from ..redirect_uris import check_redirect_uri
 from ..responses import json_response
 from ..routing import AUTH_NONE, Route
 from ..store import hash_secret, now_iso
-from . import consent_view
+from . import consent_view, provider_flow
 from .accounts import default_account_name
 from .consent_view import ConsentView, destination, error_page
 
@@ -295,6 +295,7 @@ def _view(
     assert app is not None
     scope = params.get("scope") or ""
     services = dav_services(scope)
+    offered = [] if services else provider_flow.offered(ctx, app_id, scope)
     return ConsentView(
         app_name=str(app["name"]),
         server=ctx.request.host,
@@ -311,6 +312,7 @@ def _view(
         ],
         dav_services=services,
         rclone_forms=[rclone_forms.FORMS[s] for s in rclone_services(scope)],
+        providers=[(p.name, p.provider.title) for p in offered],
         values=values if values is not None else prefill(params),
         error=error,
         selected=selected,
@@ -496,7 +498,7 @@ def _pick(
     """Decide what the post asks for, before anything is written.
 
     :returns: ``("dav" or "rclone", (service, account name, config))``, ``("local", name)``,
-        ``("invitation", code)`` or ``("account", id)``.
+        ``("invitation", code)``, ``("account", id)`` or ``("provider", name)``.
     :raises _Reshow: a choice the visitor can correct on the page.
     """
     choice = form.get("account_id", "")
@@ -505,6 +507,12 @@ def _pick(
     rclone = rclone_services(scope)
     if choice.startswith("rclone:") and choice[len("rclone:") :] in rclone:
         return "rclone", _connect_rclone(ctx, form, choice[len("rclone:") :])
+    if choice.startswith(provider_flow.CHOICE_PREFIX) and not services:
+        name = choice[len(provider_flow.CHOICE_PREFIX) :]
+        offered_scope = form.get("scope") or ""
+        if name not in [p.name for p in provider_flow.offered(ctx, app_id, offered_scope)]:
+            raise invalid_parameters("That provider is not available for this application.")
+        return "provider", name
     if choice == "new" and services:
         service, config = _connect_dav(ctx, form, services)
         return "dav", (service, default_account_name(service, config), config)
@@ -603,6 +611,8 @@ def _decide(
         )
     scope = params.get("scope") or "all"
     kind, value = _pick(ctx, form, app_id, scope)
+    if kind == "provider":
+        return provider_flow.start(ctx, params, app_id, value)
     with ctx.store.transaction():
         if kind in ("dav", "rclone"):
             service, name, config = value
@@ -624,37 +634,114 @@ def _decide(
             account_id = int(row["id"])
         else:
             account_id = value
-        if implicit:
-            access = ctx.store.create_token(app_id, account_id, scope)
-        else:
-            code = secrets.token_urlsafe(32)
-            ctx.store.execute("DELETE FROM oauth_codes WHERE expires < ?", (time.time() - 3600,))
-            ctx.store.execute(
-                "INSERT INTO oauth_codes VALUES (?, ?, ?, ?, ?, ?, 0)",
-                (
-                    hash_secret(code),
-                    app_id,
-                    account_id,
-                    redirect_uri,
-                    scope,
-                    time.time() + ctx.settings.oauth_code_ttl,
-                ),
-            )
+        granted = _grant(ctx, app_id, account_id, redirect_uri, scope, implicit, state)
+    return _finish(params, app_name, redirect_uri, granted, implicit)
+
+
+def _grant(
+    ctx: RequestContext,
+    app_id: str,
+    account_id: int,
+    redirect_uri: str,
+    scope: str,
+    implicit: bool,
+    state: str | None,
+) -> dict[str, Any]:
+    """Issue the Kloudless grant for ``account_id`` (inside the caller's transaction).
+
+    :returns: the parameters for the application: a token (``response_type=token``) or an
+        authorization code."""
     if implicit:
+        access = ctx.store.create_token(app_id, account_id, scope)
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "account_id": account_id,
+            "scope": scope,
+            "state": state,
+        }
+    code = secrets.token_urlsafe(32)
+    ctx.store.execute("DELETE FROM oauth_codes WHERE expires < ?", (time.time() - 3600,))
+    ctx.store.execute(
+        "INSERT INTO oauth_codes VALUES (?, ?, ?, ?, ?, ?, 0)",
+        (
+            hash_secret(code),
+            app_id,
+            account_id,
+            redirect_uri,
+            scope,
+            time.time() + ctx.settings.oauth_code_ttl,
+        ),
+    )
+    return {"code": code, "state": state}
+
+
+def provider_callback(ctx: RequestContext) -> Response:
+    """``GET /v1/oauth/callback``: the provider sends the browser back here (see
+    :mod:`kloudless.server.api.provider_flow`). Creates the account (or reuses the one of the
+    same provider user) and finishes the Kloudless flow; failures go to the application's
+    redirect URI as OAuth error parameters, or are a page when no sign-in matches."""
+    try:
+        done = provider_flow.complete(ctx)
+    except provider_flow.FlowFailed as failed:
+        params = failed.request
+        try:
+            app_id, redirect_uri = _validate_request(ctx, params)
+        except ApiError as exc:
+            return _error_page(exc)
+        app = ctx.store.get_app(app_id)
         return _finish(
             params,
-            app_name,
+            str(app["name"]) if app is not None else app_id,
             redirect_uri,
             {
-                "access_token": access,
-                "token_type": "Bearer",
-                "account_id": account_id,
-                "scope": scope,
-                "state": state,
+                "error": failed.error,
+                "error_description": failed.description,
+                "state": params.get("state") or None,
             },
-            True,
+            params.get("response_type") == "token",
         )
-    return _finish(params, app_name, redirect_uri, {"code": code, "state": state}, False)
+    except ApiError as exc:
+        return _error_page(exc)
+    params = done.request
+    try:
+        app_id, redirect_uri = _validate_request(ctx, params)
+    except ApiError as exc:
+        return _error_page(exc)
+    implicit = params.get("response_type") == "token"
+    scope = params.get("scope") or "all"
+    app = ctx.store.get_app(app_id)
+    with ctx.store.transaction():
+        account_id = _same_provider_user(ctx, app_id, done.provider, done.identity.user_id)
+        if account_id is None:
+            account_id = ctx.store.create_account(
+                app_id,
+                done.identity.service,
+                done.identity.name or done.identity.service,
+                done.config,
+            )
+        ctx.store.execute(
+            "UPDATE accounts SET config = ?, token_expiry = ?, active = 1, modified = ? "
+            "WHERE id = ?",
+            (json.dumps(done.config), done.token_expiry, now_iso(), account_id),
+        )
+        granted = _grant(
+            ctx, app_id, account_id, redirect_uri, scope, implicit, params.get("state") or None
+        )
+    return _finish(
+        params, str(app["name"]) if app is not None else app_id, redirect_uri, granted, implicit
+    )
+
+
+def _same_provider_user(ctx: RequestContext, app_id: str, provider: str, user: str) -> int | None:
+    """:returns: the app's account connected earlier for the same provider user, or None."""
+    if not user:
+        return None
+    for row in ctx.store.list_accounts(app_id):
+        stored = json.loads(row["config"] or "{}")
+        if stored.get("provider") == provider and stored.get("provider_user") == user:
+            return int(row["id"])
+    return None
 
 
 def exchange_code(ctx: RequestContext) -> Response:
@@ -739,6 +826,7 @@ def verify_token(ctx: RequestContext) -> Response:
 ROUTES = [
     Route("/oauth", ("GET",), consent_page, auth=AUTH_NONE),
     Route("/oauth", ("POST",), consent_submit, auth=AUTH_NONE),
+    Route("/oauth/callback", ("GET",), provider_callback, auth=AUTH_NONE),
     Route("/oauth/token", ("POST",), exchange_code, auth=AUTH_NONE),
     Route("/oauth/token", ("GET",), verify_token, auth=AUTH_NONE),
 ]

@@ -138,6 +138,7 @@ CATALOGUE: dict[str, Provider] = {
 
 #: The endpoint settings an operator may override.
 ENDPOINTS = ("auth_url", "token_url", "api_base", "content_base")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Longest client id / secret / scope / URL accepted.
 MAX_VALUE = 2048
 
@@ -228,6 +229,8 @@ def check_url(value: Any, what: str) -> str:
         raise invalid_parameters(
             f"'{what}' must be an http(s) URL with a host (no user info or fragment)."
         )
+    if parts.scheme.lower() == "http" and (parts.hostname or "") not in _LOOPBACK:
+        raise invalid_parameters(f"'{what}' must be https (http only on loopback, for tests).")
     return value.rstrip("/") if what in ("api_base", "content_base") else value
 
 

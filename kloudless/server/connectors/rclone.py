@@ -134,6 +134,48 @@ def _digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(str(config.get("rclone_sealed", "")).encode()).hexdigest()[:10]
 
 
+def _save_refreshed_token(env: AccountEnv, session: _Session, name: str) -> bool:
+    """Seal again a token rclone refreshed (OAuth backends), so restarts keep it.
+
+    :returns: whether the account's stored config changed."""
+    config = env.config
+    spec = load_spec(config, env.store.server_secret())
+    main = spec.sections[spec.main]
+    if "token" not in main or spec.path:
+        return False
+    try:
+        current = session.rc.call("config/get", {"name": name}).get("token")
+    except RcError:
+        return False
+    if not isinstance(current, str) or current == main["token"]:
+        return False
+    main["token"] = current
+    session.daemon.redact.add(secret_values(spec, session.sensitive()))
+    new_config = dict(config, **stored_config(spec, env.store.server_secret()))
+    env.store.execute(
+        "UPDATE accounts SET config = ? WHERE id = ?",
+        (json.dumps(new_config), env.account_id),
+    )
+    with session.lock:
+        session.remotes[(env.account_id, _digest(new_config))] = name
+    return True
+
+
+def read_back_token(env: AccountEnv) -> bool:
+    """Read back a token rclone refreshed for the account, when this process's rcd runs and
+    has the account's remote (nothing is started otherwise).
+
+    :returns: whether the account's stored config changed (reload the row)."""
+    state_dir = os.path.join(os.path.abspath(env.settings.data_dir), "rclone")
+    with _SESSIONS_LOCK:
+        found = [s for s in _SESSIONS.values() if s.daemon.state_dir == state_dir]
+    for session in found:
+        name = session.remotes.get((env.account_id, _digest(env.config)))
+        if name is not None:
+            return _save_refreshed_token(env, session, name)
+    return False
+
+
 class RcloneConnector(Connector):
     """Storage over an rclone remote, under one service id.
 
@@ -183,27 +225,7 @@ class RcloneConnector(Connector):
         return session, name
 
     def _save_refreshed_token(self, env: AccountEnv, session: _Session, name: str) -> None:
-        """Seal again a token rclone refreshed (OAuth backends), so restarts keep it."""
-        config = env.config
-        spec = load_spec(config, env.store.server_secret())
-        main = spec.sections[spec.main]
-        if "token" not in main or spec.path:
-            return
-        try:
-            current = session.rc.call("config/get", {"name": name}).get("token")
-        except RcError:
-            return
-        if not isinstance(current, str) or current == main["token"]:
-            return
-        main["token"] = current
-        session.daemon.redact.add(secret_values(spec, session.sensitive()))
-        new_config = dict(config, **stored_config(spec, env.store.server_secret()))
-        env.store.execute(
-            "UPDATE accounts SET config = ? WHERE id = ?",
-            (json.dumps(new_config), env.account_id),
-        )
-        with session.lock:
-            session.remotes[(env.account_id, _digest(new_config))] = name
+        _save_refreshed_token(env, session, name)
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         session, name = self._remote(env)

@@ -14,12 +14,21 @@ from .base import Connector
 from .caldav import CALDAV
 from .carddav import CARDDAV
 from .local import LOCAL
+from .provider import CONNECTORS as PROVIDER_CONNECTORS
 from .rclone import CONNECTORS as RCLONE_CONNECTORS
 from .rclone import connector_for as rclone_connector_for
 from .webdav import WEBDAV
 
 #: The connectors every server has (rclone serves the service ids of its backend types).
-BUILTIN: tuple[Connector, ...] = (LOCAL, WEBDAV, CALDAV, CARDDAV, *RCLONE_CONNECTORS)
+#: Provider services (gdrive, dropbox, ...) come last: they replace the plain rclone ones.
+BUILTIN: tuple[Connector, ...] = (
+    LOCAL,
+    WEBDAV,
+    CALDAV,
+    CARDDAV,
+    *RCLONE_CONNECTORS,
+    *PROVIDER_CONNECTORS,
+)
 
 _REGISTRY: dict[str, Connector] = {c.service: c for c in BUILTIN}
 

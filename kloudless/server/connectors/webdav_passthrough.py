@@ -73,7 +73,8 @@ _API_HEADERS = frozenset(
 )
 
 
-def _api_header(name: str) -> bool:
+def api_header(name: str) -> bool:
+    """:returns: whether a request header belongs to the API call itself (never forwarded)."""
     low = name.lower()
     return (
         low in _API_HEADERS or low in HOP_BY_HOP or low.startswith(("x-kloudless-", "x-forwarded-"))
@@ -96,7 +97,7 @@ def forward_request(request: PassthroughRequest, client: WebDAVClient, max_bytes
     """
     from werkzeug.wrappers import Response
 
-    headers = {k: v for k, v in request.headers if not _api_header(k)}
+    headers = {k: v for k, v in request.headers if not api_header(k)}
     explicit = raw_headers(request.raw_headers)
     for name in explicit:  # X-Kloudless-Raw-Headers win, whatever their case
         for key in [k for k in headers if k.lower() == name.lower()]:
