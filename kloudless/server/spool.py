@@ -204,7 +204,7 @@ def spool_to_temp(
     """
     body = spooled_body(stream)
     if body is not None and not body.closed and body.tell() == 0:
-        size, digest = _drain(stream, limit, too_big)
+        size, digest = drain(stream, limit, too_big)
         if body.tell() == size:  # every byte went through unchanged: the file is the body
             try:
                 return body.adopt(directory, prefix), size, digest
@@ -218,7 +218,7 @@ def spool_to_temp(
     fd, path = tempfile.mkstemp(dir=directory, prefix=prefix)
     try:
         with os.fdopen(fd, "wb") as out:
-            size, digest = _drain(stream, limit, too_big, out)
+            size, digest = drain(stream, limit, too_big, out)
             out.flush()
             os.fsync(out.fileno())
         fsync_dir(directory)
@@ -233,7 +233,7 @@ def spool_to_temp(
     return path, size, digest
 
 
-def _drain(
+def drain(
     stream: IO[bytes], limit: int, too_big: Callable[[], ApiError], out: IO[bytes] | None = None
 ) -> tuple[int, str]:
     """Read ``stream`` to its end, hashing and counting it (and writing it to ``out``).

@@ -96,6 +96,9 @@ class ConsentView:
     #: Providers the person may sign in at (``(name, title)``, e.g. ``("google", "Google
     #: Drive")``): one choice each, value ``provider:<name>``.
     providers: Sequence[tuple[str, str]] = ()
+    #: CSP ``form-action`` sources of those providers' authorization endpoints (the form's
+    #: answer redirects there, which ``form-action`` governs too).
+    provider_targets: Sequence[str] = ()
     #: The DAV form's values (pre-fill or the submitted ones), never a password; the rclone
     #: forms' values are keyed ``<service>.<option>``.
     values: dict[str, str] = field(default_factory=dict)
@@ -306,7 +309,7 @@ to the account you chose. Nothing is granted if you deny or close this page.</p>
 <button type="submit" name="decision" value="deny" class="secondary" formnovalidate>Deny</button>
 </div>
 </form>"""
-    targets = (form_target,) if form_target else ()
+    targets = ((form_target,) if form_target else ()) + tuple(view.provider_targets)
     return page(f"Connect an account to {view.app_name}", body, status=status, form_targets=targets)
 
 

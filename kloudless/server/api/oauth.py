@@ -313,6 +313,7 @@ def _view(
         dav_services=services,
         rclone_forms=[rclone_forms.FORMS[s] for s in rclone_services(scope)],
         providers=[(p.name, p.provider.title) for p in offered],
+        provider_targets=[t for t in (source_expression(p.auth_url) for p in offered) if t],
         values=values if values is not None else prefill(params),
         error=error,
         selected=selected,

@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response
 
 from ..errors import ApiError, forbidden, invalid_parameters, too_large
 from ..outbound import OutboundPolicy, OutboundRefused
+from ..spool import drain
 from .base import PassthroughRequest
 from .providers import ProviderApp
 from .webdav_client import forwardable_headers, iter_raw
@@ -42,7 +43,6 @@ from .webdav_passthrough import api_header, raw_headers
 _SERVER_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
 #: (connect, read) timeouts of a pass-through request, in seconds.
 TIMEOUTS = (15, 300)
-_CHUNK = 64 * 1024
 #: Bodies up to this size are spooled in memory rather than on disk.
 _MEMORY_SPOOL = 1024 * 1024
 
@@ -135,16 +135,16 @@ def _rewindable(
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the caller
         max_size=_MEMORY_SPOOL, dir=folder, prefix="raw-"
     )
-    total = 0
-    while True:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > max_bytes:
-            spool.close()
-            raise too_large(f"The pass-through body exceeds {max_bytes} bytes.")
-        spool.write(chunk)
+    try:
+        total, _ = drain(
+            stream,
+            max_bytes,
+            lambda: too_large(f"The pass-through body exceeds {max_bytes} bytes."),
+            spool,
+        )
+    except BaseException:
+        spool.close()
+        raise
     spool.seek(0)
     return _Body(spool, 0, total), spool
 
