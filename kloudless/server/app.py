@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import cors, idempotency, imported, scopes
+from . import cors, idempotency, imported, provider_rejection, scopes
 from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
@@ -76,6 +76,7 @@ class ServerApp(Core):
         idempotency.install(self)
         # Inside the idempotency layer: a replayed answer is the judged one.
         self.handler_wrappers.append(imported.judge_rejection)
+        self.handler_wrappers.append(provider_rejection.refresh_on_rejection)
 
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:

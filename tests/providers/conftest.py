@@ -22,6 +22,8 @@ from .standins import Provider
 #: Where the application wants the user back (nothing listens there: the test stops at it).
 APP_REDIRECT = "http://127.0.0.1:9/app/callback"
 MAX_HOPS = 10
+#: The stand-in authorization server's own oauthlib loggers (the provider's logs, not ours).
+STANDIN_LOGGERS = ("oauthlib.oauth2.rfc6749.grant_types", "oauthlib.oauth2.rfc6749.endpoints")
 
 
 @dataclass

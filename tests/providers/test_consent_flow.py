@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 from kloudless.server.connectors import provider_tokens
 from kloudless.server.connectors.rclone_remotes import load_spec
 
-from .conftest import Live, connect, consent, redirect_params
+from .conftest import STANDIN_LOGGERS, Live, connect, consent, redirect_params
 
 
 def _accounts(live: Live) -> list[dict[str, object]]:
@@ -49,7 +51,10 @@ def test_the_page_lists_configured_providers(live: Live) -> None:
     assert 'value="provider:dropbox"' in page.text and "provider:google" not in page.text
 
 
-def test_the_whole_flow_creates_an_account_with_its_rclone_remote(live: Live) -> None:
+def test_the_whole_flow_creates_an_account_with_its_rclone_remote(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     live.configure("google")
     browser, answer = consent(live, "provider:google")
     params = redirect_params(answer)
@@ -80,6 +85,16 @@ def test_the_whole_flow_creates_an_account_with_its_rclone_remote(live: Live) ->
         f"{live.base_url}/v1/accounts/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     assert me.status_code == 200 and me.json()["service"] == "gdrive"
+    assert all(s not in me.text for s in live.provider.secrets_seen())
+    # No token, code or secret in any log record of the server (the stand-in's own oauthlib
+    # records are the provider's).
+    leaks = [
+        r.name
+        for r in caplog.records
+        if not r.name.startswith(STANDIN_LOGGERS)
+        and any(s in r.getMessage() for s in live.provider.secrets_seen())
+    ]
+    assert leaks == []
 
 
 def test_each_provider_gets_its_service(live: Live) -> None:

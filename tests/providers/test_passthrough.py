@@ -14,9 +14,7 @@ import requests
 
 from kloudless import Account, exceptions
 
-from .conftest import Live, connect
-
-STANDIN_LOGGERS = ("oauthlib.oauth2.rfc6749.grant_types", "oauthlib.oauth2.rfc6749.endpoints")
+from .conftest import STANDIN_LOGGERS, Live, connect
 
 
 @pytest.fixture

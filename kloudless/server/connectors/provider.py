@@ -94,7 +94,8 @@ class TokenKeeper:
     def __init__(self, env: AccountEnv) -> None:
         self.env = env
 
-    def _reload(self) -> AccountEnv:
+    def reload(self) -> AccountEnv:
+        """:returns: the env with the account's current row (after a refresh elsewhere)."""
         row = self.env.store.get_account(self.env.account_id)
         if row is None:
             raise ApiError(404, "not_found", "The account was deleted.")
@@ -125,12 +126,12 @@ class TokenKeeper:
         if not self.env.account["active"]:
             raise revoked_error(self.env.account_id, self.title)
         if read_back_token(self.env):
-            self._reload()
+            self.reload()
         spec, token = self._parts()
         if rejected is None and not token.expires_within(provider_tokens.REFRESH_MARGIN):
             return token.access_token
         with _lock(self.env.store, self.env.account_id):
-            self._reload()
+            self.reload()
             if not self.env.account["active"]:
                 raise revoked_error(self.env.account_id, self.title)
             spec, token = self._parts()
@@ -156,7 +157,7 @@ class TokenKeeper:
                 f"The account's token could not be refreshed: {exc.message}.",
             ) from None
         save_token(env.store, env.account_id, env.config, spec, fresh)
-        self._reload()
+        self.reload()
         return str(fresh["access_token"])
 
     def _revoke(self) -> None:
@@ -204,7 +205,7 @@ class ProviderConnector(RcloneConnector):
         if env.config.get("provider"):
             keeper = TokenKeeper(env)
             keeper.access_token()  # refreshed before rclone is handed the remote
-            env = keeper.env
+            env = keeper.reload()  # the current row, whoever refreshed
         return super().storage(env)
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
