@@ -20,8 +20,8 @@ import sys
 from contextlib import closing
 from typing import Any
 
-from .argtypes import limit_count
 from . import provider_commands
+from .argtypes import limit_count
 
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
 ENV_TRANSFERS_PER_CREDENTIAL = "KLOUDLESS_TRANSFERS_PER_CREDENTIAL"
