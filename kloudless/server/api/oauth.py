@@ -677,6 +677,13 @@ def _grant(
     return {"code": code, "state": state}
 
 
+def _callback_error(ctx: RequestContext, exc: ApiError) -> Response:
+    """A browser gets a page; any other client the JSON error contract."""
+    if wants_html(ctx):
+        return _error_page(exc)
+    raise exc
+
+
 def provider_callback(ctx: RequestContext) -> Response:
     """``GET /v1/oauth/callback``: the provider sends the browser back here (see
     :mod:`kloudless.server.api.provider_flow`). Creates the account (or reuses the one of the
@@ -689,7 +696,7 @@ def provider_callback(ctx: RequestContext) -> Response:
         try:
             app_id, redirect_uri = _validate_request(ctx, params)
         except ApiError as exc:
-            return _error_page(exc)
+            return _callback_error(ctx, exc)
         app = ctx.store.get_app(app_id)
         return _finish(
             params,
@@ -703,12 +710,12 @@ def provider_callback(ctx: RequestContext) -> Response:
             params.get("response_type") == "token",
         )
     except ApiError as exc:
-        return _error_page(exc)
+        return _callback_error(ctx, exc)
     params = done.request
     try:
         app_id, redirect_uri = _validate_request(ctx, params)
     except ApiError as exc:
-        return _error_page(exc)
+        return _callback_error(ctx, exc)
     implicit = params.get("response_type") == "token"
     scope = params.get("scope") or "all"
     app = ctx.store.get_app(app_id)

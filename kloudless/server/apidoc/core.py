@@ -100,6 +100,24 @@ OPERATIONS: dict[str, Op] = {
         ),
         errors=(400, 403),
     ),
+    "GET /oauth/callback": Op(
+        "Return from a provider's sign-in",
+        {
+            302: Reply(
+                "Back to the application's ``redirect_uri`` with a code, a token or an error."
+            ),
+            200: Reply("A page (the popup flow, or a sign-in that cannot go on).", HTML),
+        },
+        params=(
+            query(
+                "state", "The sign-in this return belongs to (set by the server).", required=True
+            ),
+            query("code", "The provider's authorization code."),
+            query("error", "The provider's OAuth error (the person denied access, ...)."),
+        ),
+        errors=(400, 403),
+        runnable=False,
+    ),
     "POST /oauth": Op(
         "Submit the consent page",
         {
