@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from werkzeug.wrappers import Response
 
@@ -38,22 +38,31 @@ def _is_imported(config: str | None) -> bool:
         return False
 
 
+def rejected_account(
+    ctx: RequestContext, exc: ApiError, path: re.Pattern[str] = _ACCOUNT_PATH
+) -> Any | None:
+    """:returns: the account of the request's URL (matched by ``path``, group 1 the account
+    reference) when ``exc`` is its upstream rejecting the credentials (401
+    ``service_unauthorized``), else None."""
+    if exc.status != 401 or exc.error_code != "service_unauthorized":
+        return None
+    match = path.match(ctx.request.path)
+    if match is None:
+        return None
+    try:
+        return ctx.account(match.group(1))
+    except ApiError:
+        return None
+
+
 def judge_rejection(ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
     """A handler wrapper (``app.handler_wrappers``): turn an upstream's rejection of an
     imported account's credentials into 401 ``invalid_token`` and mark the account inactive."""
     try:
         return call_next()
     except ApiError as exc:
-        if exc.status != 401 or exc.error_code != "service_unauthorized":
-            raise
-        match = _ACCOUNT_PATH.match(ctx.request.path)
-        if match is None:
-            raise
-        try:
-            account = ctx.account(match.group(1))
-        except ApiError:
-            raise exc from None
-        if not _is_imported(account["config"]):
+        account = rejected_account(ctx, exc)
+        if account is None or not _is_imported(account["config"]):
             raise
         ctx.store.execute(
             "UPDATE accounts SET active = 0, modified = ? WHERE id = ?",

@@ -23,6 +23,7 @@ from .connectors.provider import TokenKeeper
 from .connectors.rclone_remotes import load_spec
 from .context import RequestContext
 from .errors import ApiError
+from .imported import rejected_account
 
 __all__ = ["refresh_on_rejection"]
 
@@ -34,15 +35,9 @@ def refresh_on_rejection(ctx: RequestContext, call_next: Callable[[], Response])
     try:
         return call_next()
     except ApiError as exc:
-        if exc.status != 401 or exc.error_code != "service_unauthorized":
+        account = rejected_account(ctx, exc, _ACCOUNT_PATH)
+        if account is None:
             raise
-        match = _ACCOUNT_PATH.match(ctx.request.path)
-        if match is None:
-            raise
-        try:
-            account = ctx.account(match.group(1))
-        except ApiError:
-            raise exc from None
         config = json.loads(account["config"] or "{}")
         if not isinstance(config, dict) or not config.get("provider"):
             raise
