@@ -222,19 +222,34 @@ def _operation(n: int, rng: random.Random, acc: Any, led: Ledger, prefix: str) -
             led.uncertain.discard(file_id)
 
 
-def _client(index: int, server: ServeProcess, stop: threading.Event, led: Ledger) -> None:
+def run_client(
+    index: int,
+    server: ServeProcess,
+    stop: threading.Event,
+    led: Any,
+    operation: Any,
+    seed: int,
+    seconds: float,
+) -> None:
+    """One SDK client (default retries) running ``operation(n, rng, acc, led, prefix)`` until
+    ``stop`` is set or ``seconds`` pass; a failure (not acknowledged: the change may or may not
+    exist) is counted in ``led.failures``."""
     from kloudless import Account
 
-    rng = random.Random(SEED * 100 + index)
-    deadline = time.monotonic() + WORKLOAD_SECONDS
+    rng = random.Random(seed * 100 + index)
+    deadline = time.monotonic() + seconds
     with Account(token=server.token, base_url=server.base_url) as acc:  # default retries
         n = 0
         while not stop.is_set() and time.monotonic() < deadline:
             n += 1
             try:
-                _operation(n, rng, acc, led, f"c{index}")
-            except Exception as exc:  # not acknowledged: the object may or may not exist
+                operation(n, rng, acc, led, f"c{index}")
+            except Exception as exc:
                 led.failures[type(exc).__name__] += 1
+
+
+def _client(index: int, server: ServeProcess, stop: threading.Event, led: Ledger) -> None:
+    run_client(index, server, stop, led, _operation, SEED, WORKLOAD_SECONDS)
 
 
 def _sweep_an_hour_later(data_dir: str, endpoint: S3Endpoint, bucket: str) -> dict[str, int]:

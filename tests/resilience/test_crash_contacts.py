@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from .test_crash import ServeProcess, _db, _free_port
+from .test_crash import ServeProcess, _db, _free_port, run_client
 
 SEED = 20261202
 KILLS = 5
@@ -112,18 +112,7 @@ def _operation(n: int, rng: random.Random, acc: Any, led: Ledger, prefix: str) -
 
 
 def _client(index: int, server: ServeProcess, stop: threading.Event, led: Ledger) -> None:
-    from kloudless import Account
-
-    rng = random.Random(SEED * 100 + index)
-    deadline = time.monotonic() + WORKLOAD_SECONDS
-    with Account(token=server.token, base_url=server.base_url) as acc:  # default retries
-        n = 0
-        while not stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            try:
-                _operation(n, rng, acc, led, f"c{index}")
-            except Exception as exc:  # not acknowledged: the change may or may not exist
-                led.failures[type(exc).__name__] += 1
+    run_client(index, server, stop, led, _operation, SEED, WORKLOAD_SECONDS)
 
 
 def _run_kills(server: ServeProcess, ledgers: list[Ledger], rng: random.Random) -> None:
