@@ -33,9 +33,10 @@ import logging
 import os
 import shutil
 import threading
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .file_slice import PositionedReader
@@ -587,4 +588,40 @@ def remove_prefix(store: BlobStore, prefix: str) -> int:
             removed += 1
     except OSError as exc:
         log.warning("removing blobs under %s failed: %s", prefix, exc)
+    return removed
+
+
+def reclaim_unreferenced(
+    store: BlobStore,
+    folder: str,
+    referenced: Callable[[int], set[str]],
+    grace: float,
+) -> int:
+    """Remove the blobs ``accounts/<id>/<folder>/<name>`` that ``referenced(id)`` does not
+    name, once older than ``grace`` seconds (a crash between a put and the commit of the row
+    naming it, or between a commit and the removal of the blob it replaced, leaves such
+    blobs; the grace spares a put whose row is about to commit, in any process).
+
+    :param referenced: the names the database still needs for an account (asked once per
+        account, after its first blob old enough to go is seen).
+    :returns: the number removed.
+    """
+    removed = 0
+    limit = time.time() - grace
+    known: dict[int, set[str]] = {}
+    try:
+        for key, modified in list(store.list_keys("accounts/")):
+            parts = key.split("/")
+            if len(parts) != 4 or parts[2] != folder or not parts[1].isdigit():
+                continue
+            if modified >= limit:
+                continue
+            account_id = int(parts[1])
+            if account_id not in known:
+                known[account_id] = referenced(account_id)
+            if parts[3] not in known[account_id]:
+                store.delete(key)
+                removed += 1
+    except OSError as exc:
+        log.warning("orphan sweep of %s blobs stopped: %s", folder, exc)
     return removed

@@ -3,13 +3,12 @@
 :func:`sweep` removes finished tasks older than a day, multipart sessions idle for more than
 seven days (with their part files), stale upload temp files (``accounts/<id>/tmp/up-*``,
 ``cp-*``, contact photos ``ph-*``, and request bodies the HTTP server spooled, ``tmp/body-*``)
-older than a day,
-expired OAuth codes, blob files no row references (journal rows first, then unmentioned files
-older than an hour) and part folders without a session (with a remote blob store: S3
-multipart uploads without a session, older than an hour, are aborted). :class:`Sweeper` runs
-it at start-up and then opportunistically, at most once per :data:`INTERVAL` seconds, on the
-app's background executor (never on a request thread), so it stops with the server
-(:meth:`kloudless.server.core.Core.close`).
+older than a day, expired OAuth codes, blob files no row references (journal rows first, then
+unmentioned files older than an hour; contact photos no contact names, too) and part folders
+without a session (with a remote blob store: S3 multipart uploads without a session, older
+than an hour, are aborted). :class:`Sweeper` runs it at start-up and then opportunistically,
+at most once per :data:`INTERVAL` seconds, on the app's background executor (never on a
+request thread), so it stops with the server (:meth:`kloudless.server.core.Core.close`).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from . import leases
 from .availability import parse_datetime
 from .blobs import blob_store
+from .connectors.local_contacts import reclaim_orphan_photos
 from .connectors.local_storage import (
     ORPHAN_GRACE_SECONDS,
     abort_orphan_uploads,
@@ -130,6 +130,7 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
         "DELETE FROM oauth_codes WHERE expires < ?", (now.timestamp(),)
     ).rowcount
     counts["blobs"] += reclaim_orphans(store, app.settings.data_dir, blobs=blobs)
+    counts["blobs"] += reclaim_orphan_photos(store, blobs, ORPHAN_GRACE_SECONDS)
 
     counts["part_folders"] = remove_orphan_part_folders(
         store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS

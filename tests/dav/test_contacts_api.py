@@ -283,6 +283,60 @@ def test_photos(api: Client, contacts_auth: dict[str, str]) -> None:
     )
 
 
+def _photo_files(app: Any, creds: Any) -> list[str]:
+    import os
+
+    folder = os.path.join(
+        app.settings.data_dir, "accounts", str(creds.account_id), "contact-photos"
+    )
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def test_a_photo_whose_unit_rolls_back_leaves_no_file(
+    api: Client, app: Any, creds: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kloudless.server.connectors.local_contacts import LocalContacts
+
+    local = {"Authorization": f"Bearer {creds.token}"}
+    contact = new_contact(api, local, name="Pictured")
+
+    def fail(self: Any, type_: str, obj: Any) -> None:
+        raise RuntimeError("the activity write fails after the photo was stored")
+
+    monkeypatch.setattr(LocalContacts, "_event", fail)
+    url = f"{C}/contacts/{contact['id']}/photo"
+    put = api.put(url, headers={**local, "Content-Type": "image/png"}, data=PNG)
+    assert put.status_code == 500
+    monkeypatch.undo()
+    assert _photo_files(app, creds) == []  # the stored photo went with the rollback
+    error(api.get(url, headers=local), 404, "not_found")
+
+
+def test_the_sweep_removes_photo_files_no_contact_names(api: Client, app: Any, creds: Any) -> None:
+    import os
+
+    from kloudless.server.sweep import sweep
+
+    local = {"Authorization": f"Bearer {creds.token}"}
+    contact = new_contact(api, local, name="Pictured")
+    url = f"{C}/contacts/{contact['id']}/photo"
+    assert api.put(url, headers={**local, "Content-Type": "image/png"}, data=PNG).status_code == 200
+    (kept,) = _photo_files(app, creds)
+    folder = os.path.join(
+        app.settings.data_dir, "accounts", str(creds.account_id), "contact-photos"
+    )
+    old, young = os.path.join(folder, "old-orphan"), os.path.join(folder, "young-orphan")
+    for path in (old, young):
+        with open(path, "wb") as out:
+            out.write(b"left by a kill")
+    os.utime(old, (1, 1))
+    os.utime(os.path.join(folder, kept), (1, 1))  # old, but named by the contact
+    app.sweeper.wait()
+    assert sweep(app)["blobs"] == 1
+    assert _photo_files(app, creds) == sorted([kept, "young-orphan"])  # young: within the grace
+    assert api.get(url, headers=local).data == PNG
+
+
 # -- batch ---------------------------------------------------------------------------------------
 
 

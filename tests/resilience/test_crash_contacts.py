@@ -14,7 +14,8 @@ against what the clients were told:
   ``update`` and every acknowledged delete its ``delete``; no event names a contact that never
   existed;
 * photos: every photo a row names is in the blob store (``contact-photos/``), the blob
-  journal is empty (photo files a kill left unreferenced are counted). (Keys left
+  journal is empty, and the photo files a kill left unreferenced are all gone once the sweep
+  has run as it runs an hour later (nothing else is removed). (Keys left
   ``running`` are printed, not asserted: a client that gave up
   its retries leaves its key to expire, as in ``test_crash.py``.)
 
@@ -35,6 +36,23 @@ from typing import Any
 import pytest
 
 from .test_crash import ServeProcess, _db, _free_port, run_client
+
+
+def _sweep_photos_an_hour_later(data_dir: str) -> int:
+    """Run the sweep's photo clean-up with its hour of grace passed, on a stopped server's data
+    dir. :returns: the number of photo files it removed."""
+    from kloudless.server.blobs import open_blob_store
+    from kloudless.server.connectors.local_contacts import reclaim_orphan_photos
+    from kloudless.server.connectors.registry import services
+    from kloudless.server.store import Store
+
+    services()
+    store = Store(os.path.join(data_dir, "kloudless.sqlite3"))
+    try:
+        return reclaim_orphan_photos(store, open_blob_store("", data_dir), grace=0)
+    finally:
+        store.close()
+
 
 SEED = 20261202
 KILLS = 5
@@ -231,13 +249,21 @@ def test_kill_9_under_a_contacts_workload_loses_and_duplicates_nothing(
     group_ids = {g["id"] for g in groups}
     known = set(by_id) | deleted | uncertain | group_ids
     phantoms = [i for i in activity if i not in known]
-    blobs: list[str] = []
-    for account in os.listdir(os.path.join(data_dir, "accounts")):
-        folder = os.path.join(data_dir, "accounts", account, "contact-photos")
-        if os.path.isdir(folder):
-            blobs += os.listdir(folder)
+
+    def photo_files() -> list[str]:
+        found: list[str] = []
+        for account in os.listdir(os.path.join(data_dir, "accounts")):
+            folder = os.path.join(data_dir, "accounts", account, "contact-photos")
+            if os.path.isdir(folder):
+                found += os.listdir(folder)
+        return found
+
     # A photo is stored before the row naming it commits: a kill in between leaves an
-    # unreferenced file (counted, not asserted), never a row naming a missing one.
+    # unreferenced file, never a row naming a missing one; the sweep removes those files
+    # once an hour old (run here as it runs then, on the stopped server's state).
+    left_by_kills = len([b for b in photo_files() if b not in referenced])
+    reclaimed = _sweep_photos_an_hour_later(data_dir)
+    blobs = photo_files()
     orphans = [b for b in blobs if b not in referenced]
     missing_blobs = [b for b in referenced if b not in blobs]
 
@@ -250,7 +276,8 @@ def test_kill_9_under_a_contacts_workload_loses_and_duplicates_nothing(
             f"operations {dict(ops)}, unanswered {dict(failures)}, {len(contacts)} contacts, "
             f"{len(groups)} groups, {len(blobs)} photo blobs; duplicates {duplicates}, lost "
             f"{len(lost)}, missing activity {len(missing_activity)}, phantom events "
-            f"{len(phantoms)}, unreferenced photo files {len(orphans)}, stale idempotency keys "
+            f"{len(phantoms)}, photo files a kill left {left_by_kills} (swept {reclaimed}), "
+            f"unreferenced after the sweep {len(orphans)}, stale idempotency keys "
             f"{keys_running}"
         )
     assert server.starts == KILLS + 2
@@ -260,4 +287,5 @@ def test_kill_9_under_a_contacts_workload_loses_and_duplicates_nothing(
     assert missing_activity == [], missing_activity
     assert phantoms == [], phantoms
     assert missing_blobs == []
+    assert orphans == [] and reclaimed == left_by_kills
     assert journal == 0

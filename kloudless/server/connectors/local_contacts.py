@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kloudless.server.activity import ActivityRecorder
-from kloudless.server.blobs import BlobStore, FileBlobStore
+from kloudless.server.blobs import BlobStore, FileBlobStore, reclaim_unreferenced
 from kloudless.server.connectors import vcard_mapping as vcard
 from kloudless.server.connectors.contacts_base import (
     ContactPhoto,
@@ -84,6 +84,8 @@ register_migration(MIGRATION_VERSION, SCHEMA)
 
 #: Stores whose schema has been brought up to date since this module was imported.
 _MIGRATED: weakref.WeakSet[Store] = weakref.WeakSet()
+#: The blob store folder of an account's contact photos (``accounts/<id>/contact-photos/``).
+PHOTO_FOLDER = "contact-photos"
 _ORDER = {
     "name": "sort_key ASC, id ASC",
     "-name": "sort_key DESC, id DESC",
@@ -99,6 +101,26 @@ def _new_id(prefix: str) -> str:
 
 def _etag() -> str:
     return secrets.token_hex(8)
+
+
+def reclaim_orphan_photos(store: Store, blobs: BlobStore, grace: float) -> int:
+    """Remove photo blobs no contact names, once older than ``grace`` seconds: a kill between
+    a photo's put and its row's commit, or between a commit and the removal of the photo it
+    replaced, leaves one (the sweep runs this, like the storage blobs' orphan sweep).
+
+    :returns: the number removed.
+    """
+    if store.one("SELECT 1 FROM schema_versions WHERE version = ?", (MIGRATION_VERSION,)) is None:
+        return 0  # no contacts tables yet: no photos
+
+    def referenced(account_id: int) -> set[str]:
+        rows = store.all(
+            "SELECT photo_blob FROM crm_contacts WHERE account_id = ? AND photo_blob IS NOT NULL",
+            (account_id,),
+        )
+        return {str(r["photo_blob"]) for r in rows}
+
+    return reclaim_unreferenced(blobs, PHOTO_FOLDER, referenced, grace)
 
 
 class LocalContacts(ContactsBackend):
@@ -123,7 +145,7 @@ class LocalContacts(ContactsBackend):
         #: Where the photos are (default: files in the data dir).
         self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
         self.base = account_dir(data_dir, self.account_id)
-        self.photos = os.path.join(self.base, "contact-photos")
+        self.photos = os.path.join(self.base, PHOTO_FOLDER)
         self.tmp = os.path.join(self.base, "tmp")
         if store not in _MIGRATED:
             # The store may have been opened before this module registered its migration.
@@ -454,7 +476,7 @@ class LocalContacts(ContactsBackend):
     def _key(self, blob: str) -> str:
         if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
             raise ApiError(500, "internal_error", "Corrupt photo reference.")
-        return f"accounts/{self.account_id}/contact-photos/{blob}"
+        return f"accounts/{self.account_id}/{PHOTO_FOLDER}/{blob}"
 
     def _dirs(self) -> None:
         folders = [os.path.dirname(self.base), self.base, self.tmp]
@@ -474,9 +496,15 @@ class LocalContacts(ContactsBackend):
             try:
                 self.blob_store.delete(key)
             except OSError as exc:  # pragma: no cover - an unreachable blob store
-                log.warning("removing contact photo %s failed: %s", blob, exc)
+                log.warning("removing contact photo %s failed (the sweep retries): %s", blob, exc)
 
         self.store.after_commit(drop)
+
+    def _delete_quietly(self, blob: str) -> None:
+        """Remove a photo blob no committed row names (what fails, the orphan sweep removes:
+        :func:`reclaim_orphan_photos`)."""
+        with contextlib.suppress(OSError):
+            self.blob_store.delete(self._key(blob))
 
     @contextlib.contextmanager
     def _new_blob(self, data: bytes) -> Iterator[str]:
@@ -499,12 +527,13 @@ class LocalContacts(ContactsBackend):
                 raise ApiError(
                     503, "service_unavailable", "The blob store cannot be reached; try again."
                 ) from None
+            # The unit of work may still roll back after the block (a later write fails).
+            self.store.after_rollback(lambda: self._delete_quietly(blob))
             yield blob
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-            with contextlib.suppress(OSError):
-                self.blob_store.delete(self._key(blob))
+            self._delete_quietly(blob)
             raise
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -40,7 +40,7 @@ from typing import IO
 from .. import quota
 from ..activity import ActivityRecorder
 from ..availability import parse_datetime
-from ..blobs import BlobStore, FileBlobStore
+from ..blobs import BlobStore, FileBlobStore, reclaim_unreferenced
 from ..diskspace import insufficient_storage, is_disk_full
 from ..errors import (
     ApiError,
@@ -245,33 +245,21 @@ def reclaim_orphans(
     :returns: the number of blobs removed.
     """
     blobs = blobs or FileBlobStore(data_dir)
-    removed = 0
-    limit = time.time() - grace
-    known: dict[int, set[str]] = {}
-    try:
-        for key, modified in blobs.list_keys("accounts/"):
-            parts = key.split("/")
-            if len(parts) != 4 or parts[2] != "blobs" or not parts[1].isdigit():
-                continue
-            account_id, blob = int(parts[1]), parts[3]
-            if account_id not in known:
-                known[account_id] = {
-                    str(r["blob"])
-                    for r in store.all(
-                        "SELECT blob FROM objects WHERE account_id = ? AND blob IS NOT NULL"
-                        " UNION SELECT blob FROM blob_journal WHERE account_id = ?"
-                        " UNION SELECT blob FROM blob_puts WHERE account_id = ?"
-                        " UNION SELECT blob FROM multipart WHERE account_id = ?"
-                        " AND blob IS NOT NULL",
-                        (account_id, account_id, account_id, account_id),
-                    )
-                }
-            if blob not in known[account_id] and modified < limit:
-                blobs.delete(key)
-                removed += 1
-    except OSError as exc:
-        log.warning("orphan blob sweep stopped: %s", exc)
-    return removed
+
+    def referenced(account_id: int) -> set[str]:
+        return {
+            str(r["blob"])
+            for r in store.all(
+                "SELECT blob FROM objects WHERE account_id = ? AND blob IS NOT NULL"
+                " UNION SELECT blob FROM blob_journal WHERE account_id = ?"
+                " UNION SELECT blob FROM blob_puts WHERE account_id = ?"
+                " UNION SELECT blob FROM multipart WHERE account_id = ?"
+                " AND blob IS NOT NULL",
+                (account_id, account_id, account_id, account_id),
+            )
+        }
+
+    return reclaim_unreferenced(blobs, "blobs", referenced, grace)
 
 
 def drop_multipart(blobs: BlobStore, session: sqlite3.Row) -> None:
