@@ -18,7 +18,13 @@ from kloudless.server.bootstrap import Credentials, bootstrap
 #: Modules whose tests also run on PostgreSQL in ``make test`` (a representative subset: the
 #: storage API, units of work, idempotency, events and the consistency checks; the whole suite
 #: runs on it with ``make test-postgres``, which sets ``KLOUDLESS_TEST_DATABASE=postgresql``).
-POSTGRES_MODULES = {"test_storage", "test_unit_of_work", "test_idempotency", "test_consistency"}
+POSTGRES_MODULES = {
+    "test_storage",
+    "test_unit_of_work",
+    "test_idempotency",
+    "test_consistency",
+    "test_listing_order",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
