@@ -1,10 +1,10 @@
 """``python -m benchmarks [NAME ...] [--quick] [--size BYTES] [--record FILE]``.
 
 Runs the benchmarks (all, or the named ones: overhead, paging, downloads, uploads, server,
-blobstores, scale) and prints the machine description and one table per benchmark. ``--quick``
-uses tiny sizes (the smoke test; it leaves ``scale`` out unless named); ``--size`` sets the
-large-file size (default 1 GiB; suffixes K, M, G); ``--record`` writes the tables into the
-results block of an reStructuredText file (``docs/performance.rst``).
+blobstores, scale, peers) and prints the machine description and one table per benchmark.
+``--quick`` uses tiny sizes (the smoke test; it leaves ``scale`` out unless named);
+``--size`` sets the large-file size (default 1 GiB; suffixes K, M, G); ``--record`` writes the
+tables into the results block of an reStructuredText file (``docs/performance.rst``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 from ._util import GIB, Options, Table, machine_info, rst_escape, workdir
 
-NAMES = ("overhead", "paging", "downloads", "uploads", "server", "blobstores", "scale")
+NAMES = ("overhead", "paging", "downloads", "uploads", "server", "blobstores", "scale", "peers")
 #: Left out of ``--quick`` runs without names (the smoke test): it starts several servers.
 NOT_QUICK = ("scale",)
 BEGIN = ".. BEGIN BENCHMARK RESULTS"

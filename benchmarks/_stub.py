@@ -108,24 +108,31 @@ class PagingApp:
         return [body]
 
 
-def main(argv: list[str]) -> int:
-    """:param argv: ``[total_items]``. :returns: never (exits when stdin closes)."""
+def serve(app: Any, threads: int, ident: str, ready: Callable[[str], str] = str) -> None:
+    """Serve ``app`` on waitress on a free 127.0.0.1 port, print ``READY <ready(base URL)>``,
+    and exit when stdin closes. :returns: never."""
     from waitress import create_server
 
-    app = PagingApp(int(argv[0]) if argv else 100_000)
-    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="stub")
-    app.base = f"http://127.0.0.1:{server.effective_port}"
-    for number in range(1, app.total // 1000 + 2):  # warm the cache of the usual page size
-        app.page(number, 1000)
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident=ident)
+    base = f"http://127.0.0.1:{server.effective_port}"
+    if isinstance(app, PagingApp):
+        app.base = base
+        for number in range(1, app.total // 1000 + 2):  # warm the cache of the usual page size
+            app.page(number, 1000)
 
     def watch() -> None:
         sys.stdin.read()
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
-    sys.stdout.write(f"READY {app.base}\n")
+    sys.stdout.write(f"READY {ready(base)}\n")
     sys.stdout.flush()
     server.run()
+
+
+def main(argv: list[str]) -> int:
+    """:param argv: ``[total_items]``. :returns: never (exits when stdin closes)."""
+    serve(PagingApp(int(argv[0]) if argv else 100_000), 4, "stub")
     return 0
 
 

@@ -185,11 +185,15 @@ class HelperProcess:
     """A child Python process that prints ``READY <url>`` and exits when its stdin closes.
 
     :param args: arguments after ``python -m``.
+    :param env: the child's environment (default: this process's).
     """
 
-    def __init__(self, args: list[str], log_path: str | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 
@@ -212,6 +216,7 @@ class HelperProcess:
                 stderr=log,
                 text=True,
                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                env=self.env,
             )
         finally:
             if not isinstance(log, int):

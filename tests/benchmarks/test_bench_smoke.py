@@ -29,7 +29,9 @@ TITLES = (
     "3. Download of a",
     "4. Upload of a",
     "5. Local server throughput",
+    "5b. Listing a page of 1000",
     "6. Blob stores: files vs S3",
+    "8. Peers: kloudless, WsgiDAV and rclone serve webdav",
 )
 
 
