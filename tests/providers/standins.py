@@ -32,6 +32,8 @@ class Grant:
 
     access: dict[str, float] = field(default_factory=dict)  # access token -> expiry
     refresh: set[str] = field(default_factory=set)
+    #: access or refresh token -> the scopes granted with it
+    scopes: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _Client:
@@ -145,10 +147,13 @@ class Validator(RequestValidator):  # type: ignore[misc]
     def save_bearer_token(self, token: dict[str, Any], request: Any, *a: Any, **k: Any) -> None:
         grant = self.state.grant
         grant.access[token["access_token"]] = time.time() + float(token.get("expires_in", 3600))
+        granted = list(request.scopes or [])
+        grant.scopes[token["access_token"]] = granted
         if "refresh_token" in token:
             if self.state.rotate and request.refresh_token:
                 grant.refresh.discard(request.refresh_token)
             grant.refresh.add(token["refresh_token"])
+            grant.scopes[token["refresh_token"]] = granted
         self.state.issued.append(request.grant_type)
 
     def validate_refresh_token(
@@ -160,7 +165,7 @@ class Validator(RequestValidator):  # type: ignore[misc]
         return False
 
     def get_original_scopes(self, refresh_token: str, request: Any, *a: Any, **k: Any) -> list[str]:
-        return ["files"]
+        return self.state.grant.scopes.get(refresh_token) or ["files"]
 
     def is_within_original_scope(
         self, scopes: Any, refresh_token: str, request: Any, *a: Any, **k: Any

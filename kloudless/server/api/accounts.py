@@ -24,6 +24,7 @@ from ..store import now_iso
 def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False) -> dict[str, Any]:
     """:returns: the account JSON; ``full`` adds ``properties`` with capabilities."""
     connector = get_connector(str(row["service"]))
+    apis = connector.account_apis(json.loads(row["config"] or "{}"))
     data: dict[str, Any] = {
         "id": int(row["id"]),
         "account": row["account"],
@@ -33,9 +34,9 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
         "internal_use": False,
         "created": row["created"],
         "modified": row["modified"],
-        "apis": list(connector.apis),
+        "apis": list(apis),
         "effective_scope": " ".join(
-            f"{row['service']}:normal.{api}.default:kloudless" for api in connector.apis
+            f"{row['service']}:normal.{api}.default:kloudless" for api in apis
         ),
         "custom_properties": json.loads(row["custom_properties"] or "{}"),
         "object_definitions": {},
@@ -46,11 +47,11 @@ def serialize_account(ctx: RequestContext, row: sqlite3.Row, full: bool = False)
     }
     if full:
         capabilities: dict[str, Any] = {}
-        storage = connector.storage(ctx.account_env(row)) if "storage" in connector.apis else None
+        storage = connector.storage(ctx.account_env(row)) if "storage" in apis else None
         if storage is not None:
             capabilities = {k: {"value": v} for k, v in storage.capabilities.items()}
         try:
-            contacts = connector.contacts(ctx.account_env(row)) if "crm" in connector.apis else None
+            contacts = connector.contacts(ctx.account_env(row)) if "crm" in apis else None
         except ApiError:  # e.g. a CalDAV server without address books
             contacts = None
         if contacts is not None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
 import re
 from datetime import datetime
 from typing import Any, Callable
@@ -53,7 +55,9 @@ from ..errors import (
 from ..responses import json_response, no_content, object_list
 from ..routing import Route
 
-__all__ = ["ROUTES", "serialize_calendar", "serialize_event"]
+__all__ = ["ROUTES", "serialize_calendar", "serialize_event", "sync_upstream"]
+
+log = logging.getLogger("kloudless.server")
 
 #: Longest id accepted from a URL; longer ones cannot exist.
 MAX_ID_LENGTH = 512
@@ -150,7 +154,7 @@ def serialize_event(
         "attachments": [],
         "recurrence": event.recurrence,
         "recurrence_type": event.recurrence_type,
-        "recurring_master_id": None,
+        "recurring_master_id": event.recurring_master_id,
         "created": event.created,
         "modified": event.modified,
         "href": ctx.href(
@@ -190,6 +194,51 @@ def _time_param(ctx: RequestContext, name: str) -> datetime | None:
         raise invalid_parameters(
             f"Parameter '{name}' is not an ISO-8601 date-time: {exc}"
         ) from None
+
+
+def _event_response(data: dict[str, Any], event: EventRecord, status: int = 200) -> Response:
+    """An event answer, with the upstream's ``ETag`` when the backend has one."""
+    headers = {}
+    if event.etag:
+        headers["ETag"] = event.etag if event.etag.startswith('"') else f'"{event.etag}"'
+    return json_response(data, status, headers)
+
+
+def _check_if_match(ctx: RequestContext, backend: CalendarBackend, cid: str, eid: str) -> None:
+    """``If-Match`` on an event change: 412 when the event's etag differs (backends without
+    etags ignore it; ``*`` matches any existing event)."""
+    wanted = ctx.request.headers.get("If-Match", "").strip()
+    if not wanted:
+        return
+    current = backend.get_event(cid, eid)
+    if wanted == "*" or current.etag is None:
+        return
+    tags = {t.strip() for t in wanted.split(",")}
+    if not tags & {current.etag, f'"{current.etag}"', current.etag.strip('"')}:
+        raise ApiError(
+            412,
+            "precondition_failed",
+            "The event changed since that version (If-Match does not match its ETag).",
+        )
+
+
+def sync_upstream(ctx: RequestContext, account: Any) -> None:
+    """Record, as activity, the events changed upstream (a cloud calendar, outside this API)
+    since the last look. Called before the activity stream is read; an unreachable upstream
+    is logged and retried next time (the stream stays readable)."""
+    connector = ctx.connector(account)
+    if "calendar" not in connector.account_apis(json.loads(account["config"] or "{}")):
+        return
+    try:
+        backend = connector.calendar(ctx.account_env(account))
+        if backend is None or not backend.tracks_upstream:
+            return
+        acc = int(account["id"])
+        for type_, event in backend.sync_upstream():
+            ctx.record_activity(acc, type_, serialize_event(ctx, acc, event, raw=False))
+    except (ApiError, CalendarError) as exc:
+        status = getattr(exc, "status", 400)
+        log.warning("calendar sync of account %s failed: %s %s", account["id"], status, exc)
 
 
 # --- calendars ------------------------------------------------------------------------------
@@ -272,29 +321,33 @@ def create_event(ctx: RequestContext, account_id: str, calendar_id: str) -> Resp
             raise
         event = backend.get_event(real_id, exc.conflicting_id)
     ctx.record_activity(acc, "add", serialize_event(ctx, acc, event, raw=False))
-    return json_response(serialize_event(ctx, acc, event), 201)
+    return _event_response(serialize_event(ctx, acc, event), event, 201)
 
 
 @_calendar_errors
 def get_event(ctx: RequestContext, account_id: str, calendar_id: str, event_id: str) -> Response:
     acc, backend = _backend(ctx, account_id)
     event = backend.get_event(backend.resolve_calendar_id(calendar_id), event_id)
-    return json_response(serialize_event(ctx, acc, event))
+    return _event_response(serialize_event(ctx, acc, event), event)
 
 
 @_calendar_errors
 def patch_event(ctx: RequestContext, account_id: str, calendar_id: str, event_id: str) -> Response:
     acc, backend = _backend(ctx, account_id)
     changes = clean_event_input(ctx.json_body(), partial=True)
-    event = backend.update_event(backend.resolve_calendar_id(calendar_id), event_id, changes)
+    cid = backend.resolve_calendar_id(calendar_id)
+    _check_if_match(ctx, backend, cid, event_id)
+    event = backend.update_event(cid, event_id, changes)
     ctx.record_activity(acc, "update", serialize_event(ctx, acc, event, raw=False))
-    return json_response(serialize_event(ctx, acc, event))
+    return _event_response(serialize_event(ctx, acc, event), event)
 
 
 @_calendar_errors
 def delete_event(ctx: RequestContext, account_id: str, calendar_id: str, event_id: str) -> Response:
     acc, backend = _backend(ctx, account_id)
-    event = backend.delete_event(backend.resolve_calendar_id(calendar_id), event_id)
+    cid = backend.resolve_calendar_id(calendar_id)
+    _check_if_match(ctx, backend, cid, event_id)
+    event = backend.delete_event(cid, event_id)
     ctx.record_activity(acc, "delete", serialize_event(ctx, acc, event, raw=False))
     return no_content()
 
@@ -354,12 +407,12 @@ def availability(ctx: RequestContext, account_id: str) -> Response:
     windows = _time_windows(body)
     first = min(start for start, _ in windows)
     last = max(end for _, end in windows)
-    busy = []
+    ids = []
     for calendar_id in dict.fromkeys(calendars):  # each calendar once, in order
         if len(calendar_id) > MAX_ID_LENGTH:
             raise not_found("Calendar not found.")
-        cid = backend.resolve_calendar_id(calendar_id)
-        busy.extend(backend.busy_intervals(cid, first, last))
+        ids.append(backend.resolve_calendar_id(calendar_id))
+    busy = backend.busy_across(list(dict.fromkeys(ids)), first, last)
     return json_response(
         {
             "api": "calendar",

@@ -13,6 +13,7 @@ from ..errors import invalid_parameters
 from ..params import SQLITE_MAX_INT, parse_int
 from ..responses import json_response
 from ..routing import Route
+from . import calendar
 from .contacts import sync_upstream
 
 #: Human-readable action symbols per event type (the ``action`` field).
@@ -76,6 +77,8 @@ def list_events(ctx: RequestContext, account_id: str) -> Response:
     for account in accounts:
         # Contacts changed upstream (CardDAV) become events before the log is read.
         sync_upstream(ctx, account)
+        # So do events changed in a cloud calendar (Google syncToken, Graph delta).
+        calendar.sync_upstream(ctx, account)
     ids = [int(a["id"]) for a in accounts]
     marks = ",".join("?" * len(ids))
     raw_cursor = ctx.request.args.get("cursor", "0") or "0"

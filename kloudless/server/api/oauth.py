@@ -720,7 +720,9 @@ def provider_callback(ctx: RequestContext) -> Response:
     scope = params.get("scope") or "all"
     app = ctx.store.get_app(app_id)
     with ctx.store.transaction():
-        account_id = _same_provider_user(ctx, app_id, done.provider, done.identity.user_id)
+        account_id = _same_provider_user(
+            ctx, app_id, done.provider, done.identity.user_id, done.identity.service
+        )
         if account_id is None:
             account_id = ctx.store.create_account(
                 app_id,
@@ -741,13 +743,20 @@ def provider_callback(ctx: RequestContext) -> Response:
     )
 
 
-def _same_provider_user(ctx: RequestContext, app_id: str, provider: str, user: str) -> int | None:
-    """:returns: the app's account connected earlier for the same provider user, or None."""
+def _same_provider_user(
+    ctx: RequestContext, app_id: str, provider: str, user: str, service: str
+) -> int | None:
+    """:returns: the app's account of ``service`` connected earlier for the same provider
+    user, or None (a calendar-only account and a storage account stay two accounts)."""
     if not user:
         return None
     for row in ctx.store.list_accounts(app_id):
         stored = json.loads(row["config"] or "{}")
-        if stored.get("provider") == provider and stored.get("provider_user") == user:
+        if (
+            stored.get("provider") == provider
+            and stored.get("provider_user") == user
+            and row["service"] == service
+        ):
             return int(row["id"])
     return None
 

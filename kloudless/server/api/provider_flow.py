@@ -88,7 +88,11 @@ def offered(ctx: RequestContext, app_id: str, scope: str) -> list[providers.Prov
     for item in scope.split():
         word = item.split(":", 1)[0].split(".", 1)[0].lower()
         named.add(word)
-    picked = [p for p in configured if named & {p.name, *p.provider.services}]
+    picked = [
+        p
+        for p in configured
+        if named & {p.name, *p.provider.services, p.provider.calendar_service} - {""}
+    ]
     return picked or configured
 
 
@@ -101,7 +105,10 @@ def start(ctx: RequestContext, params: dict[str, str], app_id: str, name: str) -
     if app is None:
         raise invalid_parameters("That provider is not available for this application.")
     state = provider_flows.new_state()
-    auth = provider_tokens.authorization(app, callback_uri(ctx), state)
+    apis = providers.requested_apis(params.get("scope") or "all", app.provider)
+    auth = provider_tokens.authorization(
+        app, callback_uri(ctx), state, providers.scopes_for(app, apis)
+    )
     binding = secrets.token_urlsafe(32)
     provider_flows.begin(
         ctx.store,
@@ -174,7 +181,9 @@ def complete(ctx: RequestContext) -> Connected:
     policy = policy_for(ctx.settings)
     try:
         token = provider_tokens.exchange(app, policy, code, callback_uri(ctx), flow.verifier)
-        identity = provider_connect.identify(app, policy, str(token["access_token"]))
+        requested = providers.requested_apis(flow.request.get("scope") or "all", app.provider)
+        apis = providers.granted_apis(app.provider, token.get("scope"), requested)
+        identity = provider_connect.identify(app, policy, str(token["access_token"]), apis)
     except (provider_tokens.TokenError, provider_connect.ConnectError) as exc:
         log.info(
             "provider sign-in at %s failed: %s (request_id=%s)",
@@ -189,6 +198,7 @@ def complete(ctx: RequestContext) -> Connected:
             f"The sign-in at {title} could not be completed ({exc}).",
         ) from None
     config = provider_connect.account_config(app, identity, token, ctx.store.server_secret())
+    config["provider_apis"] = list(apis)
     spec_token = provider_tokens.from_rclone(provider_tokens.to_rclone(token))
     expiry = spec_token.expiry.strftime("%Y-%m-%dT%H:%M:%SZ") if spec_token.expiry else None
     return Connected(flow.request, flow.app_id, flow.provider, identity, config, expiry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .model import Op, Reply, Schema, json, listing, obj, query
+from .model import Op, Reply, Schema, header, json, listing, obj, query
 
 __all__ = ["OPERATIONS"]
 
@@ -12,6 +12,10 @@ TEXT: Schema = {"type": ["string", "null"]}
 DELETED = Reply("Deleted.")
 CALENDAR = Reply.of("The calendar.", "Calendar")
 EVENT = Reply.of("The event.", "CalendarEvent")
+#: Cloud calendars (Google, Outlook) answer events with the upstream's ``ETag``.
+IF_MATCH = header(
+    "If-Match", "Only if the event's ``ETag`` is still this (else 412; ignored without etags)."
+)
 CAL_FIELDS: dict[str, Schema] = {
     "name": STRING,
     "description": TEXT,
@@ -86,11 +90,16 @@ OPERATIONS: dict[str, Op] = {
         "Change an event",
         {200: EVENT},
         body=json(obj(**EVENT_FIELDS), example={"location": "Room 1"}),
+        params=(IF_MATCH,),
         errors=(412,),
         example={**CAL_ID, "event_id": "$CAL_EVENT_ID"},
     ),
     f"DELETE {C}/calendars/<calendar_id>/events/<event_id>": Op(
-        "Delete an event", {204: DELETED}, example={**CAL_ID, "event_id": "$CAL_EVENT_ID"}
+        "Delete an event",
+        {204: DELETED},
+        params=(IF_MATCH,),
+        errors=(412,),
+        example={**CAL_ID, "event_id": "$CAL_EVENT_ID"},
     ),
     f"POST {C}/availability": Op(
         "Find free time",

@@ -403,6 +403,13 @@ class Connector:
             f"The {self.service} service takes no imported credentials ('token').",
         )
 
+    def account_apis(self, config: dict[str, Any]) -> tuple[str, ...]:
+        """:param config: the account's stored config.
+        :returns: the API families this account offers (shown as the account's ``apis``);
+            a provider account offers ``calendar`` only when the user granted it.
+        """
+        return self.apis
+
     def account_identity(self, config: dict[str, Any]) -> tuple[str, str | None]:
         """:param config: a config :meth:`validate_config` returned.
         :returns: ``(service id to store on the account, default display name or None)``;

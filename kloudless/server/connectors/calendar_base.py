@@ -167,6 +167,10 @@ class EventRecord:
     created: str | None = None
     modified: str | None = None
     raw: Any = None
+    #: The upstream's version tag (cloud calendars), sent as ``ETag``; None without one.
+    etag: str | None = None
+    #: The recurring event an expanded instance belongs to (``recurring_master_id``).
+    recurring_master_id: str | None = None
 
     def interval(self) -> Interval:
         """:returns: the event's ``(start, end)`` as UTC datetimes (see :func:`event_interval`)."""
@@ -350,6 +354,8 @@ class CalendarBackend(abc.ABC):
 
     #: Upper bound of pages :meth:`busy_intervals` reads (bounded loop, see the standards).
     max_busy_pages = 1000
+    #: Whether :meth:`sync_upstream` reports changes made outside the API (cloud calendars).
+    tracks_upstream = False
 
     @abc.abstractmethod
     def primary_calendar_id(self) -> str:
@@ -455,3 +461,24 @@ class CalendarBackend(abc.ABC):
             busy.extend(event.interval() for event in result.objects)
             page = result.next_page
         return busy
+
+    def busy_across(
+        self, calendar_ids: list[str], start: datetime, end: datetime
+    ) -> list[Interval]:
+        """Busy time of several calendars (real ids) between ``start`` and ``end``.
+
+        The default asks :meth:`busy_intervals` calendar by calendar; a provider with one
+        free/busy query for several calendars overrides it.
+
+        :raises CalendarNotFound: a calendar does not exist.
+        """
+        busy: list[Interval] = []
+        for calendar_id in calendar_ids:
+            busy.extend(self.busy_intervals(calendar_id, start, end))
+        return busy
+
+    def sync_upstream(self) -> list[tuple[str, EventRecord]]:
+        """Changes made upstream (outside this API) since the last call, as activity:
+        ``("add" | "update" | "delete", event)``. The default has none (see
+        :attr:`tracks_upstream`)."""
+        return []

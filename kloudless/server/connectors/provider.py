@@ -211,16 +211,21 @@ class ProviderConnector(RcloneConnector):
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         if not env.config.get("provider"):
             return super().passthrough(env, request)
-        keeper = TokenKeeper(env)
-        spec = load_spec(env.config, env.store.server_secret())
-        return forward(
-            app_of(env.config, spec),
-            keeper.access_token,
-            request,
-            policy_for(env.settings),
-            env.settings.max_upload_bytes,
-            env.settings.data_dir,
-        )
+        return passthrough(env, request)
+
+
+def passthrough(env: AccountEnv, request: PassthroughRequest) -> Response:
+    """Forward a pass-through request of a provider account with its current token."""
+    keeper = TokenKeeper(env)
+    spec = load_spec(env.config, env.store.server_secret())
+    return forward(
+        app_of(env.config, spec),
+        keeper.access_token,
+        request,
+        policy_for(env.settings),
+        env.settings.max_upload_bytes,
+        env.settings.data_dir,
+    )
 
 
 #: The services of provider accounts, served by :class:`ProviderConnector`.

@@ -74,9 +74,17 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def identify(app: ProviderApp, policy: OutboundPolicy, token: str) -> Identity:
-    """:returns: who the token belongs to. :raises ConnectError: the API did not say."""
+def identify(
+    app: ProviderApp, policy: OutboundPolicy, token: str, apis: tuple[str, ...] = ("storage",)
+) -> Identity:
+    """:param apis: the APIs the user granted; without ``storage`` the account is a calendar
+        account (service :attr:`~.providers.Provider.calendar_service`), identified through
+        the calendar API (Google: the primary calendar, whose id is the user's address;
+        Microsoft: ``/v1.0/me``).
+    :returns: who the token belongs to. :raises ConnectError: the API did not say."""
     with policy.session() as session:
+        if "storage" not in apis and app.provider.calendar_service:
+            return _calendar_identity(session, app, token)
         if app.name == "google":
             user = _get(session, app, token, "/drive/v3/about?fields=user").get("user") or {}
             return Identity(
@@ -104,6 +112,19 @@ def identify(app: ProviderApp, policy: OutboundPolicy, token: str) -> Identity:
             )
         me = _get(session, app, token, "/2.0/users/me")
         return Identity(_text(me.get("id")), _text(me.get("login")), "box", {})
+
+
+def _calendar_identity(session: requests.Session, app: ProviderApp, token: str) -> Identity:
+    service = app.provider.calendar_service
+    if app.name == "google":
+        primary = _get(session, app, token, "/calendar/v3/calendars/primary")
+        address = _text(primary.get("id"))
+        if not address:
+            raise ConnectError("Google Calendar did not name the user's primary calendar")
+        return Identity(address, address, service, {})
+    me = _get(session, app, token, "/v1.0/me")
+    name = _text(me.get("mail")) or _text(me.get("userPrincipalName"))
+    return Identity(_text(me.get("id")), name, service, {})
 
 
 def account_config(

@@ -65,8 +65,11 @@ class Authorization:
     code_verifier: str | None
 
 
-def authorization(app: ProviderApp, redirect_uri: str, state: str) -> Authorization:
-    """:returns: the provider's authorization URL for the code flow (``state``, PKCE ``S256``
+def authorization(
+    app: ProviderApp, redirect_uri: str, state: str, scopes: tuple[str, ...] | None = None
+) -> Authorization:
+    """:param scopes: the scopes to ask for (default: the application's).
+    :returns: the provider's authorization URL for the code flow (``state``, PKCE ``S256``
     when the provider supports it, the provider's offline-access parameters)."""
     client = WebApplicationClient(app.client_id)
     verifier = challenge = None
@@ -79,7 +82,7 @@ def authorization(app: ProviderApp, redirect_uri: str, state: str) -> Authorizat
     url = client.prepare_request_uri(
         "https://" + app.auth_url[len("http://") :] if insecure else app.auth_url,
         redirect_uri=redirect_uri,
-        scope=list(app.scopes) or None,
+        scope=list(app.scopes if scopes is None else scopes) or None,
         state=state,
         code_challenge=challenge,
         code_challenge_method="S256" if challenge else None,

@@ -61,6 +61,12 @@ class Provider:
     :param scopes: the scopes asked for by default.
     :param auth_params: extra authorization request parameters (offline access).
     :param pkce: whether the provider supports PKCE (RFC 7636, ``S256``).
+    :param calendar_service: the service id of accounts connected for calendars only
+        (``google_calendar``), or "" when the provider has no calendar API here.
+    :param api_scopes: the provider scopes that grant each Kloudless API (``storage``,
+        ``calendar``); the first of each is the one asked for.
+    :param base_scopes: scopes asked for whatever the APIs (Microsoft: ``User.Read``,
+        ``offline_access``).
     """
 
     name: str
@@ -75,6 +81,9 @@ class Provider:
     scopes: tuple[str, ...] = ()
     auth_params: Mapping[str, str] = field(default_factory=dict)
     pkce: bool = True
+    calendar_service: str = ""
+    api_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    base_scopes: tuple[str, ...] = ()
 
 
 CATALOGUE: dict[str, Provider] = {
@@ -92,6 +101,17 @@ CATALOGUE: dict[str, Provider] = {
             scopes=("https://www.googleapis.com/auth/drive",),
             # A refresh token is issued only with offline access, and again only on consent.
             auth_params={"access_type": "offline", "prompt": "consent"},
+            calendar_service="google_calendar",
+            api_scopes={
+                "storage": (
+                    "https://www.googleapis.com/auth/drive",
+                    "https://www.googleapis.com/auth/drive.file",
+                ),
+                "calendar": (
+                    "https://www.googleapis.com/auth/calendar",
+                    "https://www.googleapis.com/auth/calendar.events",
+                ),
+            },
         ),
         Provider(
             "microsoft",
@@ -102,6 +122,12 @@ CATALOGUE: dict[str, Provider] = {
             "https://login.microsoftonline.com/common/oauth2/v2.0/token",
             "https://graph.microsoft.com",
             scopes=("Files.ReadWrite.All", "User.Read", "offline_access"),
+            calendar_service="outlook_calendar",
+            api_scopes={
+                "storage": ("Files.ReadWrite.All", "Files.ReadWrite"),
+                "calendar": ("Calendars.ReadWrite",),
+            },
+            base_scopes=("User.Read", "offline_access"),
         ),
         Provider(
             "dropbox",
@@ -204,9 +230,64 @@ def provider(name: str) -> Provider:
 def provider_of_service(service: str) -> Provider | None:
     """:returns: the provider whose accounts have the service id ``service``, or None."""
     for candidate in CATALOGUE.values():
-        if service in candidate.services:
+        if service in candidate.services or service == candidate.calendar_service:
             return candidate
     return None
+
+
+#: The Kloudless APIs a provider sign-in can grant, in the order accounts list them.
+PROVIDER_APIS = ("storage", "calendar")
+
+
+def requested_apis(scope: str, chosen: Provider) -> tuple[str, ...]:
+    """:param scope: the Kloudless ``scope`` of the authorization request.
+    :returns: the APIs a sign-in at ``chosen`` asks for: ``calendar`` for items naming the
+        calendar family or the provider's calendar service (``calendar``,
+        ``google_calendar``, ``gdrive.calendar``), ``storage`` for the storage family or a
+        storage service; both for ``all``, the provider's name or a scope naming neither.
+    """
+    wanted: set[str] = set()
+    for item in scope.split():
+        head, _, rest = item.partition(":")
+        words = [w.lower() for w in head.split(".") if w]
+        words += [w.lower() for w in rest.split(".")[1:2] if w]  # svc:normal.<api>.x
+        if chosen.calendar_service and chosen.calendar_service in words:
+            wanted.add("calendar")
+        elif any(w in chosen.services for w in words):
+            named = [a for a in PROVIDER_APIS if a in words[1:]]
+            wanted.update(named or ["storage"])
+        else:
+            wanted.update(a for a in PROVIDER_APIS if a in words)
+    if not wanted:
+        wanted = set(PROVIDER_APIS)
+    return tuple(a for a in PROVIDER_APIS if a in wanted and a in chosen.api_scopes) or ("storage",)
+
+
+def scopes_for(app: ProviderApp, apis: Sequence[str]) -> tuple[str, ...]:
+    """:returns: the provider scopes to ask for: the application's own list when the
+    operator set one (``kloudless apps provider set ... --scope``), else the provider's
+    base scopes plus the first scope of each API in ``apis``."""
+    chosen = app.provider
+    if app.scopes != chosen.scopes or not chosen.api_scopes:
+        return app.scopes
+    picked = [*chosen.base_scopes, *(chosen.api_scopes[a][0] for a in apis)]
+    return tuple(dict.fromkeys(picked))
+
+
+def granted_apis(
+    chosen: Provider, granted: Sequence[str] | str | None, requested: Sequence[str]
+) -> tuple[str, ...]:
+    """:param granted: the ``scope`` of the token answer (a list or a space-separated
+        string), or None when the provider did not say (then what was requested).
+    :returns: the APIs whose scopes the user granted.
+    """
+    if granted is None or not chosen.api_scopes:
+        return tuple(requested)
+    names = set(granted.split() if isinstance(granted, str) else granted)
+    found = tuple(a for a in PROVIDER_APIS if names & set(chosen.api_scopes.get(a, ())))
+    # Scopes the operator chose that name no API here (drive.readonly, ...): storage, as
+    # before calendars existed.
+    return found or ("storage",)
 
 
 def check_url(value: Any, what: str) -> str:

@@ -183,7 +183,7 @@ class RcloneConnector(Connector):
         creation alias).
     """
 
-    apis = ("storage", "events")
+    apis: tuple[str, ...] = ("storage", "events")
 
     def __init__(self, service: str) -> None:
         self.service = service

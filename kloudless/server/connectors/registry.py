@@ -14,13 +14,14 @@ from .base import Connector
 from .caldav import CALDAV
 from .carddav import CARDDAV
 from .local import LOCAL
-from .provider import CONNECTORS as PROVIDER_CONNECTORS
+from .provider_calendar import CONNECTORS as PROVIDER_CONNECTORS
 from .rclone import CONNECTORS as RCLONE_CONNECTORS
 from .rclone import connector_for as rclone_connector_for
 from .webdav import WEBDAV
 
 #: The connectors every server has (rclone serves the service ids of its backend types).
-#: Provider services (gdrive, dropbox, ...) come last: they replace the plain rclone ones.
+#: Provider services (gdrive, dropbox, ...) come last: they replace the plain rclone ones;
+#: then the providers' calendar services (google_calendar, outlook_calendar).
 BUILTIN: tuple[Connector, ...] = (
     LOCAL,
     WEBDAV,
