@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_STAMP := $(VENV)/.installed-server
 
-.PHONY: help demo test test-browser screenshots lint typecheck unit docs readme bench fuzz dist clean
+.PHONY: help demo test test-postgres test-browser screenshots lint typecheck unit docs readme bench fuzz dist clean
 
 help:
 	@echo "make demo   run the quickstart against a throw-away local server"
@@ -17,6 +17,7 @@ help:
 	@echo "make fuzz   fuzz the server against its OpenAPI description (random seeds, long)"
 	@echo "make dist   build the wheel and the sdist into dist/ (twine-checked)"
 	@echo "make test-browser  only the browser tests (they drive an installed Chromium)"
+	@echo "make test-postgres every server test on a throw-away PostgreSQL"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,10 @@ readme: $(DEV_STAMP)
 	$(BIN)/python -W ignore::UserWarning -m readme_renderer README.rst -o /dev/null
 
 test: lint typecheck unit docs readme
+
+# Every server test on PostgreSQL (make test runs the modules with SQL of their own on both).
+test-postgres: $(DEV_STAMP)
+	KLOUDLESS_TEST_DATABASE=postgresql $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests/server
 
 # The browser tests drive an installed Chromium through Playwright (no browser download).
 test-browser: $(DEV_STAMP)

@@ -21,14 +21,18 @@ log = logging.getLogger("kloudless.server")
 
 #: Called after each activity append has committed: ``listener(account_id, cursor)``.
 ActivityListener = Callable[[int, int], None]
+#: Called inside the append's transaction: ``writer(account_id, cursor)``; may only write to
+#: the store (no I/O that can wait), and its writes commit or roll back with the change.
+ActivityWriter = Callable[[int, int], object]
 #: Turns a backend object (a ``StorageObject``, a calendar record, ...) into event metadata.
 Describe = Callable[[Any], dict[str, Any]]
 
-__all__ = ["ActivityListener", "ActivityLog", "ActivityRecorder", "Describe"]
+__all__ = ["ActivityListener", "ActivityLog", "ActivityRecorder", "ActivityWriter", "Describe"]
 
 
 class ActivityLog:
-    """Appends activity events and notifies listeners after the commit.
+    """Appends activity events, runs the writers in the same transaction and notifies
+    listeners after the commit.
 
     :param store: the server's store.
     """
@@ -37,6 +41,8 @@ class ActivityLog:
         self.store = store
         #: Called after every committed append (webhook delivery plugs in here).
         self.listeners: list[ActivityListener] = []
+        #: Run inside every append's transaction (webhook delivery queues there).
+        self.writers: list[ActivityWriter] = []
 
     def record(
         self,
@@ -59,6 +65,8 @@ class ActivityLog:
             cursor = self.store.append_activity(
                 account_id, type_, object_id or metadata.get("id"), metadata, ip, actor
             )
+            for writer in list(self.writers):
+                writer(account_id, cursor)
 
         def notify() -> None:
             for listener in list(self.listeners):

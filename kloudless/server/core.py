@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import instances, webhooks
-from .activity import ActivityListener, ActivityLog, ActivityRecorder, Describe
+from .activity import ActivityListener, ActivityLog, ActivityRecorder, ActivityWriter, Describe
 from .connectors import caldav, rclone, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
@@ -68,6 +68,11 @@ class Core:
     def activity_listeners(self) -> list[ActivityListener]:
         """Called after every committed activity append (``listener(account_id, cursor)``)."""
         return self.activity.listeners
+
+    @property
+    def activity_writers(self) -> list[ActivityWriter]:
+        """Run inside every activity append's transaction (``writer(account_id, cursor)``)."""
+        return self.activity.writers
 
     def connector(self, account: sqlite3.Row) -> Connector:
         """:returns: the :class:`~kloudless.server.connectors.base.Connector` of the account."""

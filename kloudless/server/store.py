@@ -229,6 +229,16 @@ class Store:
         self._lock = threading.Lock()
         self.migrate()
 
+    @property
+    def database_url(self) -> str | None:
+        """:returns: the PostgreSQL URL of the database, or None for SQLite (:attr:`path`)."""
+        return self._url
+
+    @property
+    def location(self) -> str:
+        """:returns: what names the database (the PostgreSQL URL, or the SQLite file)."""
+        return self._url or os.path.abspath(self.path)
+
     # -- connections -------------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:

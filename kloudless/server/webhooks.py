@@ -27,9 +27,13 @@ During a rotation receivers accept the old and the new key.
 same request with an empty body; the endpoint must answer ``200`` with the application id as the
 body. Otherwise the webhook is marked ``invalid`` and not used until it is configured again.
 
-**Delivery.** :meth:`WebhookDispatcher.notify` (after the change committed) only queues the
-account in the database table ``webhook_queue`` (one small write, and none when the application
-has no webhook), so API requests never wait for a receiver. A worker thread in every server
+**Delivery.** :meth:`WebhookDispatcher.enqueue` (an activity writer, see
+:class:`~kloudless.server.activity.ActivityLog`) queues the account in the database table
+``webhook_queue`` inside the transaction that records the change (one small write, and none
+when the application has no webhook): the queue row commits with the change or not at all, so
+a process that dies right after the commit leaves the notification queued for any other (or
+the next) process. After the commit :meth:`WebhookDispatcher.wake` only wakes the worker; API
+requests never wait for a receiver. A worker thread in every server
 process claims due rows (a claim expires, so a row of a process that died is sent by another),
 sends one notification per account however many changes happened meanwhile (coalescing),
 retries connection errors, timeouts, ``408``, ``429`` and ``5xx`` with exponential backoff
@@ -42,8 +46,10 @@ not followed, and the receiver's address must pass the server's outbound policy
 ``Settings.allow_upstream`` permits them); a refused address fails validation.
 
 Notifications still queued when the server stops stay queued for the next start (or any
-other process sharing the database). Receivers that must not miss anything also poll
-``events`` with their stored cursor (a crash right after a commit can lose its queueing).
+other process sharing the database). Delivery is *at least once*: every committed change
+leads to a notification (coalesced per account), and a notification may arrive twice when a
+process dies after sending it and before recording that (same delivery id); receivers read
+``events`` from their stored cursor, so a repeat costs one empty read.
 """
 
 from __future__ import annotations
@@ -405,8 +411,8 @@ class _Claimed:
 
 class WebhookDispatcher:
     """Delivers notifications from a queue in the database (``webhook_queue``), so that every
-    process sharing it delivers any account's notifications once; plug :meth:`notify` into
-    ``app.activity_listeners``.
+    process sharing it delivers any account's notifications once; plug :meth:`enqueue` into
+    the activity log's writers and :meth:`wake` into its listeners (:func:`attach` does).
 
     :param store: the server store.
     :param timeout: seconds for each HTTP request to a receiver.
@@ -458,22 +464,24 @@ class WebhookDispatcher:
         return 2 * self.timeout + 10.0
 
     # -- API used by the application -----------------------------------------------------------
-    def notify(self, account_id: int, cursor: int) -> None:
-        """Queue a notification for ``account_id`` (an activity listener, run after the commit).
-        Never waits for a receiver: one small write when the account's application has a
-        usable webhook, nothing otherwise; an account already queued is not queued twice."""
-        with self._cond:
-            if self._stopping:
-                return
+    def enqueue(self, account_id: int, cursor: int) -> bool:
+        """Queue a notification for ``account_id`` in the caller's transaction (an activity
+        writer: the row commits or rolls back with the change it announces). One small write
+        when the account's application has a usable webhook, nothing otherwise; an account
+        already queued is not queued twice. Queued even while stopping (the next process, or
+        another one, delivers it).
+
+        :returns: True if a notification is queued.
+        """
         try:
-            hooked = self.store.one(
-                "SELECT 1 FROM accounts a JOIN webhooks w ON w.app_id = a.app_id"
-                " WHERE a.id = ? AND w.state != ?",
-                (account_id, INVALID),
-            )
-            if hooked is None:
-                return
-            with self.store.transaction():
+            with self.store.transaction():  # a savepoint inside the request's unit of work
+                hooked = self.store.one(
+                    "SELECT 1 FROM accounts a JOIN webhooks w ON w.app_id = a.app_id"
+                    " WHERE a.id = ? AND w.state != ?",
+                    (account_id, INVALID),
+                )
+                if hooked is None:
+                    return False
                 self.store.execute(
                     "INSERT INTO webhook_queue (account_id, delivery, seq, due) VALUES (?, ?, 1, ?)"
                     " ON CONFLICT (account_id) DO UPDATE SET seq = webhook_queue.seq + 1",
@@ -481,11 +489,24 @@ class WebhookDispatcher:
                 )
         except Exception:  # a notification must never fail the request that changed something
             log.exception("cannot queue a webhook notification for account %s", account_id)
-            return
+            return False
+        return True
+
+    def wake(self, account_id: int, cursor: int) -> None:
+        """Wake the worker (an activity listener, run after the commit): queued rows are sent
+        now instead of at the next poll. Never waits for a receiver."""
         with self._cond:
+            if self._stopping:
+                return
             self._ensure_thread()
             self._woken = True
             self._cond.notify_all()
+
+    def notify(self, account_id: int, cursor: int) -> None:
+        """Queue a notification for ``account_id`` and wake the worker (outside the activity
+        log: :meth:`enqueue` in the caller's transaction, :meth:`wake` after it)."""
+        if self.enqueue(account_id, cursor):
+            self.store.after_commit(lambda: self.wake(account_id, cursor))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the queue is empty (tests, orderly shutdown).
@@ -649,14 +670,17 @@ class _DeliveryFailed(Exception):
 
 
 class ActivitySource(Protocol):
-    """Where a dispatcher plugs in: a store, its activity listeners and the settings (for the
-    outbound policy) (a :class:`~kloudless.server.core.Core`)."""
+    """Where a dispatcher plugs in: a store, its activity writers and listeners and the
+    settings (for the outbound policy) (a :class:`~kloudless.server.core.Core`)."""
 
     store: Store
     settings: Settings
 
     @property
     def activity_listeners(self) -> list[Callable[[int, int], None]]: ...
+
+    @property
+    def activity_writers(self) -> list[Callable[[int, int], object]]: ...
 
     @property
     def instance_id(self) -> str: ...
@@ -671,7 +695,8 @@ def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     options.setdefault("sender", functools.partial(send_http, policy=policy_for(app.settings)))
     options.setdefault("holder", app.instance_id)
     dispatcher = WebhookDispatcher(app.store, **options)
-    app.activity_listeners.append(dispatcher.notify)
+    app.activity_writers.append(dispatcher.enqueue)  # queued in the change's transaction
+    app.activity_listeners.append(dispatcher.wake)  # the worker woken after the commit
     if dispatcher.store.one("SELECT 1 FROM webhook_queue LIMIT 1") is not None:
         dispatcher.start()  # notifications queued by an earlier (or another) process
     return dispatcher

@@ -197,6 +197,8 @@ class AuthServerState:
     accept_tokens: bool = True
     #: What /authorize does: "approve", or an OAuth error code to send back (access_denied).
     decision: str = "approve"
+    #: Seconds /token waits before it answers (a slow provider: lets refreshes overlap).
+    token_delay: float = 0.0
 
     def revoke(self) -> None:
         """The user revokes the application's access at the provider."""
@@ -246,6 +248,7 @@ def auth_server_app(state: AuthServerState) -> Callable[..., Any]:
         if request.path == "/token" and request.method == "POST":
             body = request.get_data(as_text=True)
             state.token_requests.append(dict(request.form.items()))
+            time.sleep(state.token_delay)
             headers, text, status = server.create_token_response(
                 _url(request), "POST", body, _headers(request)
             )

@@ -1,14 +1,18 @@
-"""A cluster: two ``kloudless serve`` processes over one PostgreSQL database and one data dir,
-behind a round-robin proxy. An SDK workload (default retries: keyed uploads, listings, events
-with a cursor, a multipart upload begun on one process and completed on the other, webhooks)
-runs while one process is SIGKILLed and restarted. Then: nothing lost, nothing duplicated,
-every byte intact, the events cursor never went backwards, and no webhook notification was
-delivered twice except the one a killed process may have sent without recording it."""
+"""A cluster: two ``kloudless serve`` processes, each with a data dir of its own (as on two
+machines), over one PostgreSQL database and one S3 endpoint (moto in server mode), behind a
+round-robin proxy. An SDK workload (default retries: keyed uploads, listings, events with a
+cursor, a multipart upload begun on one process and completed on the other, webhooks) runs
+while one process is SIGKILLed and restarted. Then: nothing lost, nothing duplicated, every
+byte intact and in the bucket (none in the data dirs), no unfinished S3 upload left, the events
+cursor never went backwards, and no webhook notification was delivered twice except the one a
+killed process may have sent without recording it."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import os
 import signal
 import threading
 import time
@@ -20,6 +24,7 @@ from kloudless.server import webhooks as hooks
 from kloudless.server.connectors.registry import services
 from kloudless.server.store import Store
 from tests.pgserver import PostgresServer
+from tests.s3.servers import S3Endpoint, moto_s3
 from tests.security.conftest import LoopbackServer, Reply, Seen
 
 from .processes import Served, free_port
@@ -30,10 +35,14 @@ KILL_AFTER = 12  # uploads done when the first process is killed
 WAIT = 120.0
 
 
-def _serve(data: str, port: int, url: str) -> Served:
+def _serve(data: str, port: int, url: str, s3: S3Endpoint, bucket: str) -> Served:
     return Served(
         ["--data-dir", data, "--port", str(port), "--allow-upstream", "127.0.0.1"],
-        env={"KLOUDLESS_DATABASE_URL": url},
+        env={
+            "KLOUDLESS_DATABASE_URL": url,
+            "KLOUDLESS_BLOB_STORE": f"s3://{bucket}/kl",
+            **s3.env(),
+        },
     )
 
 
@@ -41,16 +50,27 @@ def _names(listing: Any) -> list[str]:
     return sorted(o["name"] for o in listing.data["objects"])
 
 
-def test_two_processes_over_postgres_survive_a_sigkill(
+def test_two_processes_over_postgres_and_s3_survive_a_sigkill(
     tmp_path: Any, postgres: PostgresServer, loopback: Callable[[Reply], LoopbackServer]
+) -> None:
+    with moto_s3() as s3:
+        _cluster_run(tmp_path, postgres, loopback, s3, s3.new_bucket())
+
+
+def _cluster_run(
+    tmp_path: Any,
+    postgres: PostgresServer,
+    loopback: Callable[[Reply], LoopbackServer],
+    s3: S3Endpoint,
+    bucket: str,
 ) -> None:
     from kloudless import Account
 
     url = postgres.new_database()
-    data = str(tmp_path / "data")
+    datas = [str(tmp_path / "data-a"), str(tmp_path / "data-b")]
     ports = [free_port(), free_port()]
-    first = _serve(data, ports[0], url).start()
-    second = _serve(data, ports[1], url).start()
+    first = _serve(datas[0], ports[0], url, s3, bucket).start()
+    second = _serve(datas[1], ports[1], url, s3, bucket).start()
     proxy = RoundRobinProxy([("127.0.0.1", p) for p in ports]).start()
     restarted: Served | None = None
     try:
@@ -104,7 +124,7 @@ def test_two_processes_over_postgres_survive_a_sigkill(
                 threading.Timer(0.05, first.proc.send_signal, (signal.SIGKILL,)).start()
             if n == KILL_AFTER + 8:
                 first.stop()
-                restarted = _serve(data, ports[0], url).start()
+                restarted = _serve(datas[0], ports[0], url, s3, bucket).start()
                 assert restarted.exports() == {}
             body = f"file {n} ".encode() * (100 + n)
             with account() as acc:
@@ -120,7 +140,7 @@ def test_two_processes_over_postgres_survive_a_sigkill(
         read_events()
 
         # A multipart upload begun on one process, its parts sent to both, completed on the
-        # other (the parts live in the shared data dir, the session in the database).
+        # other (the parts are an S3 multipart upload, the session is in the database).
         auth = {"Authorization": f"Bearer {token}"}
         base = [f"http://127.0.0.1:{p}/v1/accounts/me/storage/multipart" for p in ports]
         session = requests.post(
@@ -154,6 +174,11 @@ def test_two_processes_over_postgres_survive_a_sigkill(
             assert hashlib.sha256(content.content).hexdigest() == expected[obj["name"]]
         assert cursors == sorted(cursors)
         assert min(proxy.counts) > 0  # both processes answered
+        # The bytes are in the bucket, none in the data dirs; the multipart upload finished.
+        assert len(s3.keys(bucket, "kl/accounts/")) >= len(expected)
+        assert s3.uploads(bucket) == []
+        for data in datas:
+            assert glob.glob(os.path.join(data, "accounts", "*", "blobs", "*")) == []
 
         def delivered() -> bool:
             with lock:

@@ -356,11 +356,50 @@ def test_stop_is_prompt_and_keeps_the_queue(env: Env) -> None:
     assert not dispatcher.wait_idle(0)  # the retry is 30 s away
     dispatcher.stop(timeout=WAIT)
     assert sent == [f"account={env.creds.account_id}"]
-    dispatcher.notify(env.creds.account_id, 2)  # ignored after stop
+    dispatcher.notify(env.creds.account_id, 2)  # queued for the next process, not sent
     assert len(sent) == 1
     # The retry stays queued in the database for the next process (or another one).
     row = env.app.store.one("SELECT attempts, holder FROM webhook_queue")
     assert row is not None and row["attempts"] == 1 and row["holder"] is None
+
+
+def test_the_notification_commits_with_the_change(
+    tmp_path: Any, loopback: Callable[[Reply], LoopbackServer]
+) -> None:
+    """A process that dies right after a commit (its after-commit work never runs) leaves the
+    notification queued: the next process sharing the database delivers it."""
+    settings = Settings(data_dir=str(tmp_path / "data"), allow_upstream=["127.0.0.1"])
+    first = create_app(settings)
+    creds = bootstrap(first.store)
+    assert creds is not None
+    receiver = loopback(receiver_for(creds.app_id))
+    hooks.configure_webhook(first.store, creds.app_id, receiver.url)
+    first.webhooks.stop()  # no delivery from this process
+    first.activity_listeners.clear()  # as if it died right after the commit
+    env = Env(first, BufferedClient(first), creds, first.webhooks)
+    env.upload("a.txt")
+    row = first.store.one("SELECT account_id, seq FROM webhook_queue")
+    assert row is not None and row["account_id"] == creds.account_id
+    first.close()
+    assert receiver.seen == []
+    second = create_app(settings)
+    try:
+        assert second.webhooks.wait_idle(WAIT)
+        assert [s.body for s in notifications(receiver)] == [f"account={creds.account_id}".encode()]
+    finally:
+        second.close()
+
+
+def test_a_rolled_back_change_queues_nothing(env: Env) -> None:
+    hooks.configure_webhook(env.app.store, env.creds.app_id, "http://127.0.0.1:9/")
+    env.dispatcher.stop()
+    store = env.app.store
+    with pytest.raises(RuntimeError), store.unit_of_work():
+        env.app.activity.record(env.creds.account_id, "add", {"id": "x"})
+        assert store.one("SELECT 1 FROM webhook_queue") is not None  # inside the unit
+        raise RuntimeError("the change fails after its event was recorded")
+    assert store.one("SELECT 1 FROM webhook_queue") is None
+    assert store.one("SELECT 1 FROM activity WHERE object_id = 'x'") is None
 
 
 def test_signing_key_and_api_key_stay_out_of_logs(

@@ -13,9 +13,11 @@ when overridden, ``token_url``/``auth_url``) and the token in rclone's format
   valid token and never needs to refresh (a refresh rclone made anyway is read back from the
   rcd first, :func:`~.rclone.read_back_token`);
 * a pass-through answered 401 by the provider refreshes once and is sent again;
-* refreshes are serialised per account, and the stored token is read again under the lock, so
-  concurrent requests refresh once (providers that rotate refresh tokens, like Box and
-  Microsoft, would otherwise see the old refresh token reused and revoke the grant);
+* refreshes are serialised per account across every process sharing the database (a
+  :mod:`~kloudless.server.named_locks` lock: an advisory lock on PostgreSQL, a file lock
+  beside SQLite's database), and the stored token is read again under the lock, so concurrent
+  requests on any worker or machine refresh once (providers that rotate refresh tokens, like
+  Box and Microsoft, would otherwise see the old refresh token reused and revoke the grant);
 * a refreshed token is committed at once (a standalone transaction), whatever happens to the
   request, since the old refresh token may no longer work; the account's ``token_expiry``
   follows it; the remote's sealed config changes, so the rcd gets the new token on next use;
@@ -27,12 +29,13 @@ when overridden, ``token_url``/``auth_url``) and the token in rclone's format
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .. import named_locks
 from ..errors import ApiError
 from ..outbound import policy_for
 from ..store import Store, now_iso
@@ -46,13 +49,24 @@ from .rclone_remotes import RemoteSpec, load_spec, stored_config
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-_LOCKS: dict[tuple[str, int], threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+#: Most seconds a request waits for another one's refresh of the same account (it makes at
+#: most one token endpoint call, bounded by its timeout).
+REFRESH_WAIT = 2 * provider_tokens.TOKEN_TIMEOUT + 10
 
 
-def _lock(store: Store, account_id: int) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault((store.path, account_id), threading.Lock())
+@contextlib.contextmanager
+def _refreshing(store: Store, account_id: int) -> Iterator[None]:
+    """Hold the account's refresh lock (every process sharing the database)."""
+    try:
+        with named_locks.hold(store, f"provider-token:{account_id}", REFRESH_WAIT):
+            yield
+    except named_locks.LockTimeout:
+        raise ApiError(
+            503,
+            "service_unavailable",
+            "The account's token is being refreshed by another request; try again.",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 def revoked_error(account_id: int, title: str) -> ApiError:
@@ -130,7 +144,7 @@ class TokenKeeper:
         spec, token = self._parts()
         if rejected is None and not token.expires_within(provider_tokens.REFRESH_MARGIN):
             return token.access_token
-        with _lock(self.env.store, self.env.account_id):
+        with _refreshing(self.env.store, self.env.account_id):
             self.reload()
             if not self.env.account["active"]:
                 raise revoked_error(self.env.account_id, self.title)
