@@ -19,7 +19,7 @@ from .connectors import caldav, rclone, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
 from .intents import Intent
-from .recovery import recover
+from .recovery import recover, take_over
 from .settings import Settings
 from .store import Store
 from .sweep import Sweeper
@@ -41,11 +41,14 @@ class Core:
         self.store = Store(settings.db_path, settings.database_url)
         #: This process in the registry of live server processes (owner of its claims).
         self.instance = instances.Instance(self.store)
-        #: What start-up recovery found left in progress by an earlier process: it runs only
-        #: when no other live process shares the database (it would undo their work).
+        #: What start-up recovery found left in progress by an earlier process: all of it only
+        #: when no other live process shares the database (it would undo their work), else
+        #: what dead processes left (:func:`~kloudless.server.recovery.take_over`).
         self.recovered: dict[str, int] = {}
         if self.instance.register() == 0:
             self.recovered = recover(self.store, settings)
+        else:  # others live: only what dead processes left (e.g. the worker this one replaces)
+            self.recovered = take_over(self.store)
         rclone.configure(settings)  # the rcd itself starts on the first rclone account's use
         #: The one activity log (events API, webhooks).
         self.activity = ActivityLog(self.store)

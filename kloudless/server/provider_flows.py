@@ -6,7 +6,8 @@ authorization request the consent page showed (to finish it afterwards), the PKC
 ``code_verifier`` (sealed), the hash of a random cookie set in the browser that started the
 flow (the callback must come from that browser: no login CSRF) and an expiry
 (``Settings.oauth_page_ttl``). :func:`claim` consumes a row exactly once, in a transaction
-committed at once, before any upstream call.
+committed at once, before any upstream call; :func:`claim_for_browser` consumes the sign-in a
+browser's cookie names (to end it with an error when the callback's ``state`` matches none).
 """
 
 from __future__ import annotations
@@ -84,6 +85,28 @@ class Flow:
     def same_browser(self, cookie: str) -> bool:
         """:returns: whether ``cookie`` is the one set in the browser that began the flow."""
         return bool(cookie) and secrets.compare_digest(hash_secret(cookie), self._binding)
+
+
+def claim_for_browser(store: Store, cookie: str) -> Flow | None:
+    """Consume the newest unused sign-in begun by the browser with ``cookie``.
+
+    :returns: it, or None when that browser has none (or sent no cookie).
+    """
+    if not cookie or len(cookie) > 200:
+        return None
+    binding = hash_secret(cookie)
+    with store.transaction(standalone=True):
+        row: Any = store.one(
+            "SELECT * FROM provider_flows WHERE binding = ? AND used = 0"
+            " ORDER BY expires DESC LIMIT 1",
+            (binding,),
+        )
+        if row is None:
+            return None
+        store.execute(
+            "UPDATE provider_flows SET used = 1 WHERE state_hash = ?", (row["state_hash"],)
+        )
+    return Flow(store, row)
 
 
 def claim(store: Store, state: str) -> Flow | None:

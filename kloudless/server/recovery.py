@@ -16,6 +16,19 @@ at start-up nothing is in progress any more:
 Idempotency keys left ``running`` belong to a process instance that no longer exists; the
 idempotency layer takes them over when the request is retried (nothing of the first attempt
 committed, see :meth:`~kloudless.server.store.Store.unit_of_work`).
+
+**When one of several processes dies** (``--workers``, or servers over one PostgreSQL) the
+others keep serving, so the full recovery above cannot run (it would undo their work in
+progress). Tasks and ``completing`` multipart sessions therefore record their *owner*, the
+instance (:mod:`~kloudless.server.instances`) that runs them (migration 1104), and what a dead
+owner left is taken over, once, by whichever process meets it first:
+
+* a poll of a task whose owner is dead fails it with ``task_interrupted`` at once
+  (:func:`fail_orphan_task`);
+* a part, ``complete`` or abort of a session a dead owner was completing reopens it first
+  (:func:`reopen_orphan_session`), so the retried ``complete`` assembles the file;
+* :func:`take_over` does both for every row of a dead owner: at the start of a process that
+  shares the database with live ones (a replaced worker) and in every sweep.
 """
 
 from __future__ import annotations
@@ -25,17 +38,33 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import time
 
 from .blobs import blob_store
 from .connectors.local_storage import settle_all
 from .errors import ApiError, error_body
+from .instances import is_alive
 from .settings import Settings
-from .store import Store, now_iso
+from .store import Store, now_iso, register_migration
 
 log = logging.getLogger("kloudless.server")
 
-__all__ = ["INTERRUPTED_TASK", "recover", "remove_orphan_part_folders"]
+__all__ = [
+    "INTERRUPTED_TASK",
+    "fail_orphan_task",
+    "recover",
+    "remove_orphan_part_folders",
+    "reopen_orphan_session",
+    "take_over",
+]
+
+# postgres/scale range 1100-1199: who runs a task, who completes a multipart session (an
+# instance id; NULL for rows of older versions, which only the full recovery handles).
+register_migration(
+    1104,
+    "ALTER TABLE tasks ADD COLUMN owner TEXT; ALTER TABLE multipart ADD COLUMN owner TEXT",
+)
 
 #: The error an interrupted task ends with.
 INTERRUPTED_TASK = ApiError(
@@ -69,6 +98,74 @@ def remove_orphan_part_folders(store: Store, data_dir: str, older_than: float = 
     return removed
 
 
+def _orphaned(store: Store, row: sqlite3.Row) -> bool:
+    owner = row["owner"]
+    return owner is not None and not is_alive(store, str(owner))
+
+
+def fail_orphan_task(store: Store, row: sqlite3.Row) -> bool:
+    """Fail a ``PENDING`` task whose owner died (nothing of its work committed).
+
+    :param row: the task's row (``id``, ``state``, ``owner``).
+    :returns: True if it was failed now (read the row again).
+    """
+    if row["state"] != "PENDING" or not _orphaned(store, row):
+        return False
+    body = error_body(INTERRUPTED_TASK, "")
+    with store.transaction(standalone=True):
+        failed = store.execute(
+            "UPDATE tasks SET state = 'FAILURE', result = ?, status_code = ?, modified = ?"
+            " WHERE id = ? AND state = 'PENDING' AND owner = ?",
+            (json.dumps(body), INTERRUPTED_TASK.status, now_iso(), row["id"], row["owner"]),
+        ).rowcount
+    if failed:
+        log.warning("task %s failed: its server process %s died", row["id"], row["owner"])
+    return bool(failed)
+
+
+def reopen_orphan_session(store: Store, row: sqlite3.Row) -> bool:
+    """Reopen a multipart session that a dead owner was completing (its complete never
+    committed: the session would exist no more otherwise).
+
+    :param row: the session's row (``id``, ``state``, ``owner``).
+    :returns: True if it was reopened now (read the row again).
+    """
+    if row["state"] != "completing" or not _orphaned(store, row):
+        return False
+    with store.transaction(standalone=True):
+        reopened = store.execute(
+            "UPDATE multipart SET state = 'open', owner = NULL, modified = ?"
+            " WHERE id = ? AND state = 'completing' AND owner = ?",
+            (now_iso(), row["id"], row["owner"]),
+        ).rowcount
+    if reopened:
+        log.warning(
+            "multipart upload %s reopened: its server process %s died completing it",
+            row["id"],
+            row["owner"],
+        )
+    return bool(reopened)
+
+
+def take_over(store: Store) -> dict[str, int]:
+    """Take over what dead owners left while other processes live: fail their tasks, reopen
+    the sessions they were completing.
+
+    :returns: how many tasks and sessions were taken over.
+    """
+    tasks = store.all(
+        "SELECT id, state, owner FROM tasks WHERE state = 'PENDING' AND owner IS NOT NULL"
+    )
+    sessions = store.all(
+        "SELECT id, state, owner FROM multipart WHERE state = 'completing' AND owner IS NOT NULL"
+    )
+    counts = {
+        "tasks": sum(fail_orphan_task(store, row) for row in tasks),
+        "multipart": sum(reopen_orphan_session(store, row) for row in sessions),
+    }
+    return counts
+
+
 def recover(store: Store, settings: Settings) -> dict[str, int]:
     """Run start-up recovery once (see the module docstring).
 
@@ -78,7 +175,8 @@ def recover(store: Store, settings: Settings) -> dict[str, int]:
     counts = {"blobs": settle_all(store, settings.data_dir, blob_store(settings))}
     with store.transaction():
         counts["multipart"] = store.execute(
-            "UPDATE multipart SET state = 'open', modified = ? WHERE state = 'completing'",
+            "UPDATE multipart SET state = 'open', owner = NULL, modified = ?"
+            " WHERE state = 'completing'",
             (now_iso(),),
         ).rowcount
     counts["part_folders"] = remove_orphan_part_folders(store, settings.data_dir)

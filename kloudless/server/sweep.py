@@ -6,9 +6,11 @@ seven days (with their part files), stale upload temp files (``accounts/<id>/tmp
 older than a day, expired OAuth codes, blob files no row references (journal rows first, then
 unmentioned files older than an hour; contact photos no contact names, too) and part folders
 without a session (with a remote blob store: S3 multipart uploads without a session, older
-than an hour, are aborted). :class:`Sweeper` runs it at start-up and then opportunistically,
-at most once per :data:`INTERVAL` seconds, on the app's background executor (never on a
-request thread), so it stops with the server (:meth:`kloudless.server.core.Core.close`).
+than an hour, are aborted); it fails the tasks and reopens the ``completing`` multipart
+sessions of a dead process of several (:func:`~kloudless.server.recovery.take_over`).
+:class:`Sweeper` runs it at start-up and then opportunistically, at most once per
+:data:`INTERVAL` seconds, on the app's background executor (never on a request thread), so it
+stops with the server (:meth:`kloudless.server.core.Core.close`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .connectors.local_storage import (
     reclaim_orphans,
     settle_all,
 )
-from .recovery import remove_orphan_part_folders
+from .recovery import remove_orphan_part_folders, take_over
 from .settings import Settings
 from .spool import SPOOL_DIR, SPOOL_PREFIX
 from .store import Store
@@ -89,6 +91,9 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
         "blobs": 0,
         "part_folders": 0,
     }
+    # What a dead process of several left in progress (see recovery.take_over).
+    taken = take_over(store)
+    counts["orphan_tasks"], counts["orphan_sessions"] = taken["tasks"], taken["multipart"]
     # Journal rows whose after-commit step failed first (before their temp files age out).
     blobs = blob_store(app.settings)
     counts["blobs"] = settle_all(store, app.settings.data_dir, blobs)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
 
-from kloudless.server.connectors import provider_tokens
+from kloudless.server.connectors import provider_tokens, providers
 from kloudless.server.connectors.rclone_remotes import load_spec
 
 from .conftest import STANDIN_LOGGERS, Live, connect, consent, redirect_params
@@ -140,7 +140,7 @@ def test_a_refused_code_and_an_unreachable_provider(live: Live) -> None:
     assert _accounts(live) == before
 
 
-def test_bad_state_replay_and_another_browser(live: Live) -> None:
+def test_callbacks_tied_to_no_sign_in_are_a_page(live: Live) -> None:
     live.configure("google")
     page = requests.get(
         f"{live.base_url}/v1/oauth/callback?state=nope&code=x",
@@ -148,15 +148,73 @@ def test_bad_state_replay_and_another_browser(live: Live) -> None:
         timeout=30,
     )
     assert page.status_code == 400 and "cannot be completed" in page.text
-    # Stop at the provider's redirect back: a callback from a browser without the flow's
-    # cookie is refused (login CSRF), and the callback is single use.
+    # The callback is single use, even for the right browser: the application already got
+    # its answer (a code here), so a replay gets a page, not a second answer.
     session, answer = _until_callback(live)
-    stranger = requests.get(
-        answer, headers={"Accept": "text/html"}, timeout=30, allow_redirects=False
-    )
-    assert stranger.status_code == 403 and "another browser" in stranger.text
-    # The same callback is single use, even for the right browser.
+    done = session.get(answer, headers={"Accept": "text/html"}, timeout=30, allow_redirects=False)
+    assert "code" in redirect_params(done)
     again = session.get(answer, headers={"Accept": "text/html"}, timeout=30, allow_redirects=False)
+    assert again.status_code == 400 and "cannot be completed" in again.text
+
+
+def _without(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != name]
+    return parts._replace(query=urlencode(query)).geturl()
+
+
+def _wrong_state(url: str) -> str:
+    return _without(url, "state") + "&state=not-the-one-sent"
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "says"),
+    [
+        ("another browser", "access_denied", "started in another browser"),
+        ("wrong state", "access_denied", "did not belong to this sign-in"),
+        ("expired", "access_denied", "expired"),
+        ("no code", "server_error", "no authorization code"),
+        ("provider error", "server_error", "reported an error: temporarily_unavailable"),
+        ("unknown user", "server_error", "could not be completed"),
+        ("unconfigured meanwhile", "server_error", "no longer configured"),
+    ],
+)
+def test_failed_sign_ins_land_at_the_application_with_an_oauth_error(
+    live: Live, case: str, error: str, says: str
+) -> None:
+    """Whatever goes wrong after the consent page sent the user to the provider, the user
+    lands on the application's redirect URI with the OAuth error parameters and its state
+    (the application can offer to try again), and nothing is created."""
+    live.configure("google")
+    before = _accounts(live)
+    store = live.server.app.store
+    if case == "provider error":
+        live.provider.state.decision = "temporarily_unavailable"
+    if case == "unknown user":
+        live.provider.state.accept_tokens = False  # the identity call is refused
+    browser, callback = _until_callback(live)
+    if case == "another browser":
+        browser = requests.Session()  # without the sign-in's cookie
+    elif case == "wrong state":
+        callback = _wrong_state(callback)
+    elif case == "expired":
+        store.execute("UPDATE provider_flows SET expires = 1")
+    elif case == "no code":
+        callback = _without(callback, "code")
+    elif case == "unconfigured meanwhile":
+        providers.remove(store, live.creds.app_id, "google")
+    answer = browser.get(
+        callback, headers={"Accept": "text/html"}, timeout=30, allow_redirects=False
+    )
+    params = redirect_params(answer)
+    assert params["error"] == error and params["state"] == "s", params
+    assert says in params["error_description"], params
+    assert "code" not in params
+    assert _accounts(live) == before
+    # The sign-in is over: its callback cannot be used again.
+    again = browser.get(
+        callback, headers={"Accept": "text/html"}, timeout=30, allow_redirects=False
+    )
     assert again.status_code == 400
 
 

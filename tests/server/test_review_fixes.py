@@ -406,6 +406,8 @@ def test_p2_7_sweep_removes_only_stale_state(
         "oauth_codes": 1,
         "blobs": 0,
         "part_folders": 0,
+        "orphan_tasks": 0,
+        "orphan_sessions": 0,
     }
     assert [r["id"] for r in store.all("SELECT id FROM tasks ORDER BY id")] == [
         "new-done",

@@ -10,7 +10,9 @@ A session's ``state`` is ``open`` or ``completing``: ``complete`` claims it atom
 (``open`` → ``completing`` in one statement), so only one of several parallel completes
 assembles the file; the others, and part uploads and aborts arriving meanwhile, get a 409.
 A failed complete puts the session back to ``open``; so does start-up recovery for a complete
-that a crash interrupted. The new file, its activity event, the session's removal and the
+that a crash interrupted, and, while other server processes keep serving, the next request for
+the session on any of them (the claim names its process, ``owner``: a dead one's claim is
+void). The new file, its activity event, the session's removal and the
 stored idempotent answer commit in one transaction, so a retried complete with the SDK's same
 ``Idempotency-Key`` gets the stored answer, and one without finds the session gone (404) but
 never creates a second file.
@@ -50,6 +52,7 @@ from ..connectors.local_storage import LocalStorage, blob_key, drop_multipart
 from ..context import RequestContext
 from ..errors import ApiError, invalid_parameters, not_found, too_large
 from ..params import parse_int
+from ..recovery import reopen_orphan_session
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
 from ..spool import remove_quietly, spool_to_temp
@@ -131,6 +134,10 @@ def _session(
     )
     if row is None:
         raise not_found(f"Multipart upload not found: {session_id[:100]}")
+    if reopen_orphan_session(ctx.store, row):  # its completing process died
+        row = ctx.store.one("SELECT * FROM multipart WHERE id = ?", (session_id,))
+        if row is None:
+            raise not_found(f"Multipart upload not found: {session_id[:100]}")
     return account, row
 
 
@@ -328,15 +335,16 @@ def complete_upload(ctx: RequestContext, account_id: str, session_id: str) -> Re
     # the session's removal and the stored answer are the request's one unit of work.
     with ctx.store.transaction(standalone=True):
         claimed = ctx.store.execute(
-            "UPDATE multipart SET state = 'completing' WHERE id = ? AND state = 'open'",
-            (session_id,),
+            "UPDATE multipart SET state = 'completing', owner = ? WHERE id = ? AND state = 'open'",
+            (ctx.core.instance_id, session_id),
         ).rowcount
     if not claimed:
         raise _busy(session_id)
 
     def reopen() -> None:
         ctx.store.execute(
-            "UPDATE multipart SET state = 'open' WHERE id = ? AND state = 'completing'",
+            "UPDATE multipart SET state = 'open', owner = NULL WHERE id = ?"
+            " AND state = 'completing'",
             (session_id,),
         )
 

@@ -12,12 +12,17 @@
    made before anything is written; :mod:`kloudless.server.api.oauth` then creates (or, for
    the same provider user, reuses) the account and finishes the Kloudless flow.
 
-Failures the application should hear of (the user denied access at the provider, an expired
-sign-in, a refused code, an unreachable provider) are :class:`FlowFailed` with the OAuth error
-code for the application's redirect URI; a callback that cannot be tied to a sign-in (unknown
-or used ``state``, another browser) is an :class:`~kloudless.server.errors.ApiError` shown as a
-page, since there is no trustworthy redirect URI to send it to. The provider's
-``error_description`` is never passed on (it is the provider's text, not the server's).
+Every failure of a sign-in is :class:`FlowFailed` with the OAuth error code for the
+application's redirect URI, so the user lands back at the application (which can offer to try
+again), never at a dead end: the user denied access at the provider, an expired sign-in, a
+provider error, a missing or refused code, an unreachable provider, a provider that does not
+say who the user is, a provider no longer configured, a callback from another browser than the
+one that began the sign-in, and a ``state`` that matches no sign-in while the browser's cookie
+names one (that sign-in ends). Only a callback that can be tied to no sign-in at all (no
+matching ``state`` and no sign-in begun by this browser, or one completed already) is an
+:class:`~kloudless.server.errors.ApiError` shown as a page, since there is no trustworthy
+redirect URI to send it to. The provider's ``error_description`` is never passed on (it is the
+provider's text, not the server's).
 """
 
 from __future__ import annotations
@@ -142,18 +147,29 @@ def complete(ctx: RequestContext) -> Connected:
     :raises FlowFailed: the sign-in failed; tell the application.
     """
     args = ctx.request.args
+    cookie = ctx.request.cookies.get(FLOW_COOKIE, "")
     flow = provider_flows.claim(ctx.store, args.get("state", ""))
     if flow is None:
-        raise ApiError(
-            400,
-            "invalid_state",
-            "This sign-in cannot be completed: it is unknown, was completed already, or the "
-            "link was changed.",
+        mine = provider_flows.claim_for_browser(ctx.store, cookie)
+        if mine is None:
+            raise ApiError(
+                400,
+                "invalid_state",
+                "This sign-in cannot be completed: it is unknown, was completed already, or "
+                "the link was changed.",
+            )
+        title = providers.provider(mine.provider).title
+        raise FlowFailed(
+            mine.request,
+            "access_denied",
+            f"The answer from {title} did not belong to this sign-in (its state did not "
+            "match); start again.",
         )
-    if not flow.same_browser(ctx.request.cookies.get(FLOW_COOKIE, "")):
-        raise ApiError(
-            403,
-            "forbidden",
+    if not flow.same_browser(cookie):
+        # The application still hears of it (no code: a login CSRF gains nothing).
+        raise FlowFailed(
+            flow.request,
+            "access_denied",
             "This sign-in was started in another browser; start again from the application.",
         )
     title = providers.provider(flow.provider).title

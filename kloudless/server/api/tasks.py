@@ -1,7 +1,9 @@
 """Asynchronous requests (``X-Kloudless-Async: true``) and ``GET accounts/{id}/tasks/{task_id}``.
 
 A task row is PENDING until the work finishes; then polling the task returns the result object
-itself (its ``id`` differs from the task id) or the error JSON (spec §2.7).
+itself (its ``id`` differs from the task id) or the error JSON (spec §2.7). The row names the
+server process running it (``owner``): polling a task whose process died answers its failure
+(``task_interrupted``) from any other process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from ..context import RequestContext
 from ..errors import ApiError, error_body, not_found
+from ..recovery import fail_orphan_task
 from ..responses import json_response
 from ..routing import Route
 from ..store import now_iso
@@ -58,8 +61,9 @@ def run_maybe_async(ctx: RequestContext, account_id: int, work: Work) -> Respons
     store = ctx.store
     with store.transaction():  # joins the request's unit of work
         store.execute(
-            "INSERT INTO tasks (id, account_id, state, created, modified) VALUES (?, ?, ?, ?, ?)",
-            (task_id, account_id, "PENDING", now, now),
+            "INSERT INTO tasks (id, account_id, state, created, modified, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (task_id, account_id, "PENDING", now, now, ctx.core.instance_id),
         )
 
     def finish(state: str, status: int, body: dict[str, Any]) -> None:
@@ -96,6 +100,9 @@ def get_task(ctx: RequestContext, account_id: str, task_id: str) -> Response:
     row = ctx.store.one("SELECT * FROM tasks WHERE id = ? AND account_id = ?", (task_id, acc))
     if row is None:
         raise not_found(f"Task not found: {task_id[:100]}")
+    if fail_orphan_task(ctx.store, row):  # its process died: it ends now, with an error
+        row = ctx.store.one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        assert row is not None
     if row["state"] == "PENDING":
         return json_response(task_json(ctx, acc, task_id, "PENDING"))
     body = json.loads(row["result"])
