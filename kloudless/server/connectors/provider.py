@@ -57,8 +57,11 @@ REFRESH_WAIT = 2 * provider_tokens.TOKEN_TIMEOUT + 10
 @contextlib.contextmanager
 def _refreshing(store: Store, account_id: int) -> Iterator[None]:
     """Hold the account's refresh lock (every process sharing the database)."""
+    # Inside an open transaction (a request that wrote already) no waiting: the holder may
+    # need the write lock this request holds to save its token.
+    wait = 0.0 if store.conn.in_transaction else REFRESH_WAIT
     try:
-        with named_locks.hold(store, f"provider-token:{account_id}", REFRESH_WAIT):
+        with named_locks.hold(store, f"provider-token:{account_id}", wait):
             yield
     except named_locks.LockTimeout:
         raise ApiError(
