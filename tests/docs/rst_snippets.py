@@ -156,7 +156,9 @@ class ConsoleCommand:
 
 
 def console_commands(path: Path) -> list[ConsoleCommand]:
-    """:returns: the commands of every ``console`` block of a page, in order."""
+    """:returns: the commands of every ``console`` block of a page, in order. A command line
+    ending in ``\\`` goes on on the next line, as in a shell: :attr:`ConsoleCommand.command`
+    keeps the backslash-newlines (``bash -c`` runs it as shown)."""
     found: list[ConsoleCommand] = []
     for block in blocks_of(path):
         if block.language != "console":
@@ -164,12 +166,17 @@ def console_commands(path: Path) -> list[ConsoleCommand]:
         current: list[str] = []
         start = 0
         command = ""
+        continued = False
         # The body starts two lines below the directive (directive, blank line, body).
         for offset, text in enumerate(block.code.splitlines()):
-            if text.startswith("$ "):
+            if continued:
+                command += "\n" + text
+                continued = text.endswith("\\")
+            elif text.startswith("$ "):
                 if command:
                     found.append(ConsoleCommand(path.name, start, command, tuple(current)))
                 command, current, start = text[2:], [], block.line + 2 + offset
+                continued = text.endswith("\\")
             elif command:
                 current.append(text)
         if command:

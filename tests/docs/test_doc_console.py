@@ -35,7 +35,8 @@ _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 def _words(command: str) -> list[str]:
     """The words of the first simple command of a line, without leading VAR=value assignments."""
     words = []
-    for word in shlex.split(command, comments=True):
+    # A backslash-newline continues the command line (the shell drops both characters).
+    for word in shlex.split(command.replace("\\\n", " "), comments=True):
         if word in _SHELL_OPERATORS:
             break
         words.append(word)

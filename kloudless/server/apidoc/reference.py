@@ -47,6 +47,13 @@ EXAMPLE_VALUES = {
 
 _VARIABLE = re.compile(r"\$([A-Z_]+)")
 
+#: The longest line of an example: what a code block of the docs' theme shows at desktop width
+#: without scrolling (the docs' other code blocks keep to it too: tests/docs/test_doc_layout.py).
+#: Longer commands go on on the next line after ``\``, longer JSON bodies are indented.
+WIDTH = 88
+#: Where the continuation lines of a command start.
+CONTINUATION = "    "
+
 
 @dataclass(frozen=True)
 class Example:
@@ -90,7 +97,12 @@ def _command(method: str, route: Route, op: Op) -> str:
         f"{p.name}={p.example}" for p in op.params if p.where == "query" and p.example is not None
     ]
     url = "$KLOUDLESS_BASE_URL" + path + ("?" + "&".join(query) if query else "")
-    lines = ["curl -sS" + ("" if method == "GET" else f" -X {method}"), _quote(url)]
+    # A GET whose URL would not fit on a line sends its query with -G instead.
+    separate = method == "GET" and bool(query) and not _fits(_quote(url))
+    if separate:
+        url = "$KLOUDLESS_BASE_URL" + path
+    lines = ["curl -sS" + (" -G" if separate else "" if method == "GET" else f" -X {method}")]
+    lines.append(_quote(url))
     if credential is not None:
         variable = {
             "Bearer": "KLOUDLESS_TOKEN",
@@ -101,6 +113,8 @@ def _command(method: str, route: Route, op: Op) -> str:
     for param in op.params:
         if param.where == "header" and param.example is not None:
             lines.append("-H " + _quote(f"{param.name}: {param.example}"))
+    if separate:
+        lines += [f"--data-urlencode {_quote(item)}" for item in query]
     body = op.body
     if body is not None and body.example is not None:
         media = next(iter(body.content))
@@ -111,11 +125,26 @@ def _command(method: str, route: Route, op: Op) -> str:
             lines += [f"--data-urlencode {_quote(f'{k}={v}')}" for k, v in body.example.items()]
         elif media == "application/json":
             lines.append('-H "Content-Type: application/json"')
-            lines.append("-d " + _quote(json.dumps(body.example)))
+            lines.append("-d " + _json_argument(body.example))
         else:
             lines.append("-H " + _quote(f"Content-Type: {media}"))
             lines.append("--data-binary " + _quote(str(body.example)))
-    return " \\\n    ".join(lines)
+    return f" \\\n{CONTINUATION}".join(lines)
+
+
+def _fits(argument: str) -> bool:
+    """:returns: whether ``argument`` fits on a continuation line of an example."""
+    return len(CONTINUATION) + len(argument) + len(" \\") <= WIDTH
+
+
+def _json_argument(value: Any) -> str:
+    """:returns: ``value`` as one quoted shell word: on one line when it fits, else as indented
+    JSON over several lines (inside the quotes, so the shell keeps the line breaks)."""
+    flat = _quote(json.dumps(value))
+    if _fits("-d " + flat):
+        return flat
+    pretty = json.dumps(value, indent=2).replace("\n", "\n" + CONTINUATION + "   ")
+    return _quote(pretty)
 
 
 def examples(routes: Sequence[Route]) -> list[Example]:
