@@ -2,26 +2,32 @@
 
 Runs the benchmarks (all, or the named ones: overhead, paging, downloads, uploads, server,
 blobstores, scale, peers) and prints the machine description and one table per benchmark.
-``--quick`` uses tiny sizes (the smoke test; it leaves ``scale`` out unless named);
-``--size`` sets the large-file size (default 1 GiB; suffixes K, M, G); ``--record`` writes the
-tables into the results block of an reStructuredText file (``docs/performance.rst``).
+``--quick`` uses tiny sizes (the smoke test; it leaves ``scale`` out unless named); ``--size``
+sets the large-file size (default 1 GiB; suffixes K, M, G); ``--record`` writes the tables into
+the results block of an reStructuredText file (``docs/performance.rst``), after saving the run
+beside it (``docs/performance.json``, see :mod:`benchmarks.results`), and draws the charts of
+the run (:mod:`benchmarks.charts`) into ``_generated/charts`` beside the page, where the docs
+build draws them too.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 import time
 
-from ._util import GIB, Options, Table, machine_info, rst_escape, workdir
+from . import charts
+from ._util import GIB, Options, Table, machine_info, workdir
+from .results import BEGIN, END, record
+
+__all__ = ["BEGIN", "END", "main", "parse_size", "record"]
 
 NAMES = ("overhead", "paging", "downloads", "uploads", "server", "blobstores", "scale", "peers")
 #: Left out of ``--quick`` runs without names (the smoke test): it starts several servers.
 NOT_QUICK = ("scale",)
-BEGIN = ".. BEGIN BENCHMARK RESULTS"
-END = ".. END BENCHMARK RESULTS"
 
 
 def parse_size(text: str) -> int:
@@ -31,32 +37,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     factor = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[match.group(2).upper()]
     return int(match.group(1)) * factor
-
-
-def record(path: str, machine: list[tuple[str, str]], tables: list[Table], command: str) -> None:
-    """Replace the results block of ``path`` (between the BEGIN/END comments) with the tables."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"{path} has no '{BEGIN}' ... '{END}' block")
-    lines = [
-        BEGIN + " (written by python -m benchmarks --record; do not edit by hand)",
-        "",
-        f"Recorded on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with ``{command}``.",
-        "",
-        ".. list-table:: Machine",
-        "",
-    ]
-    for name, value in machine:
-        lines += [f"   * - {rst_escape(name)}", f"     - {rst_escape(value)}"]
-    lines.append("")
-    for table in tables:
-        lines += [table.render_rst(), ""]
-    block = "\n".join(lines)
-    text = text[:start] + block + text[end:]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
         command = re.sub(r"\s*--record(=|\s+)\S+", "", command).strip()
-        record(args.record, machine, tables, command)
-        print(f"Recorded in {args.record}")
+        data_file = record(args.record, machine, tables, command)
+        print(f"Recorded in {args.record} and {data_file}")
+        folder = os.path.join(os.path.dirname(os.path.abspath(args.record)), charts.TARGET_DIR)
+        for path in charts.render_all(data_file, folder):
+            print(f"Chart: {path}")
     return 0
 
 

@@ -69,7 +69,7 @@ class Table:
     """One benchmark result table.
 
     :ivar title: heading. :ivar columns: column names. :ivar rows: cells (already formatted).
-    :ivar notes: lines printed under the table (what was measured, targets met or missed).
+    :ivar notes: lines printed under the table (what was measured, goals met or missed).
     """
 
     title: str

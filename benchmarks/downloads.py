@@ -139,9 +139,9 @@ def run(opts: Options) -> list[Table]:
         f"SDK at {relative:.2f}x the speed of bare iter_content (median of {len(paired)} "
         f"interleaved pairs, range {min(paired):.2f}-{max(paired):.2f}x; total throughput "
         f"{ratio(speed['sdk'], speed['bare'])}; client CPU per GiB "
-        f"{ratio(cpu_per_gib['sdk'], cpu_per_gib['bare'])} of bare); target >= "
+        f"{ratio(cpu_per_gib['sdk'], cpu_per_gib['bare'])} of bare); goal >= "
         f"{1 - TARGET_SPEED:.2f}x: {met(relative >= 1 - TARGET_SPEED)}; "
-        f"client RSS growth {mib(max(growth['sdk'], growth['path']))} (target < 64 MiB): "
+        f"client RSS growth {mib(max(growth['sdk'], growth['path']))} (goal < 64 MiB): "
         f"{met(max(growth['sdk'], growth['path']) < TARGET_RSS)}."
     )
     table.notes.append(

@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from kloudless import Account
 from kloudless.retry import KloudlessAdapter
 
+from ._profile import readable_name
 from ._util import Clock, Options, Table, local_server, met, ratio
 
 PATH = "storage/folders/root"
@@ -123,13 +124,7 @@ def _profile_table(account: Account, calls: int) -> Table:
     stats = pstats.Stats(profiler)
     entries = []
     for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        where = filename.replace("\\", "/")
-        for marker in ("/site-packages/", "/lib/python3", "/kloudless/"):
-            if marker in where:
-                where = where.split(marker, 1)[1]
-                where = ("kloudless/" + where) if marker == "/kloudless/" else where
-                break
-        entries.append((tottime, cumtime, ncalls, f"{where}:{line}({func})"))
+        entries.append((tottime, cumtime, ncalls, readable_name(filename, line, func)))
     entries.sort(reverse=True)
     table = Table(
         "1c. cProfile of account.get() over the canned transport (top 12 by own time)",
@@ -137,7 +132,7 @@ def _profile_table(account: Account, calls: int) -> Table:
     )
     for tottime, cumtime, ncalls, name in entries[:12]:
         table.add(
-            name[-70:],
+            name,
             f"{ncalls / calls:.1f}",
             f"{tottime / calls * 1e6:.1f}",
             f"{cumtime / calls * 1e6:.1f}",
@@ -200,7 +195,7 @@ def run(opts: Options) -> list[Table]:
     )
     table.notes.append(
         f"Ratio: median over {len(paired)} interleaved block pairs of {block} requests of the "
-        f"SDK's speed relative to bare requests (overall {ratio(sdk_rps, base_rps)}); target "
+        f"SDK's speed relative to bare requests (overall {ratio(sdk_rps, base_rps)}); goal "
         f">= {1 - TARGET:.2f}x: {met(relative >= 1 - TARGET)}. The server runs in its own process."
     )
 
@@ -238,7 +233,7 @@ def run(opts: Options) -> list[Table]:
     )
     canned.notes.append(
         f"Ratio: median over {len(cpu_pairs)} interleaved block pairs of the SDK's CPU time "
-        f"relative to bare requests (overall {ratio(csdk.cpu, cbare.cpu)}); target "
+        f"relative to bare requests (overall {ratio(csdk.cpu, cbare.cpu)}); goal "
         f"<= {CANNED_TARGET:.2f}x: {met(cpu_relative <= CANNED_TARGET)}. The bare session reads "
         "the proxy and CA bundle variables from os.environ on every call (trust_env); the SDK "
         "resolved them once, when the client was created, for its one origin."

@@ -99,7 +99,7 @@ def run(opts: Options) -> list[Table]:
         "runs of 1 GiB vary by 10-20 % on this machine."
     )
     table.notes.append(
-        f"Server RSS growth at most {mib(worst)} (target < 64 MiB): {met(worst < TARGET_RSS)}. "
+        f"Server RSS growth at most {mib(worst)} (goal < 64 MiB): {met(worst < TARGET_RSS)}. "
         "The server writes every upload to a temporary file, fsyncs it and renames it; "
         "multipart uploads write each part, then assemble the parts into the final file."
     )
@@ -139,7 +139,7 @@ def _keyed_table(size: int, pairs: list[tuple[float, float]]) -> Table:
         )
     table.notes.append(
         f"Ratio: median over {len(pairs)} pairs (order alternating) of the keyed POST's speed "
-        f"relative to the unkeyed one; target >= {TARGET_KEYED:.2f}x: "
+        f"relative to the unkeyed one; goal >= {TARGET_KEYED:.2f}x: "
         f"{met(relative >= TARGET_KEYED)}. The idempotency layer and the blob share one SHA-256 "
         "of the body (spool.HashingStream)."
     )

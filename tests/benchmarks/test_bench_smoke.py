@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.__main__ import BEGIN, END, parse_size, record  # noqa: E402
 from benchmarks._util import Table, percentile  # noqa: E402
+from benchmarks.results import block_of, load, render_block  # noqa: E402
 
 TITLES = (
     "1a. Per-request overhead",
@@ -84,6 +85,23 @@ def test_record_replaces_only_the_results_block(quick_run: tuple[str, Path]) -> 
     assert ".. list-table:: Machine" in text
     for title in TITLES:
         assert f".. list-table:: {title}" in text, title
+
+
+def test_record_saves_the_run_and_draws_its_charts(quick_run: tuple[str, Path]) -> None:
+    """The data file beside the page holds the tables the page shows, and the charts of the
+    run's tables are drawn from it (the column names the charts read are the benchmarks')."""
+    _, page = quick_run
+    data = load(str(page.with_suffix(".json")))
+    assert block_of(page.read_text()) == render_block(data)
+    titles = [table["title"] for table in data["tables"]]
+    for title in TITLES:
+        assert any(t.startswith(title) for t in titles), title
+    drawn = sorted(p.name for p in (page.parent / "_generated" / "charts").glob("*.svg"))
+    assert drawn == ["blobstores.svg", "sdk-ratios.svg", "server-latency.svg",
+                     "server-throughput.svg"]  # fmt: skip
+    profile = next(t for t in data["tables"] if t["title"].startswith("1c."))
+    for row in profile["rows"]:
+        assert "<frozen" not in row[0] and "~:0" not in row[0], row[0]
 
 
 def test_record_refuses_a_page_without_markers(tmp_path: Path) -> None:
