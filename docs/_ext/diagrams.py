@@ -54,11 +54,22 @@ def render(source: Path, target: Path) -> None:
         )
         if result.returncode != 0:
             raise ExtensionError(f"d2 could not render {source}:\n{result.stderr.strip()}")
+        _exact_text(tmp)
         os.chmod(tmp, 0o644)  # d2 creates its output readable by the owner only
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _exact_text(path: str) -> None:
+    """Ask browsers to draw the text at its exact size. A page shows a wide diagram scaled
+    down, and font hinting at that small size widens the glyphs past the boxes d2 measured."""
+    with open(path, encoding="utf-8") as fh:
+        svg = fh.read()
+    svg = svg.replace("<svg ", '<svg text-rendering="geometricPrecision" ', 1)
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(svg)
 
 
 def render_all(srcdir: str | os.PathLike[str]) -> list[Path]:

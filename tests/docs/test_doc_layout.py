@@ -133,6 +133,7 @@ def test_diagram_renders_to_svg(source: Path, tmp_path: Path) -> None:
     diagrams.render(source, target)
     root = ET.parse(target).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert root.get("text-rendering") == "geometricPrecision"
     text = " ".join(t for t in root.itertext() if t.strip())
     # The first line of every shape's label (keywords such as shape: or direction: are no shapes).
     declared = _LABEL.findall(source.read_text(encoding="utf-8"))
