@@ -263,7 +263,7 @@ def listing_server_time(opts: Options, files: int) -> Table:
     verdict = "met" if p50 <= LISTING_TARGET_MS else "not met"
     table.notes.append(
         f"Routing, authentication, the indexed page read, building and encoding 1000 objects; "
-        f"target p50 <= {LISTING_TARGET_MS:g} ms (wall): {verdict}. Wall time above CPU time is "
+        f"goal p50 <= {LISTING_TARGET_MS:g} ms (wall): {verdict}. Wall time above CPU time is "
         "time the thread waited for a core (other processes on the machine)."
     )
     return table

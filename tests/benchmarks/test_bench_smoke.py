@@ -97,7 +97,7 @@ def test_record_saves_the_run_and_draws_its_charts(quick_run: tuple[str, Path]) 
     for title in TITLES:
         assert any(t.startswith(title) for t in titles), title
     drawn = sorted(p.name for p in (page.parent / "_generated" / "charts").glob("*.svg"))
-    assert drawn == ["blobstores.svg", "sdk-ratios.svg", "server-latency.svg",
+    assert drawn == ["blobstores.svg", "peers.svg", "sdk-ratios.svg", "server-latency.svg",
                      "server-throughput.svg"]  # fmt: skip
     profile = next(t for t in data["tables"] if t["title"].startswith("1c."))
     for row in profile["rows"]:
