@@ -21,6 +21,11 @@ from werkzeug.wrappers import Request, Response
 
 from tests.dav.servers import ServerThread
 
+from .graph_standin import GraphApp, GraphState
+
+#: The Graph paths the calendar stand-in answers.
+GRAPH_CALENDAR_PATHS = ("/v1.0/me/calendar",)
+
 CLIENT_ID = "standin-client"
 CLIENT_SECRET = "standin-client-secret-0123456789"
 USER = {"id": "user-42", "email": "ada@example.com"}
@@ -270,10 +275,13 @@ class Recorded:
     body: bytes
 
 
-def upstream_app(state: AuthServerState, log: list[Recorded]) -> Callable[..., Any]:
+def upstream_app(
+    state: AuthServerState, log: list[Recorded], graph: GraphApp | None = None
+) -> Callable[..., Any]:
     """:returns: an upstream API: checks the bearer token with the authorization server's
-    validator, records every request, answers the identity calls of each provider, and echoes
-    anything under ``/echo`` (JSON of what it received, or the raw body with ``/echo/raw``)."""
+    validator, records every request, answers the identity calls of each provider, echoes
+    anything under ``/echo`` (JSON of what it received, or the raw body with ``/echo/raw``),
+    and hands Microsoft Graph's calendar paths to ``graph`` (:mod:`.graph_standin`)."""
     validator = Validator(state)
 
     @Request.application  # type: ignore[misc]
@@ -301,6 +309,8 @@ def upstream_app(state: AuthServerState, log: list[Recorded]) -> Callable[..., A
             "/2/users/get_current_account": {"account_id": USER["id"], "email": USER["email"]},
             "/2.0/users/me": {"id": USER["id"], "login": USER["email"]},
         }
+        if graph is not None and request.path.startswith(GRAPH_CALENDAR_PATHS):
+            return graph.handle(request)
         if request.path in identities:
             return Response(json.dumps(identities[request.path]), content_type="application/json")
         if request.path.startswith("/echo/raw"):
@@ -340,7 +350,8 @@ class Provider:
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
         self._auth = ServerThread(auth_server_app(self.state))
-        self._api = ServerThread(upstream_app(self.state, self.requests))
+        self.graph = GraphApp(GraphState())
+        self._api = ServerThread(upstream_app(self.state, self.requests, self.graph))
         self._content = ServerThread(upstream_app(self.state, self.requests))
 
     def start(self) -> Provider:
@@ -359,6 +370,7 @@ class Provider:
         fresh = AuthServerState()
         for name in fresh.__dataclass_fields__:
             setattr(self.state, name, getattr(fresh, name))
+        self.graph.state = GraphState()
         self.requests.clear()
 
     @property
