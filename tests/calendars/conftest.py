@@ -1,6 +1,7 @@
 """The calendar contract: one set of calendar API tests (test_contract.py) run against every
 calendar service: ``local``, ``caldav`` (Radicale) and the cloud calendars, each against its
-loopback stand-in (``google_calendar``: google_standin.py). A new calendar service adds its
+loopback stand-in (``google_calendar``: google_standin.py; ``outlook_calendar``:
+tests/providers/graph_standin.py). A new calendar service adds its
 name to :data:`CALENDAR_SERVICES` and a ``<name>_auth`` fixture giving Bearer headers of a
 fresh account whose primary calendar is empty."""
 
@@ -17,11 +18,12 @@ from werkzeug.test import Client
 
 from kloudless.server.connectors import providers
 from tests.dav import conftest as dav
+from tests.providers.standins import Provider
 
 from .google_standin import GoogleProvider
 
 #: The services the contract runs against (each has a ``<name>_auth`` fixture).
-CALENDAR_SERVICES = ["local", "caldav", "google_calendar"]
+CALENDAR_SERVICES = ["local", "caldav", "google_calendar", "outlook_calendar"]
 # The API server, its credentials and the CalDAV fixtures of tests/dav.
 app, api, creds = dav.app, dav.api, dav.creds
 caldav_server, caldav_auth, _close_pooled_clients = (
@@ -31,6 +33,13 @@ caldav_server, caldav_auth, _close_pooled_clients = (
 )
 #: Where the application wants the user back (the werkzeug client stops at it).
 APP_REDIRECT = "http://127.0.0.1:9/app/callback"
+
+
+def new_event(api: Client, auth: dict[str, str], **body: Any) -> dict[str, Any]:
+    """Create an event in the primary calendar. :returns: its JSON."""
+    created = api.post("/v1/accounts/me/cal/calendars/primary/events", headers=auth, json=body)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    return dict(created.get_json())
 
 
 @pytest.fixture
@@ -107,4 +116,22 @@ def google_calendar_auth(
     fresh stand-in whose primary calendar is empty."""
     google.reset()
     grant = connect_provider(api, app, creds, "google", "google_calendar", google)
+    return {"Authorization": f"Bearer {grant['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+def microsoft() -> Iterator[Provider]:
+    """The Microsoft stand-in (tests/providers): OAuth, Graph's identity calls and the Graph
+    calendar API (tests/providers/graph_standin.py) on one API host."""
+    provider = Provider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def outlook_calendar_auth(api: Client, app: Any, creds: Any, microsoft: Provider) -> dict[str, str]:
+    """Bearer headers of an ``outlook_calendar`` account (a calendar-only sign-in) over a
+    fresh Graph stand-in whose default calendar is empty."""
+    microsoft.reset()
+    grant = connect_provider(api, app, creds, "microsoft", "outlook_calendar", microsoft)
     return {"Authorization": f"Bearer {grant['access_token']}"}

@@ -12,16 +12,11 @@ from werkzeug.test import Client
 from tests.dav.conftest import error
 
 from .conftest import connect_provider
+from .conftest import new_event as _event
 from .google_standin import GoogleError, GoogleProvider
 
 C = "/v1/accounts/me/cal"
 PRIMARY = "ada@example.com"
-
-
-def _event(api: Client, auth: dict[str, str], **body: Any) -> dict[str, Any]:
-    created = api.post(f"{C}/calendars/primary/events", headers=auth, json=body)
-    assert created.status_code == 201, created.get_data(as_text=True)
-    return dict(created.get_json())
 
 
 def _signed_in(

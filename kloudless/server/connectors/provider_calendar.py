@@ -40,6 +40,13 @@ except ModuleNotFoundError as _missing:  # pragma: no cover - depends on the ins
     GOOGLE_MISSING: str | None = _missing.name
 else:
     GOOGLE_MISSING = None
+try:  # icalendar (recurrence rules, Windows zone names) comes with the `outlook` extra
+    from . import outlook_calendar
+except ModuleNotFoundError as _absent:  # pragma: no cover - depends on the installation
+    outlook_calendar = None  # type: ignore[assignment]
+    OUTLOOK_MISSING: str | None = _absent.name
+else:
+    OUTLOOK_MISSING = None
 
 
 def _google(env: AccountEnv, keeper: TokenKeeper) -> CalendarBackend:
@@ -58,9 +65,19 @@ def _google(env: AccountEnv, keeper: TokenKeeper) -> CalendarBackend:
     )
 
 
+def _microsoft(env: AccountEnv, keeper: TokenKeeper) -> CalendarBackend:
+    if outlook_calendar is None:  # pragma: no cover - depends on the installation
+        raise not_implemented(
+            f"Outlook calendars need the server's `outlook` extra ({OUTLOOK_MISSING} is "
+            "missing): pip install 'kloudless-compat[outlook]'."
+        )
+    return outlook_calendar.backend(env, keeper)
+
+
 #: Provider name -> ``factory(env, keeper)`` building the account's calendar backend.
 BACKENDS: dict[str, Callable[[AccountEnv, TokenKeeper], CalendarBackend]] = {
     "google": _google,
+    "microsoft": _microsoft,
 }
 
 
