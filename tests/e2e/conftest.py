@@ -1,8 +1,11 @@
 """A real server (waitress in a background thread) on 127.0.0.1, a random port and a temporary
-data dir, with the SDK's ``configuration['base_url']`` pointed at it."""
+data dir, with the SDK's ``configuration['base_url']`` pointed at it; on a fresh PostgreSQL
+database of the session's server with ``KLOUDLESS_TEST_DATABASE=postgresql``
+(``make test-postgres``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +25,23 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
     import kloudless
 
     data_dir = tmp_path_factory.mktemp("e2e-data")
+    url = None
+    if os.environ.get("KLOUDLESS_TEST_DATABASE") == "postgresql":
+        url = request.getfixturevalue("postgres").new_database()
     server = ServerThread(
-        Settings(data_dir=str(data_dir), host="127.0.0.1", port=0, multipart_part_size=64 * 1024)
+        Settings(
+            data_dir=str(data_dir),
+            host="127.0.0.1",
+            port=0,
+            multipart_part_size=64 * 1024,
+            database_url=url,
+        )
     )
     assert server.credentials is not None
     previous = kloudless.configuration["base_url"]

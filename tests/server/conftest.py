@@ -20,7 +20,8 @@ from kloudless.server.bootstrap import Credentials, bootstrap
 #: calendars, accounts and multipart sessions, OAuth, teams, the management API, links and
 #: tasks), which costs about 40 s of ``make test``'s wall time. The modules left out test HTTP
 #: framing, parsing and the browser pages over the same queries; the whole suite runs on
-#: PostgreSQL with ``make test-postgres`` (``KLOUDLESS_TEST_DATABASE=postgresql``).
+#: PostgreSQL with ``make test-postgres`` (``KLOUDLESS_TEST_DATABASE=postgresql``, which the
+#: e2e tests' live server follows too).
 POSTGRES_MODULES = {
     "test_storage",
     "test_unit_of_work",
