@@ -20,6 +20,8 @@ service documents it does (see docs/calendars-cloud.rst, "Contract tests"):
 * deleted events stay as ``cancelled`` (``events.get`` still answers them, a second delete
   is 410); a client-chosen event id must be base32hex, and an existing one is 409;
 * the organizer and creator are the account's user whatever the body says;
+* ``calendarList.list`` takes a ``syncToken`` too (changed entries, deleted ones with
+  ``deleted: true``);
 * ``freeBusy.query`` answers busy periods per calendar (``notFound`` per unknown one);
 * the bearer token is checked with the OAuth stand-in of tests/providers, and calendar
   methods need a calendar scope (403 ``insufficientPermissions`` + ``WWW-Authenticate:
@@ -213,6 +215,7 @@ class CalendarData:
     resource: dict[str, Any]
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)  # event id -> change number
+    changed: int = 0  # change number of the calendar itself
 
 
 @dataclass
@@ -223,6 +226,8 @@ class State:
     #: Sync tokens minted before this change number are expired (410).
     oldest_sync: int = 0
     fail_next: list[GoogleError] = field(default_factory=list)
+    #: calendar id -> change number of its deletion (calendarList sync lists them)
+    deleted_calendars: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query
 
     def reset(self) -> None:
@@ -317,9 +322,31 @@ class CalendarApi:
         return shown
 
     # -- calendars -------------------------------------------------------------------------------
+    def _since(self, token: str) -> int:
+        try:
+            since = int(token.removeprefix("sync-"))
+        except ValueError:
+            raise bad("Invalid sync token value.") from None
+        if since < self.state.oldest_sync:
+            raise GoogleError(410, "fullSyncRequired", "Sync token is no longer valid.")
+        return since
+
     def calendarList_list(self, params: dict[str, Any], **_: Any) -> dict[str, Any]:
         entries = [self.entry(c) for c in self.state.calendars.values()]
-        answer = self.page(entries, params, 100, "calendarList")
+        key = "calendarList"
+        if "syncToken" in params:
+            since = self._since(params["syncToken"])
+            entries = [
+                self.entry(c) for c in self.state.calendars.values() if c.changed > since
+            ] + [
+                {"kind": "calendar#calendarListEntry", "id": i, "etag": f'"{n}"', "deleted": True}
+                for i, n in self.state.deleted_calendars.items()
+                if n > since
+            ]
+            key += ":" + params["syncToken"]
+        answer = self.page(entries, params, 100, key)
+        if "nextPageToken" not in answer:
+            answer["nextSyncToken"] = f"sync-{self.state.changes}"
         return {"kind": "calendar#calendarList", "etag": '"l"', **answer}
 
     def calendarList_get(self, calendarId: str, **_: Any) -> dict[str, Any]:
@@ -341,15 +368,17 @@ class CalendarApi:
         cid = self.state.new_id("c") + "@group.calendar.google.com"
         resource = {"kind": "calendar#calendar", "id": cid, "timeZone": "UTC", **body}
         resource["id"] = cid
-        resource["etag"] = f'"{self.state.tick()}"'
-        self.state.calendars[cid] = CalendarData(resource)
+        change = self.state.tick()
+        resource["etag"] = f'"{change}"'
+        self.state.calendars[cid] = CalendarData(resource, changed=change)
         return {k: v for k, v in resource.items() if not k.startswith("_")}
 
     def calendars_patch(self, calendarId: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         data = self.calendar(calendarId)
         self._zone(body.get("timeZone"))
         data.resource.update({k: v for k, v in body.items() if k not in ("id", "kind")})
-        data.resource["etag"] = f'"{self.state.tick()}"'
+        data.changed = self.state.tick()
+        data.resource["etag"] = f'"{data.changed}"'
         return self.calendars_get(calendarId)
 
     def calendars_delete(self, calendarId: str, **_: Any) -> None:
@@ -357,6 +386,7 @@ class CalendarApi:
         if data.resource["id"] == USER["email"]:
             raise bad("Cannot delete the primary calendar.", "cannotDeletePrimaryCalendar")
         del self.state.calendars[data.resource["id"]]
+        self.state.deleted_calendars[data.resource["id"]] = self.state.tick()
 
     # -- events ----------------------------------------------------------------------------------
     def _check_event(self, data: CalendarData, body: dict[str, Any]) -> None:
@@ -502,12 +532,7 @@ class CalendarApi:
             clashing = {"timeMin", "timeMax", "orderBy", "q", "iCalUID", "updatedMin"} & set(params)
             if clashing:
                 raise bad(f"syncToken cannot be used with {sorted(clashing)[0]}.")
-            try:
-                since = int(sync.removeprefix("sync-"))
-            except ValueError:
-                raise bad("Invalid sync token value.") from None
-            if since < self.state.oldest_sync:
-                raise GoogleError(410, "fullSyncRequired", "Sync token is no longer valid.")
+            since = self._since(sync)
             changed = [e for i, e in data.events.items() if data.seq[i] > since]
             items = [self.shown_event(data, e) for e in changed]
             answer = self.page(items, params, 250, f"sync:{calendarId}:{sync}")
@@ -522,6 +547,8 @@ class CalendarApi:
             live = list(data.events.values())
         if params.get("singleEvents"):
             live = [i for e in live for i in self._instances(data, e)]
+        if "iCalUID" in params:
+            live = [e for e in live if e.get("iCalUID") == params["iCalUID"]]
         low = params.get("timeMin")
         high = params.get("timeMax")
         if low is not None:
@@ -574,9 +601,9 @@ class CalendarApi:
         }
 
 
-def calendar_app(state: State, validator: Validator, scopes: Callable[[str], list[str]]) -> Any:
+def calendar_app(api: CalendarApi, validator: Validator, scopes: Callable[[str], list[str]]) -> Any:
     """:returns: the Calendar v3 stand-in as a WSGI app (paths under ``/calendar/v3/``)."""
-    api = CalendarApi(state)
+    state = api.state
 
     @Request.application  # type: ignore[misc]
     def app(request: Request) -> Response:
@@ -647,7 +674,9 @@ class GoogleProvider(Provider):
         self.calendar = State()
         self.calendar.reset()
         validator = Validator(self.state)
-        calendar = calendar_app(self.calendar, validator, self.scopes_of)
+        #: The handlers, for tests that change the calendars "at Google" (hold its lock).
+        self.calendar_api = CalendarApi(self.calendar)
+        calendar = calendar_app(self.calendar_api, validator, self.scopes_of)
         others = upstream_app(self.state, self.requests)
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:

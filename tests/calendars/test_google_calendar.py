@@ -289,3 +289,144 @@ def test_passthrough_reaches_the_calendar_api(
     assert answer.status_code == 200, answer.get_data(as_text=True)
     items = json.loads(answer.get_data())["items"]
     assert [i["id"] for i in items] == [PRIMARY]
+
+
+def test_a_token_google_rejects_is_refreshed_once(
+    api: Client, google_calendar_auth: dict[str, str], google: GoogleProvider
+) -> None:
+    google.state.expire_access_tokens()
+    answer = api.get(f"{C}/calendars/primary", headers=google_calendar_auth)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert google.state.issued.count("refresh_token") == 1
+    # The refreshed token keeps the calendar scope it was granted with.
+    assert api.get(f"{C}/calendars", headers=google_calendar_auth).status_code == 200
+    assert google.state.issued.count("refresh_token") == 1
+
+
+def test_a_revoked_grant_makes_the_account_inactive(
+    api: Client, app: Any, google_calendar_auth: dict[str, str], google: GoogleProvider
+) -> None:
+    google.state.revoke()
+    refused = error(api.get(f"{C}/calendars", headers=google_calendar_auth), 401, "invalid_token")
+    assert "Connect it again" in refused["message"]
+    account_id = app.store.lookup_token(google_calendar_auth["Authorization"].split()[1])
+    row = app.store.get_account(account_id["account_id"])
+    assert row is not None and not row["active"]
+
+
+def test_an_expired_sync_token_starts_a_new_baseline(
+    api: Client, google_calendar_auth: dict[str, str], google: GoogleProvider
+) -> None:
+    events = "/v1/accounts/me/events"
+    assert api.get(events, headers=google_calendar_auth).get_json()["objects"] == []  # baseline
+    google.calendar.oldest_sync = google.calendar.changes + 1  # Google expires the token
+    _event(api, google_calendar_auth, name="n", start="2024-01-01", end="2024-01-02")
+    listed = api.get(events, headers=google_calendar_auth).get_json()
+    assert [e["type"] for e in listed["objects"]] == ["add"]  # the API's own event, once
+    asked = [q for _, p, q in google.calendar.requests if p.endswith("/events")]
+    # The old token (410), then at once a new baseline without one.
+    assert "syncToken=" in asked[-2] and "syncToken=" not in asked[-1]
+    google.calendar.oldest_sync = 0
+    again = api.get(events, headers=google_calendar_auth, query_string={"cursor": listed["cursor"]})
+    assert again.get_json()["objects"] == []
+
+
+def test_deleting_the_account_forgets_its_calendar_state(
+    api: Client, app: Any, creds: Any, google_calendar_auth: dict[str, str]
+) -> None:
+    window = {"start": "2024-01-01T00:00:00Z", "end": "2024-02-01T00:00:00Z", "page_size": 1}
+    for day in (1, 2):
+        _event(
+            api,
+            google_calendar_auth,
+            name=f"{day}",
+            start=f"2024-01-0{day}",
+            end=f"2024-01-0{day + 1}",
+        )
+    api.get(f"{C}/calendars/primary/events", headers=google_calendar_auth, query_string=window)
+    api.get("/v1/accounts/me/events", headers=google_calendar_auth)
+    account_id = api.get("/v1/accounts/me", headers=google_calendar_auth).get_json()["id"]
+    tables = ("calendar_page_tokens", "calendar_sync_state", "calendar_sync_seen")
+
+    def rows() -> int:
+        return sum(
+            len(app.store.all(f"SELECT * FROM {t} WHERE account_id = ?", (account_id,)))
+            for t in tables
+        )
+
+    assert rows() > 0
+    deleted = api.delete(
+        f"/v1/accounts/{account_id}", headers={"Authorization": f"APIKey {creds.api_key}"}
+    )
+    assert deleted.status_code == 204, deleted.get_data(as_text=True)
+    assert rows() == 0
+
+
+def test_calendar_pages_start_with_the_primary_one(
+    api: Client, google_calendar_auth: dict[str, str]
+) -> None:
+    made = [
+        api.post(f"{C}/calendars", headers=google_calendar_auth, json={"name": n}).get_json()["id"]
+        for n in ("one", "two")
+    ]
+    for size, expected in ((1, 3), (2, 2)):
+        pages, page = [], 1
+        for _ in range(5):  # bounded
+            answer = api.get(
+                f"{C}/calendars",
+                headers=google_calendar_auth,
+                query_string={"page_size": size, "page": page},
+            ).get_json()
+            pages.append([c["id"] for c in answer["objects"]])
+            if answer["next_page"] is None:
+                break
+            page = answer["next_page"]
+        assert pages[0][0] == PRIMARY and len(pages) == expected
+        assert all(len(p) <= size for p in pages)
+        assert sorted(i for p in pages for i in p) == sorted([PRIMARY, *made])
+
+
+def test_calendars_changed_at_google_become_activity(
+    api: Client, google_calendar_auth: dict[str, str], google: GoogleProvider
+) -> None:
+    events = "/v1/accounts/me/events"
+    ours = api.post(f"{C}/calendars", headers=google_calendar_auth, json={"name": "ours"})
+    first = api.get(events, headers=google_calendar_auth).get_json()  # the baseline
+    assert [(e["type"], e["metadata"]["type"]) for e in first["objects"]] == [("add", "calendar")]
+    # At Google: a new calendar, and ours deleted (not through this API).
+    with google.calendar_api.lock:
+        made = google.calendar_api.calendars_insert(body={"summary": "made at Google"})
+        google.calendar_api.calendars_delete(calendarId=ours.get_json()["id"])
+    answer = api.get(
+        events, headers=google_calendar_auth, query_string={"cursor": first["cursor"]}
+    ).get_json()
+    assert [(e["type"], e["metadata"]["id"]) for e in answer["objects"]] == [
+        ("add", made["id"]),
+        ("delete", ours.get_json()["id"]),
+    ]
+    # Our own change is reported once, by the API.
+    renamed = api.patch(
+        f"{C}/calendars/{made['id']}", headers=google_calendar_auth, json={"name": "renamed"}
+    )
+    assert renamed.status_code == 200
+    last = api.get(
+        events, headers=google_calendar_auth, query_string={"cursor": answer["cursor"]}
+    ).get_json()
+    assert [(e["type"], e["metadata"]["name"]) for e in last["objects"]] == [("update", "renamed")]
+
+
+def test_a_second_event_with_the_same_ical_uid_is_a_conflict(
+    api: Client, google_calendar_auth: dict[str, str], google: GoogleProvider
+) -> None:
+    body = {
+        "name": "a",
+        "ical_uid": "meeting-7@example.com",
+        "start": "2024-05-02T10:00:00Z",
+        "end": "2024-05-02T11:00:00Z",
+    }
+    first = _event(api, google_calendar_auth, **body)
+    assert first["ical_uid"] == "meeting-7@example.com"  # the client's UID, kept by Google
+    again = api.post(f"{C}/calendars/primary/events", headers=google_calendar_auth, json=body)
+    found = error(again, 409, "naming_conflict")
+    assert found["conflicting_resource_id"] == first["id"]
+    assert len(google.calendar.calendars[PRIMARY].events) == 1

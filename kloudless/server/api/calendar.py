@@ -234,8 +234,12 @@ def sync_upstream(ctx: RequestContext, account: Any) -> None:
         if backend is None or not backend.tracks_upstream:
             return
         acc = int(account["id"])
-        for type_, event in backend.sync_upstream():
-            ctx.record_activity(acc, type_, serialize_event(ctx, acc, event, raw=False))
+        for type_, changed in backend.sync_upstream():
+            if isinstance(changed, CalendarRecord):
+                data = serialize_calendar(ctx, acc, changed, raw=False)
+            else:
+                data = serialize_event(ctx, acc, changed, raw=False)
+            ctx.record_activity(acc, type_, data)
     except (ApiError, CalendarError) as exc:
         status = getattr(exc, "status", 400)
         log.warning("calendar sync of account %s failed: %s %s", account["id"], status, exc)

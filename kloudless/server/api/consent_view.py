@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Response
 
+from ..connectors.providers import CATALOGUE
 from ..connectors.rclone_forms import FORMS as RCLONE_FORMS
 from ..connectors.rclone_forms import FormField, RcloneForm
 from ..connectors.registry import get_connector
@@ -43,6 +44,8 @@ _SERVICE_APIS: dict[str, tuple[str, ...]] = {
     "caldav": ("calendar",),
     "carddav": ("contacts",),
     **dict.fromkeys(RCLONE_FORMS, ("storage",)),
+    # The providers' calendar services (google_calendar, outlook_calendar).
+    **{p.calendar_service: ("calendar",) for p in CATALOGUE.values() if p.calendar_service},
 }
 
 

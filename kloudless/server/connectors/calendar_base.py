@@ -23,7 +23,7 @@ error                        HTTP  ``error_code``
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -477,8 +477,8 @@ class CalendarBackend(abc.ABC):
             busy.extend(self.busy_intervals(calendar_id, start, end))
         return busy
 
-    def sync_upstream(self) -> list[tuple[str, EventRecord]]:
+    def sync_upstream(self) -> Sequence[tuple[str, EventRecord | CalendarRecord]]:
         """Changes made upstream (outside this API) since the last call, as activity:
-        ``("add" | "update" | "delete", event)``. The default has none (see
+        ``("add" | "update" | "delete", event or calendar)``. The default has none (see
         :attr:`tracks_upstream`)."""
         return []

@@ -22,8 +22,9 @@ How each operation maps:
   by start, so the series themselves are read (at most :data:`MAX_FULL_PAGES` pages of 2500)
   and ordered here.
 * create: ``events.insert``; with an ``ical_uid`` (also the one derived from an
-  ``Idempotency-Key``) the event id is derived from it, so that a repeated create is Google's
-  409 and answers the existing event. Update: ``events.get`` then ``events.update`` with
+  ``Idempotency-Key``) the calendar is first asked for an event of that UID
+  (``events.list`` with ``iCalUID``), so that a repeated create answers the existing event.
+  Update: ``events.get`` then ``events.update`` with
   ``If-Match`` (412 if it changed meanwhile). Delete: ``events.delete`` with ``If-Match``.
   A cancelled event is not found.
 * availability: one ``freeBusy.query`` for all the calendars.
@@ -34,9 +35,7 @@ How each operation maps:
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -83,6 +82,11 @@ TIMEOUTS = (15, 60)
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}
 _SCOPE_REASONS = {"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}
 _DELETED = "<deleted>"
+#: Keys of calendars in the sync state (events use their ids; the list its own key).
+_CALENDAR = "calendar:"
+_LIST = "calendarList"
+#: The page token of Google's first page when our page 1 holds the primary calendar alone.
+_FIRST = "<first>"
 
 
 @functools.cache
@@ -105,16 +109,22 @@ class PolicyHttp:
     """
 
     def __init__(self, policy: OutboundPolicy, token: Callable[..., str]) -> None:
-        self.session = policy.session()
+        self.policy = policy
         self.token = token
 
     def _send(
-        self, uri: str, method: str, body: Any, headers: dict[str, str], access: str
+        self,
+        session: requests.Session,
+        uri: str,
+        method: str,
+        body: Any,
+        headers: dict[str, str],
+        access: str,
     ) -> requests.Response:
         headers = dict(headers)
         Credentials(token=access).apply(headers)
         try:
-            return self.session.request(
+            return session.request(
                 method, uri, data=body, headers=headers, timeout=TIMEOUTS, allow_redirects=False
             )
         except OutboundRefused:
@@ -138,21 +148,16 @@ class PolicyHttp:
         """:returns: ``(response, content)`` as ``httplib2.Http.request`` does."""
         sent = dict(headers or {})
         access = self.token()
-        answer = self._send(uri, method, body, sent, access)
-        if answer.status_code == 401:
-            answer = self._send(uri, method, body, sent, self.token(rejected=access))
+        # One session per call, closed with it: the backend lives for one API request and has
+        # no close hook, and a call's answer is read in full here.
+        with self.policy.session() as session:
+            answer = self._send(session, uri, method, body, sent, access)
+            if answer.status_code == 401:
+                answer = self._send(session, uri, method, body, sent, self.token(rejected=access))
+            content = answer.content
         info = {k.lower(): v for k, v in answer.headers.items()}
         info["status"] = str(answer.status_code)
-        return httplib2.Response(info), answer.content
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def _event_id(ical_uid: str) -> str:
-    """:returns: a Google event id derived from an iCalendar UID (base32hex, lower case)."""
-    digest = hashlib.sha256(ical_uid.encode("utf-8")).digest()[:20]
-    return base64.b32hexencode(digest).decode("ascii").lower().rstrip("=")
+        return httplib2.Response(info), content
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -195,6 +200,8 @@ class GoogleCalendar(CalendarBackend):
             return request.execute(num_retries=0)
         except HttpError as exc:
             raise _error(exc) from None
+        except ValueError:  # a 2xx answer that is not JSON
+            raise ApiError(502, "bad_gateway", f"{TITLE} gave an unreadable answer.") from None
 
     # -- calendars -----------------------------------------------------------------------------
     def primary_calendar_id(self) -> str:
@@ -209,18 +216,32 @@ class GoogleCalendar(CalendarBackend):
         tokens = self.pages(("calendars", size))
 
         def fetch(token: str) -> Fetched[CalendarRecord]:
-            answer = self._run(
-                self.service.calendarList().list(maxResults=size, pageToken=token or None)
-            )
-            items = [calendar_record(i, primary) for i in answer.get("items", [])]
-            return Fetched(items, str(answer.get("nextPageToken") or ""))
+            # The primary calendar first: page 1 is it plus one entry fewer from Google (with
+            # a page size of 1, it alone; page 2 then starts at Google's first entry).
+            first = not token
+            if first and size == 1:
+                return Fetched([], _FIRST)
+            upstream = None if token in ("", _FIRST) else token
+            for _ in range(2):  # the primary entry alone on Google's page: read the next one
+                answer = self._run(
+                    self.service.calendarList().list(
+                        maxResults=size - 1 if first else size, pageToken=upstream
+                    )
+                )
+                items = [
+                    calendar_record(i, primary)
+                    for i in answer.get("items", [])
+                    if i.get("id") != primary
+                ]
+                upstream = answer.get("nextPageToken")
+                if items or not upstream:
+                    break
+            return Fetched(items, str(upstream or ""))
 
         items, next_page = numbered_page(tokens, page, fetch)
-        # The primary calendar first: page 1 starts with it, later pages leave it out.
-        others = [c for c in items if c.id != primary]
         if page == 1:
-            others.insert(0, self.get_calendar(primary))
-        return Page(others, page, next_page)
+            items.insert(0, self.get_calendar(primary))
+        return Page(items, page, next_page)
 
     def get_calendar(self, calendar_id: str) -> CalendarRecord:
         primary = self.primary_calendar_id()
@@ -230,13 +251,19 @@ class GoogleCalendar(CalendarBackend):
 
     def create_calendar(self, fields: Mapping[str, Any]) -> CalendarRecord:
         created = self._run(self.service.calendars().insert(body=calendar_body(fields)))
-        return calendar_record(created, self.primary_calendar_id())
+        # The list entry (what the calendar list sync reports), with its etag.
+        return self._seen_calendar(self.get_calendar(str(created["id"])))
 
     def update_calendar(self, calendar_id: str, changes: Mapping[str, Any]) -> CalendarRecord:
         body = calendar_body(changes)
         if body:
             self._run(self.service.calendars().patch(calendarId=calendar_id, body=body))
+            return self._seen_calendar(self.get_calendar(calendar_id))
         return self.get_calendar(calendar_id)
+
+    def _seen_calendar(self, calendar: CalendarRecord) -> CalendarRecord:
+        self.sync.seen(_CALENDAR + calendar.id, str((calendar.raw or {}).get("etag", "")))
+        return calendar
 
     def delete_calendar(self, calendar_id: str) -> CalendarRecord:
         if calendar_id == self.primary_calendar_id():
@@ -245,6 +272,7 @@ class GoogleCalendar(CalendarBackend):
             )
         calendar = self.get_calendar(calendar_id)
         self._run(self.service.calendars().delete(calendarId=calendar_id))
+        self.sync.seen(_CALENDAR + calendar_id, _DELETED)
         return calendar
 
     # -- events --------------------------------------------------------------------------------
@@ -316,15 +344,16 @@ class GoogleCalendar(CalendarBackend):
         body = event_body(fields)
         uid = fields.get("ical_uid")
         if uid:
-            body["id"] = _event_id(str(uid))
-        try:
-            item = self._run(self.service.events().insert(calendarId=calendar_id, body=body))
-        except ApiError as exc:
-            if exc.status == 409 and uid:
+            # Google takes an iCalUID *or* an id at creation; the UID is the client's, so the
+            # calendar is asked for it first (a repeated keyed create finds its event).
+            found = self._run(
+                self.service.events().list(calendarId=calendar_id, iCalUID=uid, maxResults=1)
+            ).get("items", [])
+            if found:
                 raise CalendarConflict(
-                    "The calendar already has an event with this ical_uid.", body["id"]
-                ) from None
-            raise
+                    "The calendar already has an event with this ical_uid.", str(found[0]["id"])
+                )
+        item = self._run(self.service.events().insert(calendarId=calendar_id, body=body))
         event = event_record(item, calendar_id)
         self.sync.seen(event.id, event.etag)
         return event
@@ -375,50 +404,81 @@ class GoogleCalendar(CalendarBackend):
         return busy
 
     # -- upstream changes ----------------------------------------------------------------------
-    def _calendar_ids(self) -> list[str]:
-        answer = self._run(self.service.calendarList().list(maxResults=MAX_SYNCED_CALENDARS))
-        return [str(i["id"]) for i in answer.get("items", [])][:MAX_SYNCED_CALENDARS]
-
-    def _changes(self, calendar_id: str, sync_token: str | None) -> tuple[list[Any], str]:
-        """:returns: the items changed since ``sync_token`` (all, for a baseline) and the
+    def _changes(self, key: str, sync_token: str | None) -> tuple[list[Any], str]:
+        """:param key: a calendar id, or :data:`_LIST` for the calendar list.
+        :returns: the items changed since ``sync_token`` (all, for a baseline) and the
         next sync token ("" when Google gave none within the page bound)."""
         items: list[Any] = []
         page_token: str | None = None
         for _ in range(MAX_FULL_PAGES):
-            answer = self._run(
-                self.service.events().list(
-                    calendarId=calendar_id,
+            if key == _LIST:
+                request = self.service.calendarList().list(
+                    maxResults=MAX_CALENDARS_PAGE, pageToken=page_token, syncToken=sync_token
+                )
+            else:
+                request = self.service.events().list(
+                    calendarId=key,
                     maxResults=MAX_EVENTS_PAGE,
                     pageToken=page_token,
                     syncToken=sync_token,
                 )
-            )
+            answer = self._run(request)
             items.extend(answer.get("items", []))
             page_token = answer.get("nextPageToken")
             if not page_token:
                 return items, str(answer.get("nextSyncToken") or "")
         return items, ""
 
-    def sync_upstream(self) -> list[tuple[str, EventRecord]]:
-        changes: list[tuple[str, EventRecord]] = []
-        for calendar_id in self._calendar_ids():
-            token = self.sync.token(calendar_id)
-            try:
-                items, next_token = self._changes(calendar_id, token)
-            except ApiError as exc:
-                if exc.status != 404 or token is None:
-                    raise
-                self.sync.forget(calendar_id)  # 410: the token expired; a new baseline
-                continue
-            if next_token:
-                self.sync.save_token(calendar_id, next_token)
-            if token is None:
-                continue  # the baseline: nothing to report
-            for item in items:
-                changes.extend(self._change(calendar_id, item))
+    def _synced(self, key: str) -> tuple[list[Any], bool]:
+        """:returns: what changed in ``key`` since the last look, and whether that was a
+        baseline (nothing to report). The new sync token is saved."""
+        token = self.sync.token(key)
+        try:
+            items, next_token = self._changes(key, token)
+        except ApiError as exc:
+            if exc.status != 404 or token is None:
+                raise
+            # 410: Google expired the token; take a new baseline at once (what changed since
+            # the last look is not reported: Google no longer says what it was).
+            self.sync.forget(key)
+            token = None
+            items, next_token = self._changes(key, None)
+        if next_token:
+            self.sync.save_token(key, next_token)
+        return items, token is None
+
+    def sync_upstream(self) -> list[tuple[str, EventRecord | CalendarRecord]]:
+        changes: list[tuple[str, EventRecord | CalendarRecord]] = []
+        entries, baseline = self._synced(_LIST)
+        if not baseline:
+            primary = self.primary_calendar_id()
+            for entry in entries:
+                changes.extend(self._calendar_change(entry, primary))
+        listed = self._run(self.service.calendarList().list(maxResults=MAX_SYNCED_CALENDARS))
+        for calendar_id in [str(i["id"]) for i in listed.get("items", [])][:MAX_SYNCED_CALENDARS]:
+            items, baseline = self._synced(calendar_id)
+            if not baseline:
+                for item in items:
+                    changes.extend(self._change(calendar_id, item))
         return changes
 
-    def _change(self, calendar_id: str, item: Mapping[str, Any]) -> list[tuple[str, EventRecord]]:
+    def _calendar_change(
+        self, entry: Mapping[str, Any], primary: str
+    ) -> list[tuple[str, EventRecord | CalendarRecord]]:
+        calendar_id = str(entry.get("id", ""))
+        mark = _DELETED if entry.get("deleted") else str(entry.get("etag", ""))
+        if self.sync.is_own(_CALENDAR + calendar_id, mark):
+            return []
+        if entry.get("deleted"):
+            self.sync.forget(calendar_id)
+            return [("delete", CalendarRecord(calendar_id, "", raw=dict(entry)))]
+        # A calendar whose events were never looked at is new here.
+        kind = "update" if self.sync.token(calendar_id) is not None else "add"
+        return [(kind, calendar_record(entry, primary))]
+
+    def _change(
+        self, calendar_id: str, item: Mapping[str, Any]
+    ) -> list[tuple[str, EventRecord | CalendarRecord]]:
         event_id = str(item.get("id", ""))
         if item.get("status") == "cancelled":
             if self.sync.is_own(event_id, _DELETED):

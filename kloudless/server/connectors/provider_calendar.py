@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import not_implemented
 from ..outbound import policy_for
+from ..store import Store
 from .base import AccountEnv, Connector, PassthroughRequest
 from .calendar_base import CalendarBackend
 from .provider import PROVIDER_SERVICES, ProviderConnector, TokenKeeper, app_of, passthrough
-from .provider_calendar_base import PageTokens, SyncState
+from .provider_calendar_base import PageTokens, SyncState, forget_account
 from .providers import CATALOGUE
 from .rclone_remotes import load_spec
 
@@ -110,6 +111,10 @@ class CalendarProviderConnector(ProviderConnector):
     def calendar(self, env: AccountEnv) -> CalendarBackend | None:
         return calendar_backend(env) if env.config.get("provider") else None
 
+    def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
+        super().on_account_deleted(store, account_id, data_dir)
+        forget_account(store, account_id)
+
 
 class CalendarOnlyConnector(Connector):
     """A provider's calendar service (``google_calendar``): calendars, activity and
@@ -126,6 +131,9 @@ class CalendarOnlyConnector(Connector):
 
     def passthrough(self, env: AccountEnv, request: PassthroughRequest) -> Response | None:
         return passthrough(env, request)
+
+    def on_account_deleted(self, store: Store, account_id: int, data_dir: str) -> None:
+        forget_account(store, account_id)
 
 
 _TITLES = {"google_calendar": "Google Calendar", "outlook_calendar": "Outlook Calendar"}

@@ -51,6 +51,7 @@ __all__ = [
     "MAX_WALK",
     "PageTokens",
     "SyncState",
+    "forget_account",
     "numbered_page",
     "retry_seconds",
     "upstream_error",
@@ -233,6 +234,13 @@ class SyncState:
                 (self.account_id, event_id),
             )
         return True
+
+
+def forget_account(store: Store, account_id: int) -> None:
+    """Drop an account's page tokens and sync state (the account was deleted)."""
+    with store.transaction():
+        for table in ("calendar_page_tokens", "calendar_sync_state", "calendar_sync_seen"):
+            store.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
 
 
 def retry_seconds(value: str | None) -> int:
