@@ -234,7 +234,11 @@ def spool_to_temp(
 
 
 def drain(
-    stream: IO[bytes], limit: int, too_big: Callable[[], ApiError], out: IO[bytes] | None = None
+    stream: IO[bytes],
+    limit: int,
+    too_big: Callable[[], ApiError],
+    out: IO[bytes] | None = None,
+    hashed: bool = True,
 ) -> tuple[int, str]:
     """Read ``stream`` to its end, hashing and counting it (and writing it to ``out``).
 
@@ -242,10 +246,11 @@ def drain(
     digest is the stream's, so the body is hashed once (not once for the idempotency record and
     once more for the blob).
 
+    :param hashed: False: count only (the digest returned is ``""``).
     :returns: ``(size, sha256 hex digest)``. :raises ApiError: ``too_big()`` past ``limit``.
     """
     hashing = stream if isinstance(stream, HashingStream) and stream.size == 0 else None
-    digest = None if hashing is not None else hashlib.sha256()
+    digest = None if hashing is not None or not hashed else hashlib.sha256()
     size = 0
     while True:
         chunk = stream.read(CHUNK)
@@ -260,8 +265,7 @@ def drain(
             out.write(chunk)
     if hashing is not None:
         return size, hashing.hexdigest()
-    assert digest is not None
-    return size, digest.hexdigest()
+    return size, "" if digest is None else digest.hexdigest()
 
 
 def remove_quietly(*paths: str) -> None:

@@ -29,6 +29,7 @@ TITLES = (
     "2. Paging",
     "3. Download of a",
     "4. Upload of a",
+    "4c. Multipart against one streamed POST",
     "5. Local server throughput",
     "5b. Listing a page of 1000",
     "6. Blob stores: files vs S3",

@@ -1,10 +1,17 @@
 """Multipart (chunked) uploads (spec §5.4, COMMON protocol details).
 
-Sessions live in the ``multipart`` tables and their parts in
-``<data_dir>/multipart/<session id>/<part number>``, so they survive restarts. Parts may arrive
-in any order and more than once (each PUT replaces the part atomically). ``complete`` checks that
-every part is present and the total size matches, then hands the concatenated parts to the
-account's storage backend like a normal upload.
+Sessions live in the ``multipart`` tables and their bytes in one file,
+``<data_dir>/multipart/<session id>/data``, each part written in place at its offset
+(``(part_number - 1) * part_size``) and fsync'ed before its row commits, so they survive
+restarts and every byte is written once. Parts may arrive in any order, in parallel and more
+than once: a part's row is deleted before its range is rewritten and inserted again once the
+new bytes are durable, so a part whose upload failed or was cut off is missing (``complete``
+refuses) rather than half old and half new. ``complete`` checks that every part is present and
+the total size matches; for a ``local`` account with blobs in the data dir the session's file
+becomes the new file's bytes without a copy (a hard link into the account's temp folder, then
+the usual journalled insert), for other services its bytes are streamed to the backend like a
+normal upload. Sessions begun by older versions (one file per part,
+``<session id>/<part number>``) keep that layout until they end.
 
 A session's ``state`` is ``open`` or ``completing``: ``complete`` claims it atomically
 (``open`` → ``completing`` in one statement), so only one of several parallel completes
@@ -37,25 +44,28 @@ and removes blobs no session or file references (a crash between the two).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import secrets
 import shutil
 import sqlite3
-from typing import IO, Any, Callable, TypeVar
+from typing import IO, Any, Callable, TypeVar, cast
 
 from werkzeug.wrappers import Response
 
 from ..blobs import BlobStore, blob_store
-from ..connectors.base import StorageObject, validate_name
+from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..connectors.local_storage import LocalStorage, blob_key, drop_multipart
 from ..context import RequestContext
+from ..diskspace import insufficient_storage, is_disk_full
 from ..errors import ApiError, invalid_parameters, not_found, too_large
 from ..params import parse_int
 from ..recovery import reopen_orphan_session
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
-from ..spool import remove_quietly, spool_to_temp
+from ..spool import drain, fsync_dir, remove_quietly, spool_to_temp
 from ..store import now_iso, register_migration
 from .storage import serialize, storage_backend, upload_precheck
 
@@ -85,6 +95,34 @@ def _public_id(value: str) -> int | str:
 
 def _dir(ctx: RequestContext, session_id: str) -> str:
     return os.path.join(ctx.settings.data_dir, "multipart", session_id)
+
+
+#: The file of a session's bytes, in its folder (parts at their offsets).
+DATA = "data"
+
+
+def _part_files(directory: str) -> bool:
+    """:returns: True when the session keeps one file per part (begun by an older version)."""
+    try:
+        return any(name.isdigit() for name in os.listdir(directory))
+    except FileNotFoundError:
+        return False
+
+
+class _At:
+    """A write-only file object writing at increasing offsets of a file descriptor."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.offset = offset
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, self.offset)
+            self.offset += written
+            view = view[written:]
+        return len(data)
 
 
 def _remote_store(storage: object) -> BlobStore | None:
@@ -237,17 +275,23 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
         raise _busy(session_id)
     directory = _dir(ctx, session_id)
     os.makedirs(directory, exist_ok=True)
+    rule = _part_rule(number, expected, known)
+    if not row["upload_id"] and not _part_files(directory):
+        received = _write_in_place(
+            ctx, session_id, directory, number, part_size, (expected, known), rule
+        )
+        return json_response({"part_number": number, "size": received})
     temp, received, _ = spool_to_temp(
         ctx.body_stream(),
         directory,
         ".part-",
         expected,
-        lambda: invalid_parameters(_part_rule(number, expected, known) + "."),
+        lambda: invalid_parameters(rule + "."),
     )
     etag = None
     try:
         if received != expected if known else received > expected:
-            raise invalid_parameters(_part_rule(number, expected, known) + f", got {received}.")
+            raise invalid_parameters(rule + f", got {received}.")
         if row["upload_id"]:  # a remote session: the part goes to S3 (before the first write)
             remote = blob_store(ctx.settings)
             key = blob_key(int(row["account_id"]), str(row["blob"]))
@@ -256,24 +300,93 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
         # The state check, the rename and the row are one step against a concurrent
         # complete (which claims the session in its own transaction) or abort.
         with ctx.store.transaction():
-            current = ctx.store.one("SELECT state FROM multipart WHERE id = ?", (session_id,))
-            if current is None:
-                raise not_found(f"Multipart upload not found: {session_id[:100]}")
-            if current["state"] != "open":
-                raise _busy(session_id)
+            _check_open(ctx, session_id)
             if etag is None:
                 os.replace(temp, os.path.join(directory, str(number)))
-            ctx.store.execute(
-                "INSERT OR REPLACE INTO multipart_parts (session_id, part_number, size, etag)"
-                " VALUES (?, ?, ?, ?)",
-                (session_id, number, received, etag),
-            )
-            ctx.store.execute(
-                "UPDATE multipart SET modified = ? WHERE id = ?", (now_iso(), session_id)
-            )
+            _record_part(ctx, session_id, number, received, etag)
     finally:
         remove_quietly(temp)  # renamed into place, sent to S3, or failed
     return json_response({"part_number": number, "size": received})
+
+
+def _check_open(ctx: RequestContext, session_id: str) -> None:
+    current = ctx.store.one("SELECT state FROM multipart WHERE id = ?", (session_id,))
+    if current is None:
+        raise not_found(f"Multipart upload not found: {session_id[:100]}")
+    if current["state"] != "open":
+        raise _busy(session_id)
+
+
+def _record_part(
+    ctx: RequestContext, session_id: str, number: int, received: int, etag: str | None
+) -> None:
+    ctx.store.execute(
+        "INSERT OR REPLACE INTO multipart_parts (session_id, part_number, size, etag)"
+        " VALUES (?, ?, ?, ?)",
+        (session_id, number, received, etag),
+    )
+    ctx.store.execute("UPDATE multipart SET modified = ? WHERE id = ?", (now_iso(), session_id))
+
+
+def _write_in_place(
+    ctx: RequestContext,
+    session_id: str,
+    directory: str,
+    number: int,
+    part_size: int,
+    size_rule: tuple[int, bool],
+    rule: str,
+) -> int:
+    """Write a part's body at its offset of the session's file, fsync it, then record the
+    part with a random version tag (the ``etag`` column; the file's etag is derived from its
+    parts' tags, as S3 does, instead of hashing every byte once more). A part sent again has
+    its row deleted first: until the new bytes are durable the part is missing, never half
+    rewritten.
+
+    :param size_rule: ``(expected bytes, exact)``: exactly that many, or at most (a session
+        without a total size).
+    :returns: the part's size.
+    """
+    expected, known = size_rule
+    known_part = ctx.store.one(
+        "SELECT 1 FROM multipart_parts WHERE session_id = ? AND part_number = ?",
+        (session_id, number),
+    )
+    if known_part is not None:
+        # Committed at once (not with the request's unit of work, which a failure rolls back).
+        with ctx.store.transaction(standalone=True):
+            _check_open(ctx, session_id)
+            ctx.store.execute(
+                "DELETE FROM multipart_parts WHERE session_id = ? AND part_number = ?",
+                (session_id, number),
+            )
+    path = os.path.join(directory, DATA)
+    created = not os.path.exists(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        received, _ = drain(
+            ctx.body_stream(),
+            expected,
+            lambda: invalid_parameters(rule + "."),
+            _At(fd, (number - 1) * part_size),  # type: ignore[arg-type]
+            hashed=False,
+        )
+        if received != expected if known else received > expected:
+            raise invalid_parameters(rule + f", got {received}.")
+        os.fsync(fd)
+        if created:
+            fsync_dir(directory)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise insufficient_storage() from None
+        raise
+    finally:
+        os.close(fd)
+    # The state check and the row are one step against a concurrent complete or abort.
+    with ctx.store.transaction():
+        _check_open(ctx, session_id)
+        _record_part(ctx, session_id, number, received, secrets.token_hex(16))
+    return received
 
 
 def _gone() -> ApiError:
@@ -376,25 +489,84 @@ def _complete(
             f"Cannot complete the upload: received {total} bytes, expected {size}."
         )
     storage = storage_backend(ctx, account)
+    directory = _dir(ctx, session_id)
     if row["upload_id"]:
         obj = _complete_remote(ctx, storage, row, size, count)
+    elif _part_files(directory):
+        obj = _upload_stream(
+            ctx,
+            storage,
+            row,
+            _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)]),
+        )
     else:
-        directory = _dir(ctx, session_id)
-        stream = _Concat([os.path.join(directory, str(n)) for n in range(1, count + 1)])
-        try:
-            obj = storage.upload(
-                str(row["parent_id"]),
-                str(row["name"]),
-                stream,  # type: ignore
-                bool(row["overwrite"]),
-                ctx.settings.max_upload_bytes,
-            )
-        finally:
-            stream.close()
+        obj = _complete_in_place(ctx, storage, row, size, count)
     if obj.size != size:
         raise ApiError(500, "internal_error", "The assembled file has the wrong size.")
     _remove(ctx, session_id)
     return json_response(serialize(ctx, acc, obj), 201)
+
+
+def _upload_stream(
+    ctx: RequestContext, storage: StorageBackend, row: sqlite3.Row, stream: Any
+) -> StorageObject:
+    """Hand a session's bytes to the backend as a normal upload (copied)."""
+    try:
+        return storage.upload(
+            str(row["parent_id"]),
+            str(row["name"]),
+            stream,
+            bool(row["overwrite"]),
+            ctx.settings.max_upload_bytes,
+        )
+    finally:
+        stream.close()
+
+
+def _complete_in_place(
+    ctx: RequestContext, storage: StorageBackend, row: sqlite3.Row, size: int, count: int
+) -> StorageObject:
+    """Insert the file of a session whose parts are in place in its ``data`` file: that file
+    itself for a ``local`` account with blobs in the data dir (no byte copied; its etag is
+    the SHA-256 of the parts' version tags, in order), else streamed to the backend."""
+    path = os.path.join(_dir(ctx, str(row["id"])), DATA)
+    tags = [
+        str(p["etag"] or "")
+        for p in ctx.store.all(
+            "SELECT etag FROM multipart_parts WHERE session_id = ? AND part_number <= ?"
+            " ORDER BY part_number",
+            (row["id"], count),
+        )
+    ]
+    local = isinstance(storage, LocalStorage) and not storage.blob_store.remote
+    if local and os.path.getsize(path) == size:
+        digest = hashlib.sha256("".join(tags).encode()).hexdigest()
+        try:
+            return cast(LocalStorage, storage).upload_file(
+                str(row["parent_id"]), str(row["name"]), path, size, digest, bool(row["overwrite"])
+            )
+        except OSError as exc:  # no hard links here: copy the bytes instead
+            log.info("multipart complete copies the file (no hard link: %s)", exc)
+    return _upload_stream(ctx, storage, row, _Head(open(path, "rb"), size))  # noqa: SIM115
+
+
+class _Head:
+    """The first ``size`` bytes of a file (a session's file may hold bytes past the end of a
+    session without a total size)."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self.file = file
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self.file.read(self.left if n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _complete_remote(

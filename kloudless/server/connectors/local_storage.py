@@ -832,6 +832,30 @@ class LocalStorage(StorageBackend):
         put = self._put_remote(temp, size) if self._remote else None
         return self._insert_file(parent_id, name, temp, put, size, digest, mime, overwrite)
 
+    def upload_file(
+        self, parent_id: str, name: str, path: str, size: int, digest: str, overwrite: bool
+    ) -> StorageObject:
+        """Insert (or overwrite) a file whose bytes are the fsync'ed file ``path`` on the data
+        dir's filesystem (a multipart session's parts, written in place): hard-linked into the
+        account's temp folder and journalled like an upload's temp file, so no byte is copied
+        and ``path`` stays as it is if this fails.
+
+        :param digest: the hex digest whose first 32 characters become the etag.
+        :raises OSError: when the file cannot be linked (another filesystem, no hard links):
+            the caller copies the bytes instead.
+        """
+        validate_name(name)
+        self._folder_row(parent_id)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        temp = os.path.join(self.tmp, "up-" + secrets.token_hex(12))
+        os.link(path, temp)
+        try:
+            fsync_dir(self.tmp)
+        except BaseException:
+            remove_quietly(temp)
+            raise
+        return self._insert_file(parent_id, name, temp, None, size, digest, mime, overwrite)
+
     def adopt_blob(
         self, parent_id: str, name: str, blob: str, size: int, overwrite: bool
     ) -> StorageObject:
