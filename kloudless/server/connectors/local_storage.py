@@ -33,6 +33,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from typing import IO, Any
@@ -148,6 +149,24 @@ register_migration(1400, _add_sort_keys)
 #: written first), and of a ``blob_puts`` row before a sweep of another process may settle it
 #: (its request may still be about to commit).
 ORPHAN_GRACE_SECONDS = 3600.0
+
+
+#: The account folder chains this process has checked level by level and created. Once
+#: there, a storage object checks only the folders it writes into (one ``lstat`` each: still
+#: real folders, not symlinks) instead of an ``lstat``, a ``stat`` and a ``mkdir`` of every
+#: level on every request; anything else found there sends it through the full check again.
+_CHECKED: set[tuple[str, ...]] = set()
+
+
+def _real_folders(paths: tuple[str, ...]) -> bool:
+    """:returns: True when every path is a folder itself (not a symlink, not missing)."""
+    for path in paths:
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def account_dir(data_dir: str, account_id: int) -> str:
@@ -409,12 +428,18 @@ class LocalStorage(StorageBackend):
             self.blobs = os.path.dirname(local)
             account_blobs = os.path.dirname(self.blobs)
             folders += [os.path.dirname(account_blobs), account_blobs, self.blobs]
-        # Check each level for a planted symlink *before* creating anything below it, so that
-        # nothing is ever created outside the data dir.
-        for path in dict.fromkeys(folders):
-            if os.path.islink(path):
-                raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
-            os.makedirs(path, exist_ok=True)
+        levels = tuple(dict.fromkeys(folders))
+        written = (self.tmp, self.blobs) if local is not None else (self.tmp,)
+        if levels not in _CHECKED or not _real_folders(written):
+            # Check each level for a planted symlink *before* creating anything below it, so
+            # that nothing is ever created outside the data dir.
+            for path in levels:
+                if os.path.islink(path):
+                    raise ApiError(
+                        500, "internal_error", "The account folder may not be a symlink."
+                    )
+                os.makedirs(path, exist_ok=True)
+            _CHECKED.add(levels)
         #: Ancestor chains by parent id, used only while building one listing.
         self._chains: dict[str, list[tuple[str, str]]] | None = None
 
