@@ -108,12 +108,14 @@ class PagingApp:
         return [body]
 
 
-def serve(app: Any, threads: int, ident: str, ready: Callable[[str], str] = str) -> None:
+def serve(
+    app: Any, threads: int, ident: str, ready: Callable[[str], str] = str, **options: Any
+) -> None:
     """Serve ``app`` on waitress on a free 127.0.0.1 port, print ``READY <ready(base URL)>``,
-    and exit when stdin closes. :returns: never."""
+    and exit when stdin closes. :param options: more waitress settings. :returns: never."""
     from waitress import create_server
 
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident=ident)
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident=ident, **options)
     base = f"http://127.0.0.1:{server.effective_port}"
     if isinstance(app, PagingApp):
         app.base = base

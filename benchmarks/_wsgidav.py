@@ -21,7 +21,9 @@ def main(argv: list[str]) -> int:
     from ._stub import serve
 
     user, password = os.environ["BENCH_DAV_USER"], os.environ["BENCH_DAV_PASSWORD"]
-    serve(webdav_app(Path(argv[0]), user, password), 8, "wsgidav", lambda base: base + "/dav")
+    app = webdav_app(Path(argv[0]), user, password)
+    # waitress refuses bodies of 1 GiB and more by default: the large PUT must get through.
+    serve(app, 8, "wsgidav", lambda base: base + "/dav", max_request_body_size=1 << 40)
     return 0
 
 
