@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._util import Table
 from .results import find_table, load
@@ -224,7 +224,7 @@ def _wrap(text: str, width: int = 16) -> str:
     return "\n".join(lines)
 
 
-def _tidy(ax: Axes, grid: str = "x") -> None:
+def _tidy(ax: Axes, grid: Literal["both", "x", "y"] = "x") -> None:
     """Light grid lines along ``grid`` (``x``, ``y`` or ``both``), no top or right frame."""
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
@@ -258,6 +258,7 @@ def render(data: dict[str, Any], name: str, path: str) -> bool:
     :returns: False, writing nothing, when the run did not record the chart's table.
     """
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     chart = CHARTS[name]
     tables: dict[str, Table] = {}
@@ -267,9 +268,8 @@ def render(data: dict[str, Any], name: str, path: str) -> bool:
             tables[wanted] = table
     if chart.tables[0] not in tables:
         return False
-    fig = Figure(figsize=chart.size, layout="constrained")
+    fig = Figure(figsize=chart.size, layout=ConstrainedLayoutEngine(w_pad=0.1, h_pad=0.1))
     chart.draw(fig, tables)
-    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)  # type: ignore[union-attr]
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
