@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 from .file_slice import PositionedReader
@@ -591,37 +591,39 @@ def remove_prefix(store: BlobStore, prefix: str) -> int:
     return removed
 
 
-def reclaim_unreferenced(
-    store: BlobStore,
-    folder: str,
-    referenced: Callable[[int], set[str]],
-    grace: float,
-) -> int:
-    """Remove the blobs ``accounts/<id>/<folder>/<name>`` that ``referenced(id)`` does not
-    name, once older than ``grace`` seconds (a crash between a put and the commit of the row
-    naming it, or between a commit and the removal of the blob it replaced, leaves such
-    blobs; the grace spares a put whose row is about to commit, in any process).
+#: What a folder's blobs are still needed for: ``account id -> names the database names``.
+ReferencedNames = Callable[[int], set[str]]
 
-    :param referenced: the names the database still needs for an account (asked once per
-        account, after its first blob old enough to go is seen).
+
+def reclaim_unreferenced(
+    store: BlobStore, folders: Mapping[str, ReferencedNames], grace: float
+) -> int:
+    """Remove the blobs ``accounts/<id>/<folder>/<name>`` of the given folders that their
+    ``folders[folder](id)`` does not name, once older than ``grace`` seconds (a crash between
+    a put and the commit of the row naming it, or between a commit and the removal of the
+    blob it replaced, leaves such blobs; the grace spares a put whose row is about to commit,
+    in any process). The store is listed once for all the folders.
+
+    :param folders: per folder, the names the database still needs for an account (asked
+        once per account and folder, after its first blob old enough to go is seen).
     :returns: the number removed.
     """
     removed = 0
     limit = time.time() - grace
-    known: dict[int, set[str]] = {}
+    known: dict[tuple[str, int], set[str]] = {}
     try:
         for key, modified in list(store.list_keys("accounts/")):
             parts = key.split("/")
-            if len(parts) != 4 or parts[2] != folder or not parts[1].isdigit():
+            if len(parts) != 4 or parts[2] not in folders or not parts[1].isdigit():
                 continue
             if modified >= limit:
                 continue
-            account_id = int(parts[1])
-            if account_id not in known:
-                known[account_id] = referenced(account_id)
-            if parts[3] not in known[account_id]:
+            folder, account_id = parts[2], int(parts[1])
+            if (folder, account_id) not in known:
+                known[folder, account_id] = folders[folder](account_id)
+            if parts[3] not in known[folder, account_id]:
                 store.delete(key)
                 removed += 1
     except OSError as exc:
-        log.warning("orphan sweep of %s blobs stopped: %s", folder, exc)
+        log.warning("orphan blob sweep stopped: %s", exc)
     return removed

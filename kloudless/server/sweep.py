@@ -28,13 +28,14 @@ from typing import Any, Protocol
 
 from . import leases
 from .availability import parse_datetime
-from .blobs import blob_store
-from .connectors.local_contacts import reclaim_orphan_photos
+from .blobs import blob_store, reclaim_unreferenced
+from .connectors.local_contacts import PHOTO_FOLDER, referenced_photos
 from .connectors.local_storage import (
+    BLOB_FOLDER,
     ORPHAN_GRACE_SECONDS,
     abort_orphan_uploads,
     drop_multipart,
-    reclaim_orphans,
+    referenced_blobs,
     settle_all,
 )
 from .recovery import remove_orphan_part_folders, take_over
@@ -134,8 +135,9 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     counts["oauth_codes"] = store.execute(
         "DELETE FROM oauth_codes WHERE expires < ?", (now.timestamp(),)
     ).rowcount
-    counts["blobs"] += reclaim_orphans(store, app.settings.data_dir, blobs=blobs)
-    counts["blobs"] += reclaim_orphan_photos(store, blobs, ORPHAN_GRACE_SECONDS)
+    # One listing of the store for the files' blobs and the contact photos.
+    orphans = {BLOB_FOLDER: referenced_blobs(store), PHOTO_FOLDER: referenced_photos(store)}
+    counts["blobs"] += reclaim_unreferenced(blobs, orphans, ORPHAN_GRACE_SECONDS)
 
     counts["part_folders"] = remove_orphan_part_folders(
         store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS

@@ -31,7 +31,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kloudless.server.activity import ActivityRecorder
-from kloudless.server.blobs import BlobStore, FileBlobStore, reclaim_unreferenced
+from kloudless.server.blobs import (
+    BlobStore,
+    FileBlobStore,
+    ReferencedNames,
+    reclaim_unreferenced,
+)
 from kloudless.server.connectors import vcard_mapping as vcard
 from kloudless.server.connectors.contacts_base import (
     ContactPhoto,
@@ -106,21 +111,30 @@ def _etag() -> str:
 def reclaim_orphan_photos(store: Store, blobs: BlobStore, grace: float) -> int:
     """Remove photo blobs no contact names, once older than ``grace`` seconds: a kill between
     a photo's put and its row's commit, or between a commit and the removal of the photo it
-    replaced, leaves one (the sweep runs this, like the storage blobs' orphan sweep).
+    replaced, leaves one (the sweep does this together with the storage blobs).
 
     :returns: the number removed.
     """
-    if store.one("SELECT 1 FROM schema_versions WHERE version = ?", (MIGRATION_VERSION,)) is None:
-        return 0  # no contacts tables yet: no photos
+    return reclaim_unreferenced(blobs, {PHOTO_FOLDER: referenced_photos(store)}, grace)
+
+
+def referenced_photos(store: Store) -> ReferencedNames:
+    """:returns: the photo blob names of an account that its contacts name (for
+    :func:`~kloudless.server.blobs.reclaim_unreferenced`)."""
 
     def referenced(account_id: int) -> set[str]:
+        if (
+            store.one("SELECT 1 FROM schema_versions WHERE version = ?", (MIGRATION_VERSION,))
+            is None
+        ):
+            return set()  # no contacts tables yet: no contact names a photo
         rows = store.all(
             "SELECT photo_blob FROM crm_contacts WHERE account_id = ? AND photo_blob IS NOT NULL",
             (account_id,),
         )
         return {str(r["photo_blob"]) for r in rows}
 
-    return reclaim_unreferenced(blobs, PHOTO_FOLDER, referenced, grace)
+    return referenced
 
 
 class LocalContacts(ContactsBackend):

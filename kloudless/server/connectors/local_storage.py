@@ -41,7 +41,7 @@ from typing import IO, Any
 from .. import quota
 from ..activity import ActivityRecorder
 from ..availability import parse_datetime
-from ..blobs import BlobStore, FileBlobStore, reclaim_unreferenced
+from ..blobs import BlobStore, FileBlobStore, ReferencedNames, reclaim_unreferenced
 from ..diskspace import insufficient_storage, is_disk_full
 from ..errors import (
     ApiError,
@@ -149,6 +149,8 @@ register_migration(1400, _add_sort_keys)
 #: written first), and of a ``blob_puts`` row before a sweep of another process may settle it
 #: (its request may still be about to commit).
 ORPHAN_GRACE_SECONDS = 3600.0
+#: The blob store folder of an account's file blobs (``accounts/<id>/blobs/``).
+BLOB_FOLDER = "blobs"
 
 
 #: The account folder chains this process has checked level by level and created. Once
@@ -178,7 +180,7 @@ def blob_key(account_id: int, blob: str) -> str:
     """:returns: the blob store key of an account's blob."""
     if not blob or "/" in blob or "\\" in blob or blob.startswith("."):
         raise ApiError(500, "internal_error", "Corrupt blob reference.")
-    return f"accounts/{int(account_id)}/blobs/{blob}"
+    return f"accounts/{int(account_id)}/{BLOB_FOLDER}/{blob}"
 
 
 def _referenced(store: Store, account_id: int, blob: str) -> bool:
@@ -303,7 +305,14 @@ def reclaim_orphans(
 
     :returns: the number of blobs removed.
     """
-    blobs = blobs or FileBlobStore(data_dir)
+    return reclaim_unreferenced(
+        blobs or FileBlobStore(data_dir), {BLOB_FOLDER: referenced_blobs(store)}, grace
+    )
+
+
+def referenced_blobs(store: Store) -> ReferencedNames:
+    """:returns: the blob names of an account that rows, journal rows and multipart sessions
+    still need (for :func:`~kloudless.server.blobs.reclaim_unreferenced`)."""
 
     def referenced(account_id: int) -> set[str]:
         return {
@@ -318,7 +327,7 @@ def reclaim_orphans(
             )
         }
 
-    return reclaim_unreferenced(blobs, "blobs", referenced, grace)
+    return referenced
 
 
 def drop_multipart(blobs: BlobStore, session: sqlite3.Row) -> None:
