@@ -14,7 +14,8 @@ client, the server in its own process):
 
 Reported: requests/s, p50 and p99 latency, and the ratio of requests/s to the bare waitress.
 Then (5b) the server time of one listing page, in this process through the WSGI app (no HTTP
-or client in the figure): wall and thread CPU time per request, p50 and p90.
+or client in the figure): wall and thread CPU time per request, p50 and p90; and (5c) 4 KiB
+uploads against the fsync floor (:mod:`benchmarks.small_uploads`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Callable
 
 import requests
 
+from . import small_uploads
 from ._util import Options, Table, local_server, percentile, prepare_data_dir, stub_server
 
 SMALL = b"k" * 4096
@@ -172,6 +174,7 @@ def run(opts: Options) -> list[Table]:
         for kind, request in workloads.items():
             for level in LEVELS:
                 results[(kind, level)] = load(level, request, limits[kind], seconds)
+        floor = small_uploads.run_table(opts, server, fixture.uploads)
     table = Table(
         f"5. Local server throughput ({fixture.files:,}-file folder, 4 KiB files)",
         ["workload", "clients", "requests", "requests/s", "p50 ms", "p99 ms", "vs bare waitress"],
@@ -201,7 +204,7 @@ def run(opts: Options) -> list[Table]:
         f"Each cell: at most {seconds:g} s (or the request cap); one thread per client in one "
         "client process, the server (8 waitress threads) in another."
     )
-    return [table, listing_server_time(opts, fixture.files)]
+    return [table, listing_server_time(opts, fixture.files), floor]
 
 
 #: The issue's goal for one page of 1000 (server time, p50).

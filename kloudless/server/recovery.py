@@ -7,6 +7,9 @@ at start-up nothing is in progress any more:
 * blob journal rows (:mod:`~kloudless.server.connectors.local_storage`) are settled: committed
   blobs move into place, removed ones are deleted (with a remote blob store, puts journalled
   before a commit are settled once they are an hour old: another process may still commit);
+* with a file blob store, blobs no row names are removed: an upload writes its blob in place
+  before the commit of its row, so a kill in between leaves one (the store is listed once; a
+  running server's sweep does the same for blobs older than an hour);
 * multipart sessions left ``completing`` by an interrupted ``complete`` are ``open`` again
   (complete them again, keep sending parts, or abort them); part folders without a session
   (a crash between the removal's commit and the folder's deletion) are removed;
@@ -42,7 +45,7 @@ import sqlite3
 import time
 
 from .blobs import blob_store
-from .connectors.local_storage import settle_all
+from .connectors.local_storage import reclaim_orphans, settle_all
 from .errors import ApiError, error_body
 from .instances import is_alive
 from .settings import Settings
@@ -172,7 +175,10 @@ def recover(store: Store, settings: Settings) -> dict[str, int]:
     :returns: how many blob journal rows, multipart sessions, part folders and tasks were
         recovered.
     """
-    counts = {"blobs": settle_all(store, settings.data_dir, blob_store(settings))}
+    blobs = blob_store(settings)
+    counts = {"blobs": settle_all(store, settings.data_dir, blobs)}
+    if not blobs.remote:  # nothing is in flight now: no grace
+        counts["orphan_blobs"] = reclaim_orphans(store, settings.data_dir, 0.0, blobs)
     with store.transaction():
         counts["multipart"] = store.execute(
             "UPDATE multipart SET state = 'open', owner = NULL, modified = ?"

@@ -54,7 +54,7 @@ from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import Error, RequestEntityTooLarge
 
 from .diskspace import is_disk_full
-from .spool import SPOOL_DIR, SpooledBody
+from .spool import BODY_IN_PLACE, SPOOL_DIR, InPlaceBody, SpooledBody
 from .transfer_limits import SLOT_HELD
 
 log = logging.getLogger("kloudless.server")
@@ -189,6 +189,37 @@ class DataDirBuffer(OverflowableBuffer):
         self.overflowed = True  # keep append() from trying to overflow again
 
 
+class InPlaceBuffer:
+    """waitress's request body buffer for a body the app's preflight placed
+    (:class:`~kloudless.server.spool.InPlaceBody`, a multipart part written straight into its
+    session's file): the bytes go there as they arrive, the app reads none."""
+
+    def __init__(self, body: InPlaceBody) -> None:
+        self.body = body
+        self.overflowed = True
+        self.no_space = False
+
+    @property
+    def failed(self) -> bool:
+        """True once a write failed (the parser then answers, 507 for a full disk)."""
+        if self.body.error is None:
+            return False
+        self.no_space = is_disk_full(self.body.error)
+        return True
+
+    def __len__(self) -> int:
+        return self.body.received
+
+    def append(self, s: bytes) -> None:
+        self.body.write(s)
+
+    def getfile(self) -> io.BytesIO:
+        return io.BytesIO()  # the body is in place: nothing to read
+
+    def close(self) -> None:
+        self.body.close()
+
+
 class Parser(HTTPRequestParser):
     """waitress's parser with a preflight of the app once the headers are in, bodies spooled
     into the data dir, and the times the deadlines need."""
@@ -202,7 +233,9 @@ class Parser(HTTPRequestParser):
             self.channel = channel
         self.started = time.time()
         self.headers_done_at = 0.0
-        self.buffer: DataDirBuffer | None = None
+        self.buffer: DataDirBuffer | InPlaceBuffer | None = None
+        #: The body's place when the app's preflight gave one (written there as it arrives).
+        self.in_place: InPlaceBody | None = None
         #: Most body bytes accepted (the app's preflight sets it for the route).
         self.body_limit: int | None = None
         #: Releases the transfer slot the app's preflight took for this request (upload
@@ -233,6 +266,13 @@ class Parser(HTTPRequestParser):
         if answer is not None:
             self.error = answer
             self.completed = True
+        if self.in_place is not None and (answer is not None or self.chunked):
+            self.in_place.close()
+            self.in_place = None
+        if self.in_place is not None:
+            self.buffer.close()  # nothing was spooled yet
+            self.buffer = InPlaceBuffer(self.in_place)
+            self.body_rcv = FixedStreamReceiver(self.content_length, self.buffer)
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -259,6 +299,8 @@ class Task(WSGITask):
         environ = super().get_environment()
         if getattr(self.request, "release", None) is not None:
             environ[SLOT_HELD] = self.request.release
+        if getattr(self.request, "in_place", None) is not None:
+            environ[BODY_IN_PLACE] = self.request.in_place
         return environ
 
 
@@ -422,6 +464,8 @@ class Server(TcpWSGIServer):
             try:
                 answer, request.body_limit = self.preflight(environ)
                 request.release = environ.get(SLOT_HELD)
+                placed = environ.get(BODY_IN_PLACE)
+                request.in_place = placed if isinstance(placed, InPlaceBody) else None
             except Exception:
                 log.exception("preflight failed")
                 answer = json_error(500, "Internal Server Error", "The request failed.")

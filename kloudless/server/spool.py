@@ -12,10 +12,13 @@ already consumed) are copied.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import io
 import os
+import secrets
+import sys
 import tempfile
 from typing import IO, Any, Callable
 
@@ -29,6 +32,15 @@ _HASH_BLOCK = 64 * 1024
 SPOOL_DIR = "tmp"
 #: File name prefix of spooled request bodies (the sweeper removes stale ones).
 SPOOL_PREFIX = "body-"
+
+
+def datasync(fd: int) -> None:
+    """Make a file's data durable: ``fdatasync`` where there is one (the data and what reading
+    it needs, such as the size; not the timestamps), else ``fsync``."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def fsync_dir(path: str) -> None:
@@ -69,25 +81,17 @@ class SpooledBody(io.BufferedRandom):
         body.adopted = False
         return body
 
-    def adopt(self, directory: str, prefix: str) -> str:
-        """Move the file into ``directory`` under a new ``prefix`` name (same filesystem: a
-        rename), the file and the directory fsync'ed; it is the caller's from now on.
+    def adopt(self, path: str) -> None:
+        """Move the file to ``path`` (a new name on the same filesystem: a rename), the file's
+        data and the new folder entry synced; it is the caller's from now on.
 
-        :returns: the new path.
         :raises OSError: the rename failed (e.g. another filesystem); the file stays here.
         """
         self.flush()
-        os.fsync(self.fileno())
-        fd, target = tempfile.mkstemp(dir=directory, prefix=prefix)  # reserves a unique name
-        os.close(fd)
-        try:
-            os.replace(self.path, target)
-        except OSError:
-            remove_quietly(target)
-            raise
+        datasync(self.fileno())
+        os.rename(self.path, path)
         self.adopted = True
-        fsync_dir(directory)
-        return target
+        fsync_dir(os.path.dirname(path))
 
     def close(self) -> None:
         """Close the file, and remove it unless it was adopted."""
@@ -191,23 +195,40 @@ def spool_to_temp(
     limit: int,
     too_big: Callable[[], ApiError],
 ) -> tuple[str, int, str]:
-    """Put ``stream`` into a new fsync'ed temp file in ``directory``: adopt the
-    :class:`SpooledBody` under it when there is one (read through ``stream`` once, to hash
-    and count it, then renamed), else copy it.
+    """Put ``stream`` into a new temp file in ``directory`` (see :func:`spool_to_path`).
 
     :param prefix: temp file name prefix (the sweeper removes stale ``up-`` files).
+    :returns: ``(path, size, sha256 hex digest)``; the caller renames or unlinks the file.
+    """
+    path = os.path.join(directory, prefix + secrets.token_hex(8))
+    size, digest = spool_to_path(stream, path, limit, too_big)
+    return path, size, digest
+
+
+def spool_to_path(
+    stream: IO[bytes],
+    path: str,
+    limit: int,
+    too_big: Callable[[], ApiError],
+) -> tuple[int, str]:
+    """Put ``stream`` into the new file ``path``, its data and its folder entry synced (what an
+    acknowledged upload needs: one data sync, one folder sync): adopt the :class:`SpooledBody`
+    under it when there is one (read through ``stream`` once, to hash and count it, then
+    renamed), else copy it.
+
     :param limit: most bytes accepted; one more raises ``too_big()``.
     :param too_big: builds the error for an over-long stream.
-    :returns: ``(path, size, sha256 hex digest)``; the caller renames or unlinks the file.
+    :returns: ``(size, sha256 hex digest)``.
     :raises ApiError: ``too_big()``; 507 ``insufficient_storage`` when the disk is full; the
-        temp file is removed on any failure.
+        file is removed on any failure.
     """
     body = spooled_body(stream)
     if body is not None and not body.closed and body.tell() == 0:
         size, digest = drain(stream, limit, too_big)
         if body.tell() == size:  # every byte went through unchanged: the file is the body
             try:
-                return body.adopt(directory, prefix), size, digest
+                body.adopt(path)
+                return size, digest
             except OSError as exc:
                 if is_disk_full(exc):
                     raise insufficient_storage() from None
@@ -215,13 +236,19 @@ def spool_to_temp(
                     raise
         body.seek(0)  # another filesystem: copy the file itself below
         stream = body
-    fd, path = tempfile.mkstemp(dir=directory, prefix=prefix)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise insufficient_storage() from None
+        raise
     try:
         with os.fdopen(fd, "wb") as out:
             size, digest = drain(stream, limit, too_big, out)
             out.flush()
-            os.fsync(out.fileno())
-        fsync_dir(directory)
+            datasync(out.fileno())
+        fsync_dir(os.path.dirname(path))
     except OSError as exc:
         remove_quietly(path)
         if is_disk_full(exc):
@@ -230,7 +257,7 @@ def spool_to_temp(
     except BaseException:
         remove_quietly(path)
         raise
-    return path, size, digest
+    return size, digest
 
 
 def drain(
@@ -273,3 +300,104 @@ def remove_quietly(*paths: str) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+#: The environ key under which the HTTP server hands a request its :class:`InPlaceBody`.
+BODY_IN_PLACE = "kloudless.body_in_place"
+#: How often (in bytes received) :class:`InPlaceBody` starts the write-out of what it wrote.
+WRITEBACK_EVERY = 4 * 1024 * 1024
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):  # pragma: no cover - a libc without it
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure only means no head start
+
+    return start
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of a file's dirty pages to the disk without waiting for it
+    (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, through :mod:`ctypes`: the :mod:`os`
+    module lacks it); a no-op elsewhere. This makes nothing durable: it leaves the
+    ``fdatasync`` that does less to wait for."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length)
+
+
+class InPlaceBody:
+    """A request body written into ``length`` bytes of the file ``path`` at ``offset`` as it
+    arrives (a multipart part, received by the HTTP server straight into its session's file:
+    no spooled copy, and the disk writes while the rest is still on its way). The write-out is
+    started every :data:`WRITEBACK_EVERY` bytes, so :meth:`finish` (the ``fdatasync`` that makes
+    the part durable) has little left to wait for.
+
+    :raises OSError: from the constructor when the file cannot be opened.
+    """
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self.path = path
+        self.offset = offset
+        self.length = length
+        #: Bytes written so far.
+        self.received = 0
+        #: The error that stopped the writes (the body is then dropped), or None.
+        self.error: OSError | None = None
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+        self._started = 0  # bytes whose write-out has been started
+
+    def write(self, data: bytes) -> None:
+        """Write the next bytes of the body (past ``length``: dropped, the caller refuses)."""
+        if self._fd is None or self.error is not None:
+            return
+        view = memoryview(data)[: self.length - self.received]
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, self.offset + self.received)
+                self.received += written
+                view = view[written:]
+            if self.received - self._started >= WRITEBACK_EVERY or self.received == self.length:
+                start_writeback(
+                    self._fd, self.offset + self._started, self.received - self._started
+                )
+                self._started = self.received
+        except OSError as exc:
+            self.error = exc
+            self.close()
+
+    @property
+    def complete(self) -> bool:
+        """True when every byte was written."""
+        return self.error is None and self.received == self.length
+
+    def finish(self) -> None:
+        """Make the written bytes durable, and the file's folder entry (the file may be new,
+        or made by a request that failed before its sync: an unchanged folder syncs fast).
+
+        :raises OSError: the sync failed.
+        """
+        fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        try:
+            datasync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(os.path.dirname(self.path))
+
+    def close(self) -> None:
+        """Close the file (the bytes stay where they were written)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -304,9 +304,22 @@ class Store:
             yield conn  # nested, or inside a read snapshot opened by the caller
             return
         if not unit.begun:
+            # The unit's first block: a rollback of the whole transaction is a rollback of
+            # this block (no savepoint needed; the next block begins the unit again).
             conn.execute("BEGIN IMMEDIATE")
             unit.begun = True
             self._after_commit.calls = []
+            unit.active = True
+            try:
+                yield conn
+            except BaseException:
+                unit.begun = False
+                self._after_commit.calls = None
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                unit.active = False
+            return
         calls: list[Callable[[], object]] = self._after_commit.calls
         mark = len(calls)
         unit.active = True

@@ -103,9 +103,12 @@ def test_a_failed_rewrite_leaves_the_part_missing(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
+    real_fdatasync = os.fdatasync
     monkeypatch.setattr(os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fdatasync", failing_fsync)
     failed = _put(client, auth, url, 2, b"EFGH")
     monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
     assert failed.status_code == 500
     parts = client.get(url, headers=auth).get_json()["parts"]
     assert [p["part_number"] for p in parts] == [1, 3]

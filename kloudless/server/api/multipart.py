@@ -44,6 +44,7 @@ and removes blobs no session or file references (a crash between the two).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -65,7 +66,15 @@ from ..params import parse_int
 from ..recovery import reopen_orphan_session
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
-from ..spool import drain, fsync_dir, remove_quietly, spool_to_temp
+from ..spool import (
+    BODY_IN_PLACE,
+    InPlaceBody,
+    datasync,
+    drain,
+    fsync_dir,
+    remove_quietly,
+    spool_to_temp,
+)
 from ..store import now_iso, register_migration
 from .storage import serialize, storage_backend, upload_precheck
 
@@ -257,8 +266,9 @@ def get_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respons
     return json_response(serialize_session(ctx, row))
 
 
-def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
-    _, row = _session(ctx, account_id, session_id)
+def _part_number(ctx: RequestContext, row: sqlite3.Row) -> tuple[int, int, bool]:
+    """:returns: ``(part number, its expected size, whether exactly that size)`` of a part
+    ``PUT``. :raises ApiError: 400 for a missing or out of range ``part_number``."""
     size, part_size = int(row["size"]), int(row["part_size"])
     known = size != UNKNOWN_SIZE
     count = part_count(size if known else ctx.settings.max_upload_bytes, part_size)
@@ -268,6 +278,46 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     # Without a total size, any part may be the last one: at most part_size bytes here, and
     # complete checks that only the last part is short.
     expected = part_size if number < count or not known else size - part_size * (count - 1)
+    return number, expected, known
+
+
+def part_precheck(ctx: RequestContext, account_id: str, session_id: str) -> None:
+    """:func:`upload_precheck`, then, for a first upload of a part of a session whose parts
+    are written in place: the part's place in the session file, where the HTTP server writes
+    the body as it arrives (:class:`~kloudless.server.spool.InPlaceBody`) instead of spooling
+    it to copy it there afterwards. Other parts (sent again, of sessions without a size or
+    whose parts go to S3, of another length) are spooled as before.
+    """
+    upload_precheck(ctx, account_id)
+    account = ctx.account(account_id)
+    row = ctx.store.one(
+        "SELECT * FROM multipart WHERE id = ? AND account_id = ?", (session_id, int(account["id"]))
+    )
+    if row is None or row["state"] != "open" or row["upload_id"]:
+        return
+    try:
+        number, expected, known = _part_number(ctx, row)
+    except ApiError:
+        return  # the handler answers
+    directory = _dir(ctx, session_id)
+    if not known or ctx.request.content_length != expected or not os.path.isdir(directory):
+        return
+    if _part_files(directory) or ctx.store.one(
+        "SELECT 1 FROM multipart_parts WHERE session_id = ? AND part_number = ?",
+        (session_id, number),
+    ):
+        return
+    offset = (number - 1) * int(row["part_size"])
+    with contextlib.suppress(OSError):  # spooled as usual
+        ctx.request.environ[BODY_IN_PLACE] = InPlaceBody(
+            os.path.join(directory, DATA), offset, expected
+        )
+
+
+def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
+    _, row = _session(ctx, account_id, session_id)
+    part_size = int(row["part_size"])
+    number, expected, known = _part_number(ctx, row)
     length = ctx.request.content_length
     if length is not None and (length != expected if known else length > expected):
         raise invalid_parameters(_part_rule(number, expected, known) + f", got {length}.")
@@ -276,6 +326,16 @@ def put_part(ctx: RequestContext, account_id: str, session_id: str) -> Response:
     directory = _dir(ctx, session_id)
     os.makedirs(directory, exist_ok=True)
     rule = _part_rule(number, expected, known)
+    placed = ctx.request.environ.get(BODY_IN_PLACE)
+    if (
+        isinstance(placed, InPlaceBody)
+        and not row["upload_id"]
+        and (placed.path, placed.offset)
+        == (os.path.join(directory, DATA), (number - 1) * part_size)
+    ):
+        return json_response(
+            {"part_number": number, "size": _placed(ctx, session_id, number, placed)}
+        )
     if not row["upload_id"] and not _part_files(directory):
         received = _write_in_place(
             ctx, session_id, directory, number, part_size, (expected, known), rule
@@ -361,7 +421,6 @@ def _write_in_place(
                 (session_id, number),
             )
     path = os.path.join(directory, DATA)
-    created = not os.path.exists(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         received, _ = drain(
@@ -373,20 +432,41 @@ def _write_in_place(
         )
         if received != expected if known else received > expected:
             raise invalid_parameters(rule + f", got {received}.")
-        os.fsync(fd)
-        if created:
-            fsync_dir(directory)
+        datasync(fd)
+        # Always: the file may be new, or made by a part that failed before this sync.
+        fsync_dir(directory)
     except OSError as exc:
         if is_disk_full(exc):
             raise insufficient_storage() from None
         raise
     finally:
         os.close(fd)
+    _record_in_place(ctx, session_id, number, received)
+    return received
+
+
+def _placed(ctx: RequestContext, session_id: str, number: int, placed: InPlaceBody) -> int:
+    """Finish a part the HTTP server wrote in place as it arrived (see :func:`part_precheck`):
+    make it durable, then record it. :returns: the part's size."""
+    placed.close()
+    if not placed.complete:  # the server answers a failed write itself; never seen here
+        raise ApiError(500, "internal_error", "The part was not stored.")
+    try:
+        placed.finish()
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise insufficient_storage() from None
+        raise
+    _record_in_place(ctx, session_id, number, placed.received)
+    return placed.received
+
+
+def _record_in_place(ctx: RequestContext, session_id: str, number: int, received: int) -> None:
+    """Record a part written (and synced) in place, with a random version tag."""
     # The state check and the row are one step against a concurrent complete or abort.
     with ctx.store.transaction():
         _check_open(ctx, session_id)
         _record_part(ctx, session_id, number, received, secrets.token_hex(16))
-    return received
 
 
 def _gone() -> ApiError:
@@ -655,7 +735,7 @@ def abort_upload(ctx: RequestContext, account_id: str, session_id: str) -> Respo
 ROUTES = [
     Route(A, ("POST",), init_upload),
     Route(A + "/<session_id>", ("GET",), get_upload),
-    Route(A + "/<session_id>", ("PUT",), put_part, body=BODY_UPLOAD, precheck=upload_precheck),
+    Route(A + "/<session_id>", ("PUT",), put_part, body=BODY_UPLOAD, precheck=part_precheck),
     Route(A + "/<session_id>", ("DELETE",), abort_upload),
     Route(A + "/<session_id>/complete", ("POST",), complete_upload),
 ]

@@ -51,7 +51,7 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import fsync_dir, remove_quietly, spool_to_temp
+from ..spool import fsync_dir, remove_quietly, spool_to_path, spool_to_temp
 from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
@@ -623,8 +623,58 @@ class LocalStorage(StorageBackend):
             self.tmp,
             "up-",
             max_bytes,
-            lambda: too_large(f"The upload exceeds the limit of {max_bytes} bytes."),
+            lambda: self._too_large(max_bytes),
         )
+
+    def _local_blob(self, blob: str) -> str:
+        """:returns: the path of a blob of a file store."""
+        path = self.blob_store.local_path(self._key(blob))
+        if path is None:
+            raise ApiError(500, "internal_error", "Not a file blob store.")
+        return path
+
+    def _write_blob(self, stream: IO[bytes], max_bytes: int) -> tuple[str, int, str]:
+        """Put a stream into the store as a new blob, before the transaction that will
+        reference it: a file store gets it written in place (the data and the folder entry
+        synced; no journal and no move after the commit, so an upload costs one data sync, one
+        folder sync and one commit), a remote store gets a journalled put (see
+        :meth:`_put_remote`). No row references the blob yet, so nothing can read it; if the
+        request fails it is removed, and what a kill leaves (a blob no row names) start-up
+        recovery removes (:func:`reclaim_orphans`, nothing being in flight then), or a running
+        server's sweep once older than :data:`ORPHAN_GRACE_SECONDS`.
+
+        :returns: ``(blob, size, sha256 hex)``.
+        """
+        if self._remote:
+            temp, size, digest = self._write_temp(stream, max_bytes)
+            return self._put_remote(temp, size), size, digest
+        blob = secrets.token_hex(16)
+        size, digest = spool_to_path(
+            stream, self._local_blob(blob), max_bytes, lambda: self._too_large(max_bytes)
+        )
+        return blob, size, digest
+
+    def _adopt_blob(self, blob: str) -> None:
+        """The row referencing a new blob of :meth:`_write_blob` is written in this transaction."""
+        if self._remote:
+            self.adopt_puts(blob)
+
+    def _drop_new_blob(self, blob: str) -> None:
+        """Remove a new blob of :meth:`_write_blob` whose row was not written."""
+        if self._remote:
+            self._drop_puts([blob])
+        else:
+            remove_quietly(self._local_blob(blob))
+
+    def _on_rollback_drop(self, blob: str) -> None:
+        """Remove a new blob if the request's unit of work rolls back after this change (a
+        remote put registered its undo when it was journalled)."""
+        if not self._remote:
+            self._on_rollback_remove(self._local_blob(blob))
+
+    @staticmethod
+    def _too_large(max_bytes: int) -> ApiError:
+        return too_large(f"The upload exceeds the limit of {max_bytes} bytes.")
 
     def _record(self, type_: str, obj: StorageObject) -> None:
         """Append the change's activity event (call inside the change's transaction)."""
@@ -862,17 +912,16 @@ class LocalStorage(StorageBackend):
         validate_name(name)
         self._folder_row(parent_id)  # fail early, before reading the body
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"  # not under the lock
-        temp, size, digest = self._write_temp(stream, max_bytes)
-        put = self._put_remote(temp, size) if self._remote else None
-        return self._insert_file(parent_id, name, temp, put, size, digest, mime, overwrite)
+        blob, size, digest = self._write_blob(stream, max_bytes)
+        return self._insert_file(parent_id, name, blob, size, digest, mime, overwrite)
 
     def upload_file(
         self, parent_id: str, name: str, path: str, size: int, digest: str, overwrite: bool
     ) -> StorageObject:
         """Insert (or overwrite) a file whose bytes are the fsync'ed file ``path`` on the data
         dir's filesystem (a multipart session's parts, written in place): hard-linked into the
-        account's temp folder and journalled like an upload's temp file, so no byte is copied
-        and ``path`` stays as it is if this fails.
+        file store as the new blob, like an upload's, so no byte is copied and ``path`` stays
+        as it is if this fails.
 
         :param digest: the hex digest whose first 32 characters become the etag.
         :raises OSError: when the file cannot be linked (another filesystem, no hard links):
@@ -881,14 +930,15 @@ class LocalStorage(StorageBackend):
         validate_name(name)
         self._folder_row(parent_id)
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        temp = os.path.join(self.tmp, "up-" + secrets.token_hex(12))
-        os.link(path, temp)
+        blob = secrets.token_hex(16)
+        target = self._local_blob(blob)
+        os.link(path, target)
         try:
-            fsync_dir(self.tmp)
+            fsync_dir(os.path.dirname(target))
         except BaseException:
-            remove_quietly(temp)
+            remove_quietly(target)
             raise
-        return self._insert_file(parent_id, name, temp, None, size, digest, mime, overwrite)
+        return self._insert_file(parent_id, name, blob, size, digest, mime, overwrite)
 
     def adopt_blob(
         self, parent_id: str, name: str, blob: str, size: int, overwrite: bool
@@ -899,21 +949,20 @@ class LocalStorage(StorageBackend):
         validate_name(name)
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         etag = secrets.token_hex(16)  # a version tag: S3 assembled the bytes, we never saw them
-        return self._insert_file(parent_id, name, "", blob, size, etag, mime, overwrite)
+        return self._insert_file(parent_id, name, blob, size, etag, mime, overwrite)
 
     def _insert_file(
         self,
         parent_id: str,
         name: str,
-        temp: str,
-        put: str | None,
+        blob: str,
         size: int,
         digest: str,
         mime: str,
         overwrite: bool,
     ) -> StorageObject:
-        """Insert (or overwrite) a file row for new bytes: those at ``temp`` (file stores),
-        or the blob ``put`` already put into a remote store."""
+        """Insert (or overwrite) a file row for the new blob ``blob``, already in the store (see
+        :meth:`_write_blob`)."""
         old_blob: str | None = None
         try:
             with self._tree_change():
@@ -922,11 +971,7 @@ class LocalStorage(StorageBackend):
                 existing = self._child(parent_id, name)
                 replaced = existing["size"] if existing is not None and overwrite else 0
                 quota.check(self.store, self.quota_limit, self.account_id, size - (replaced or 0))
-                if put is None:
-                    blob = self._stage_blob(temp, size)
-                else:
-                    blob = put
-                    self.adopt_puts(put)
+                self._adopt_blob(blob)
                 if existing is not None and overwrite:
                     if existing["kind"] != "file":
                         raise naming_conflict(
@@ -940,9 +985,22 @@ class LocalStorage(StorageBackend):
                         (blob, size, digest[:32], mime, now, existing["id"]),
                     )
                     file_id = str(existing["id"])
+                    result = self._object(self._row(file_id, "file"))
                 else:
-                    final = self._free_name(parent_id, name)
+                    # The name was just looked up: only a taken one needs another.
+                    final = name if existing is None else self._free_name(parent_id, name)
                     file_id = "file_" + secrets.token_urlsafe(16)
+                    raw = {
+                        "id": file_id,
+                        "parent_id": parent_id,
+                        "name": final,
+                        "kind": "file",
+                        "size": size,
+                        "mime_type": mime,
+                        "etag": digest[:32],
+                        "created": now,
+                        "modified": now,
+                    }
                     self.store.execute(
                         "INSERT INTO objects (id, account_id, parent_id, name, kind, size,"
                         " mime_type, blob, etag, created, modified, sort_key)"
@@ -961,18 +1019,13 @@ class LocalStorage(StorageBackend):
                             order_key("file", final, file_id),
                         ),
                     )
-                # Built inside the transaction: a delete racing in right after must not turn
-                # a successful upload's answer into a 404.
-                result = self._object(self._row(file_id, "file"))
+                    # The row as inserted (no read back), built inside the transaction.
+                    result = self._object_of(raw)
                 self._record("update" if old_blob is not None else "add", result)
         except BaseException:
-            if temp:
-                remove_quietly(temp)
-            if put is not None:
-                self._drop_puts([put])
+            self._drop_new_blob(blob)
             raise
-        if temp:
-            self._on_rollback_remove(temp)
+        self._on_rollback_drop(blob)
         return result
 
     def open_contents(self, file_id: str) -> FileContents:
@@ -997,18 +1050,13 @@ class LocalStorage(StorageBackend):
 
     def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
         self._row(file_id, "file")
-        temp, size, digest = self._write_temp(stream, max_bytes)
-        put = self._put_remote(temp, size) if self._remote else None
+        blob, size, digest = self._write_blob(stream, max_bytes)
         try:
             with self._tree_change():
                 row = self._row(file_id, "file")
                 quota.check(self.store, self.quota_limit, self.account_id, size - row["size"])
                 self._release_blob(row["blob"], row["size"])
-                if put is None:
-                    blob = self._stage_blob(temp, size)
-                else:
-                    blob = put
-                    self.adopt_puts(put)
+                self._adopt_blob(blob)
                 self.store.execute(
                     "UPDATE objects SET blob = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
                     (blob, size, digest[:32], now_iso(), file_id),
@@ -1016,11 +1064,9 @@ class LocalStorage(StorageBackend):
                 result = self._object(self._row(file_id, "file"))
                 self._record("update", result)
         except BaseException:
-            remove_quietly(temp)
-            if put is not None:
-                self._drop_puts([put])
+            self._drop_new_blob(blob)
             raise
-        self._on_rollback_remove(temp)
+        self._on_rollback_drop(blob)
         return result
 
     def update(
