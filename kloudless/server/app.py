@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -26,7 +25,7 @@ from .diskspace import Reserve, insufficient_storage, is_disk_full
 from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .ratelimit import AuthGuard, RateLimiter
-from .responses import error_response
+from .responses import error_response, new_request_id
 from .routing import (
     AUTH_APP,
     AUTH_DEVELOPER,
@@ -68,7 +67,7 @@ class ServerApp(Core):
         super().__init__(settings)
         # Several processes share their counts through the database.
         shared = self.store if settings.shared_state else None
-        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, shared)
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, shared, "requests:")
         #: Failed authentications per client address (brute-force guard).
         self.auth_guard = AuthGuard(settings.auth_failures_per_minute, shared)
         #: Room kept on the disk for deletes (see :mod:`kloudless.server.diskspace`).
@@ -81,7 +80,7 @@ class ServerApp(Core):
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         request = Request(environ)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         started = time.monotonic()
         response = self.dispatch(request, request_id)
         response.headers["X-Request-Id"] = request_id
@@ -110,7 +109,7 @@ class ServerApp(Core):
             ``(status line, headers, body)`` to send instead of running the request.
         """
         request = Request(environ)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         started = time.monotonic()
         ctx = RequestContext(self, request, request_id, self.auth_guard)
         limit = self.settings.max_json_bytes

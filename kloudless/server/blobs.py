@@ -147,7 +147,7 @@ class BlobStore(ABC):
 
 def _check_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not key or "" in parts or "." in parts or ".." in parts:  # "" also: a leading "/"
         raise ValueError(f"bad blob key: {key[:200]!r}")
     return key
 
@@ -164,7 +164,8 @@ class FileBlobStore(BlobStore):
         self.url = "file://" + urllib.parse.quote(self.root)
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *_check_key(key).split("/"))
+        # A checked key is a relative path of plain names: joined whole (once per request).
+        return os.path.join(self.root, _check_key(key))
 
     def local_path(self, key: str) -> str | None:
         return self._path(key)
@@ -554,7 +555,11 @@ _stores_lock = threading.Lock()
 def blob_store(settings: Settings) -> BlobStore:
     """:returns: the process's blob store for ``settings`` (one per URL and data dir, so its
     connection pool is shared by every request)."""
-    key = (settings.blob_store, os.path.abspath(settings.data_dir))
+    data_dir = settings.data_dir
+    key = (settings.blob_store, data_dir if os.path.isabs(data_dir) else os.path.abspath(data_dir))
+    store = _stores.get(key)  # the common case: no lock (entries are never replaced)
+    if store is not None:
+        return store
     with _stores_lock:
         store = _stores.get(key)
         if store is None:

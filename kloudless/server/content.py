@@ -19,12 +19,13 @@ user content (``GET .../files/{id}/contents`` and public links ``/l/<id>``) gets
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
-__all__ = ["INLINE_TYPES", "content_disposition", "page", "protect"]
+__all__ = ["INLINE_TYPES", "content_disposition", "page", "protect", "protection_headers"]
 
 #: Types shown inline when asked for; everything else is an attachment.
 INLINE_TYPES = frozenset(
@@ -47,6 +48,9 @@ INLINE_TYPES = frozenset(
 )
 #: RFC 5987 ``attr-char`` besides letters and digits: kept as is in ``filename*``.
 _ATTR_CHARS = "!#$&+-.^_`|~"
+#: A name that is its own ASCII fallback and its own ``filename*`` encoding (no space either:
+#: the fallback would keep it, the encoding would not).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$&+\-.^_`|~]*[A-Za-z0-9!#$&+\-.^_`|~]")
 #: The policy of every user-content response: an opaque origin, nothing loaded, nothing run.
 SANDBOX = "sandbox; default-src 'none'"
 #: The policy of the server's own small pages about a link (landing page, password form).
@@ -63,6 +67,8 @@ def content_disposition(name: str | None, inline: bool = False) -> str:
     """:returns: a ``Content-Disposition`` value (RFC 6266) for a file called ``name``:
     ``attachment; filename="naive.txt"; filename*=UTF-8''na%C3%AFve.txt``."""
     kind = "inline" if inline else "attachment"
+    if name and _PLAIN_NAME.fullmatch(name):  # both forms would be the name itself
+        return f'{kind}; filename="{name}"'
     name = (name or "").replace("\r", "").replace("\n", "") or "download"
     fallback = _ascii_fallback(name)
     value = f'{kind}; filename="{fallback}"'
@@ -76,15 +82,28 @@ def _base_type(mime_type: str) -> str:
     return mime_type.split(";", 1)[0].strip().lower()
 
 
-def protect(headers: Headers, mime_type: str, name: str | None, inline: bool = False) -> None:
-    """Add the headers that keep user content from running on the API origin (see the module
-    docstring). ``inline`` is honoured only for :data:`INLINE_TYPES`."""
+def protection_headers(
+    mime_type: str, name: str | None, inline: bool = False
+) -> list[tuple[str, str]]:
+    """:returns: the headers that keep user content from running on the API origin (see the
+    module docstring). ``inline`` is honoured only for :data:`INLINE_TYPES`."""
     shown = inline and _base_type(mime_type) in INLINE_TYPES
-    headers["Content-Disposition"] = content_disposition(name, shown)
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Content-Security-Policy"] = SANDBOX
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    return [("Content-Disposition", content_disposition(name, shown)), *_FIXED_HEADERS]
+
+
+#: The protection headers that are the same for every file.
+_FIXED_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", SANDBOX),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+
+
+def protect(headers: Headers, mime_type: str, name: str | None, inline: bool = False) -> None:
+    """Set :func:`protection_headers` on ``headers`` (replacing any of the same names)."""
+    for key, value in protection_headers(mime_type, name, inline):
+        headers[key] = value
 
 
 def page(body: str, status: int = 200) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,14 @@ try:  # the server extra installs orjson; the standard library is the fallback
 except ImportError:  # pragma: no cover - exercised by tests that hide orjson
     orjson = None  # type: ignore[assignment]
 
-__all__ = ["error_response", "json_response", "no_content", "object_list"]
+__all__ = ["error_response", "json_response", "new_request_id", "no_content", "object_list"]
+
+
+def new_request_id() -> str:
+    """:returns: a new request id: a random (version 4) UUID as ``str(uuid.uuid4())`` writes
+    it, made without building a :class:`uuid.UUID` (a third of the time, on every request)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def object_list(

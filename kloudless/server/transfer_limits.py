@@ -106,6 +106,16 @@ class Releasing:
     def read(self, size: int = -1) -> bytes:
         return self._file.read(size)
 
+    # What a file wrapper calls for every answer, spelled out (cheaper than __getattr__).
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return self._file.seekable()
+
     def close(self) -> None:
         try:
             self._file.close()

@@ -25,13 +25,13 @@ class LocalConnector(Connector):
     apis = ("storage", "calendar", "crm", "events")
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
-        limit = quota.limit_for(env.store, env.settings, env.account_id)
         return LocalStorage(
             env.store,
             env.settings.data_dir,
             env.account_id,
             env.activity,
-            quota_limit=limit,
+            # Looked up by the first write that needs it: a read makes no query for it.
+            quota_limit=lambda: quota.limit_for(env.store, env.settings, env.account_id),
             blobs=blob_store(env.settings),
         )
 

@@ -27,6 +27,7 @@ byte copy under the write lock (a filesystem without hard links gets copies, fsy
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import mimetypes
 import os
@@ -36,7 +37,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .. import quota
 from ..activity import ActivityRecorder
@@ -169,6 +170,28 @@ def _real_folders(paths: tuple[str, ...]) -> bool:
         except OSError:
             return False
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout(
+    data_dir: str, account_id: int, local_blob: str | None
+) -> tuple[str, str, str | None, tuple[str, ...], tuple[str, ...]]:
+    """The folders of an account (computed once per process, they are used by every request):
+
+    :param local_blob: a blob's path in a file blob store (None for a remote store).
+    :returns: ``(account folder, its tmp folder, the blob folder or None, every level to
+        check from the top, the folders written into)``.
+    """
+    base = account_dir(data_dir, account_id)
+    tmp = os.path.join(base, "tmp")
+    folders = [os.path.dirname(base), base, tmp]
+    blobs = None
+    if local_blob is not None:  # a file store: its account folder is checked the same way
+        blobs = os.path.dirname(local_blob)
+        account_blobs = os.path.dirname(blobs)
+        folders += [os.path.dirname(account_blobs), account_blobs, blobs]
+    written = (tmp, blobs) if blobs is not None else (tmp,)
+    return base, tmp, blobs, tuple(dict.fromkeys(folders)), written
 
 
 def account_dir(data_dir: str, account_id: int) -> str:
@@ -418,27 +441,20 @@ class LocalStorage(StorageBackend):
         data_dir: str,
         account_id: int,
         activity: ActivityRecorder | None = None,
-        quota_limit: int | None = None,
+        quota_limit: int | None | Callable[[], int | None] = None,
         blobs: BlobStore | None = None,
     ) -> None:
         self.store = store
-        #: The account's storage quota in bytes (None: unlimited; see :mod:`..quota`).
-        self.quota_limit = quota_limit
+        self._quota_limit = quota_limit
         self.account_id = int(account_id)
         self.activity = activity
         self.data_dir = data_dir
         #: Where the file contents are (default: files in the data dir).
         self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
-        self.base = account_dir(data_dir, self.account_id)
-        self.tmp = os.path.join(self.base, "tmp")
-        folders = [os.path.dirname(self.base), self.base, self.tmp]
         local = self.blob_store.local_path(blob_key(self.account_id, "x"))
-        if local is not None:  # a file store: its account folder is checked the same way
-            self.blobs = os.path.dirname(local)
-            account_blobs = os.path.dirname(self.blobs)
-            folders += [os.path.dirname(account_blobs), account_blobs, self.blobs]
-        levels = tuple(dict.fromkeys(folders))
-        written = (self.tmp, self.blobs) if local is not None else (self.tmp,)
+        self.base, self.tmp, blobs_dir, levels, written = _layout(data_dir, self.account_id, local)
+        if blobs_dir is not None:
+            self.blobs = blobs_dir
         if levels not in _CHECKED or not _real_folders(written):
             # Check each level for a planted symlink *before* creating anything below it, so
             # that nothing is ever created outside the data dir.
@@ -451,6 +467,15 @@ class LocalStorage(StorageBackend):
             _CHECKED.add(levels)
         #: Ancestor chains by parent id, used only while building one listing.
         self._chains: dict[str, list[tuple[str, str]]] | None = None
+
+    @property
+    def quota_limit(self) -> int | None:
+        """The account's storage quota in bytes (None: unlimited; see :mod:`..quota`), looked
+        up when first needed (reads never need it)."""
+        limit = self._quota_limit
+        if callable(limit):
+            limit = self._quota_limit = limit()
+        return limit
 
     # -- rows ----------------------------------------------------------------------------------
     def _row(self, object_id: str, kind: str | None) -> sqlite3.Row:
