@@ -12,13 +12,11 @@ already consumed) are copied.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import io
 import os
 import secrets
-import sys
 import tempfile
 from typing import IO, Any, Callable
 
@@ -304,46 +302,15 @@ def remove_quietly(*paths: str) -> None:
 
 #: The environ key under which the HTTP server hands a request its :class:`InPlaceBody`.
 BODY_IN_PLACE = "kloudless.body_in_place"
-#: How often (in bytes received) :class:`InPlaceBody` starts the write-out of what it wrote.
-WRITEBACK_EVERY = 4 * 1024 * 1024
-_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
-
-
-def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):  # pragma: no cover - a libc without it
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-
-    def start(fd: int, offset: int, length: int) -> None:
-        call(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure only means no head start
-
-    return start
-
-
-_sync_file_range = _load_sync_file_range()
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing a range of a file's dirty pages to the disk without waiting for it
-    (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, through :mod:`ctypes`: the :mod:`os`
-    module lacks it); a no-op elsewhere. This makes nothing durable: it leaves the
-    ``fdatasync`` that does less to wait for."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length)
 
 
 class InPlaceBody:
     """A request body written into ``length`` bytes of the file ``path`` at ``offset`` as it
     arrives (a multipart part, received by the HTTP server straight into its session's file:
-    no spooled copy, and the disk writes while the rest is still on its way). The write-out is
-    started every :data:`WRITEBACK_EVERY` bytes, so :meth:`finish` (the ``fdatasync`` that makes
-    the part durable) has little left to wait for.
+    no spooled copy to write, read back and write again); :meth:`finish` makes it durable.
+
+    Starting the write-out as the bytes arrive (``sync_file_range``) was measured and left
+    out: it made parts slower on the disks measured (``docs/performance.rst``).
 
     :raises OSError: from the constructor when the file cannot be opened.
     """
@@ -357,7 +324,6 @@ class InPlaceBody:
         #: The error that stopped the writes (the body is then dropped), or None.
         self.error: OSError | None = None
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
-        self._started = 0  # bytes whose write-out has been started
 
     def write(self, data: bytes) -> None:
         """Write the next bytes of the body (past ``length``: dropped, the caller refuses)."""
@@ -369,11 +335,6 @@ class InPlaceBody:
                 written = os.pwrite(self._fd, view, self.offset + self.received)
                 self.received += written
                 view = view[written:]
-            if self.received - self._started >= WRITEBACK_EVERY or self.received == self.length:
-                start_writeback(
-                    self._fd, self.offset + self._started, self.received - self._started
-                )
-                self._started = self.received
         except OSError as exc:
             self.error = exc
             self.close()
