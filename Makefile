@@ -17,7 +17,7 @@ help:
 	@echo "make fuzz   fuzz the server against its OpenAPI description (random seeds, long)"
 	@echo "make dist   build the wheel and the sdist into dist/ (twine-checked)"
 	@echo "make test-browser  only the browser tests (they drive an installed Chromium)"
-	@echo "make test-postgres every server and e2e test on a throw-away PostgreSQL"
+	@echo "make test-postgres only the PostgreSQL + S3 half of the server and e2e test matrix"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,11 +62,11 @@ readme: $(DEV_STAMP)
 
 test: lint typecheck unit docs readme
 
-# Every server and e2e test on PostgreSQL (make test runs the server modules with SQL of their
-# own on both, and the S3 suites on both).
+# make test runs every server and e2e test on both configurations of the test matrix
+# (sqlite-files and postgres-s3, see tests/server/conftest.py); this runs one of them only.
 test-postgres: $(DEV_STAMP)
-	KLOUDLESS_TEST_DATABASE=postgresql $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
-	    tests/server tests/e2e
+	KLOUDLESS_TEST_CONFIG=postgres-s3 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
+	    tests/server tests/e2e tests/s3
 
 # The browser tests drive an installed Chromium through Playwright (no browser download).
 test-browser: $(DEV_STAMP)

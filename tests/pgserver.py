@@ -2,6 +2,11 @@
 wheel (no system service): ``initdb`` into a temporary folder, ``postgres`` on a free port of
 127.0.0.1, one fresh database per test.
 
+:meth:`PostgresServer.migrated_database` clones a template database that has every server
+migration applied already (``CREATE DATABASE ... TEMPLATE``): about 0.5 s per test instead of
+about 2 s for running the migrations on an empty database; :meth:`PostgresServer.drop_database`
+removes a test's database at its end (each holds a few MiB).
+
 PostgreSQL refuses to run as root (CI runs as root): there the server runs as the unprivileged
 ``nobody`` user (the child drops its uid and gid before ``exec``), its folder is given to that
 user, and when that user cannot reach the wheel's binaries (a checkout in a private home) they
@@ -19,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -103,6 +109,8 @@ class PostgresServer:
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._template: str | None = None
+        self._template_lock = threading.Lock()
         if os.geteuid() == 0:
             os.chown(self.root, NOBODY, NOBODY)
         self.root.chmod(0o700)
@@ -179,14 +187,39 @@ class PostgresServer:
             return (self.root / "server.log").read_text(errors="replace")
         return ""
 
-    def new_database(self) -> str:
-        """:returns: the URL of a new, empty database."""
+    def new_database(self, template: str | None = None) -> str:
+        """:returns: the URL of a new database: empty, or a copy of the database ``template``
+        (a name; nobody may be connected to it)."""
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:16]
+        source = f" TEMPLATE {template}" if template else ""
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(f"CREATE DATABASE {name}{source}")
         return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def migrated_database(self) -> str:
+        """:returns: the URL of a new database holding the server's tables (every migration
+        registered when the template was made, i.e. the whole server; a store opened on it
+        still applies any newer one) and no data: no application, no secret, no account."""
+        with self._template_lock:
+            if self._template is None:
+                from kloudless.server import create_app  # noqa: F401 - registers every migration
+                from kloudless.server.store import Store
+
+                url = self.new_database()
+                Store("template", url).close()
+                self._template = url.rsplit("/", 1)[1]
+            template = self._template
+        return self.new_database(template)
+
+    def drop_database(self, url: str) -> None:
+        """Remove the database of ``url``, ending the sessions still connected to it."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are ended) and remove its files."""

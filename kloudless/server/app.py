@@ -210,6 +210,9 @@ class ServerApp(Core):
             ctx.auth = self._authenticate(ctx)
             _check_auth_level(ctx.auth, route.auth)
             scopes.check(ctx.auth, route.family)  # 403 when the token's scope lacks it
+        if any("\x00" in value for value in args.values() if isinstance(value, str)):
+            # No id or name holds a NUL (PostgreSQL text cannot): nothing is there.
+            raise not_found()
         return route, args
 
     @staticmethod

@@ -442,9 +442,10 @@ class IdempotencyLayer:
 
         :returns: the number of keys deleted.
         """
+        # By primary key, not SQLite's rowid (PostgreSQL has none).
         cur = self.store.execute(
-            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
-            " WHERE expires <= ? LIMIT ?)",
+            "DELETE FROM idempotency_keys WHERE (scope, key_hash) IN (SELECT scope, key_hash"
+            " FROM idempotency_keys WHERE expires <= ? LIMIT ?)",
             (self.clock(), self.prune_batch),
         )
         prune_intents(self.store, self.ttl)  # their keys have expired too

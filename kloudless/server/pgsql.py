@@ -125,34 +125,45 @@ class Schema:
 
     @property
     def info(self) -> TableInfo:
-        """:returns: the table information (read on first use)."""
+        """:returns: the table information (read on first use, on a connection of its own)."""
         cached = self._cached
         if cached is None:
-            cached = self._cached = _read_tables(self.url)
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=30) as conn:
+                cached = self.load(conn)
+        return cached
+
+    def load(self, conn: Any) -> TableInfo:
+        """:returns: the table information, read through ``conn`` (a psycopg connection) if not
+        known yet. A connection inside a transaction reads what that transaction sees: during a
+        migration, the tables it has created or altered so far; another connection would not
+        see those and would wait forever for the locks the migration holds on the tables it
+        alters (an upgrade adding a column to a table that has rows)."""
+        cached = self._cached
+        if cached is None:
+            cached = self._cached = _read_tables(conn)
         return cached
 
 
-def _read_tables(url: str) -> TableInfo:
-    import psycopg
-
+def _read_tables(conn: Any) -> TableInfo:
     pks: dict[str, list[str]] = {}
     serials: dict[str, str] = {}
     columns: dict[str, list[str]] = {}
-    with psycopg.connect(url, autocommit=True, connect_timeout=30) as conn:
-        for table, column in conn.execute(
-            "SELECT tc.table_name, k.column_name FROM information_schema.table_constraints tc"
-            " JOIN information_schema.key_column_usage k ON k.constraint_name = tc.constraint_name"
-            " AND k.table_schema = tc.table_schema WHERE tc.constraint_type = 'PRIMARY KEY'"
-            " AND tc.table_schema = current_schema() ORDER BY tc.table_name, k.ordinal_position"
-        ):
-            pks.setdefault(table, []).append(column)
-        for table, column, default in conn.execute(
-            "SELECT table_name, column_name, column_default FROM information_schema.columns"
-            " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
-        ):
-            columns.setdefault(table, []).append(column)
-            if default and str(default).startswith("nextval("):
-                serials[table] = column
+    for table, column in conn.execute(
+        "SELECT tc.table_name, k.column_name FROM information_schema.table_constraints tc"
+        " JOIN information_schema.key_column_usage k ON k.constraint_name = tc.constraint_name"
+        " AND k.table_schema = tc.table_schema WHERE tc.constraint_type = 'PRIMARY KEY'"
+        " AND tc.table_schema = current_schema() ORDER BY tc.table_name, k.ordinal_position"
+    ):
+        pks.setdefault(table, []).append(column)
+    for table, column, default in conn.execute(
+        "SELECT table_name, column_name, column_default FROM information_schema.columns"
+        " WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+    ):
+        columns.setdefault(table, []).append(column)
+        if default and str(default).startswith("nextval("):
+            serials[table] = column
     return pks, serials, columns
 
 
@@ -330,7 +341,10 @@ class PgConnection:
                 cursor.rowcount = -1
                 cursor._rows = []
                 return
-            text, returning = translate(sql, self._schema)
+            schema = self._schema
+            if schema is not None and schema._cached is None and _INSERT.match(sql):
+                schema.load(self._conn)  # on this connection: see Schema.load
+            text, returning = translate(sql, schema)
             ddl = _DDL.match(sql) is not None
             guarded = self.in_transaction and verb.startswith(("INSERT", "UPDATE", "DELETE"))
             if guarded:

@@ -1,20 +1,49 @@
 """A real server (waitress in a background thread) on 127.0.0.1, a random port and a temporary
-data dir, with the SDK's ``configuration['base_url']`` pointed at it; on a fresh PostgreSQL
-database of the session's server with ``KLOUDLESS_TEST_DATABASE=postgresql``
-(``make test-postgres``)."""
+data dir, with the SDK's ``configuration['base_url']`` pointed at it. Every test module runs on
+each configuration of the matrix (``sqlite-files`` and ``postgres-s3``; see
+``tests/server/conftest.py``, ``KLOUDLESS_TEST_CONFIG`` picks), one server per module and
+configuration."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from kloudless.server.blobs import S3BlobStore
 from kloudless.server.bootstrap import Credentials
 from kloudless.server.runner import ServerThread
 from kloudless.server.settings import Settings
+from tests.server.conftest import CONFIGS, ServerConfig, SettingsMaker, config_params
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "server_config" in metafunc.fixturenames:
+        params = config_params(metafunc)
+        metafunc.parametrize("server_config", params, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def server_config(request: pytest.FixtureRequest) -> ServerConfig:
+    return CONFIGS[request.param]
+
+
+@pytest.fixture(scope="module")
+def make_settings(
+    server_config: ServerConfig,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[..., Settings]]:
+    """Settings in the module's configuration (``tests/server/conftest.SettingsMaker``; data
+    dirs default to one temporary folder of the module)."""
+    maker = SettingsMaker(server_config, tmp_path_factory.mktemp("e2e"), request)
+    with pytest.MonkeyPatch.context() as patch:
+        if server_config.blobs == "s3":  # the 64 KiB parts below (moto accepts them)
+            patch.setattr(S3BlobStore, "min_part_size", 1)
+        yield maker
+    maker.drop_databases()
 
 
 @dataclass
@@ -25,24 +54,10 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def live_server(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[LiveServer]:
+def live_server(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
     import kloudless
 
-    data_dir = tmp_path_factory.mktemp("e2e-data")
-    url = None
-    if os.environ.get("KLOUDLESS_TEST_DATABASE") == "postgresql":
-        url = request.getfixturevalue("postgres").new_database()
-    server = ServerThread(
-        Settings(
-            data_dir=str(data_dir),
-            host="127.0.0.1",
-            port=0,
-            multipart_part_size=64 * 1024,
-            database_url=url,
-        )
-    )
+    server = ServerThread(make_settings(host="127.0.0.1", port=0, multipart_part_size=64 * 1024))
     assert server.credentials is not None
     previous = kloudless.configuration["base_url"]
     kloudless.configuration["base_url"] = server.base_url

@@ -4,8 +4,9 @@ is an address book of a real Radicale on loopback, and a plain CardDAV client be
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -23,16 +24,12 @@ from .conftest import LiveServer
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live(make_settings: Callable[..., Any]) -> Iterator[LiveServer]:
     """A server allowed to reach the loopback Radicale (the outbound policy refuses loopback
     upstreams by default)."""
     from kloudless.server.runner import ServerThread as ApiServer
-    from kloudless.server.settings import Settings
 
-    data_dir = tmp_path_factory.mktemp("e2e-contacts-data")
-    server = ApiServer(
-        Settings(data_dir=str(data_dir), host="127.0.0.1", port=0, allow_upstream=["127.0.0.1"])
-    )
+    server = ApiServer(make_settings(host="127.0.0.1", port=0, allow_upstream=["127.0.0.1"]))
     assert server.credentials is not None
     server.start()
     try:

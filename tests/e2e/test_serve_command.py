@@ -9,9 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import requests
+
+from kloudless.server.settings import Settings
+from tests.server.conftest import cli_options
 
 
 def _free_port() -> int:
@@ -20,19 +23,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_process(tmp_path: Any) -> None:
+def test_serve_process(make_settings: Callable[..., Settings], tmp_path: Any) -> None:
     port = _free_port()
+    settings = make_settings(tmp_path / "d")
+    where = cli_options(settings)
+    if settings.blob_store:  # the AWS variables of this process name the endpoint
+        where += ["--blob-store", settings.blob_store]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kloudless.cli",
-            "serve",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "kloudless.cli", "serve", *where, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

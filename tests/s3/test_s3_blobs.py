@@ -205,10 +205,14 @@ def _init(client: Client, auth: dict[str, str], name: str, size: int | None) -> 
 
 
 def test_multipart_is_an_s3_multipart_upload_continued_by_another_instance(
-    tmp_path: Any, blob_url: str, s3: S3Endpoint, bucket: str
+    make_settings: Callable[..., Settings],
+    s3: S3Endpoint,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The real S3 rule: parts of at least 5 MiB, whatever smaller size the server is given.
-    settings = Settings(data_dir=str(tmp_path / "data"), multipart_part_size=4, blob_store=blob_url)
+    monkeypatch.setattr(S3BlobStore, "min_part_size", S3_MIN_PART_SIZE)
+    settings = make_settings(multipart_part_size=4)
     data = os.urandom(S3_MIN_PART_SIZE + 1000)
     first = create_app(settings)
     from kloudless.server.bootstrap import bootstrap
@@ -403,13 +407,13 @@ def test_contact_photos_are_blobs_of_the_bucket(
 
 
 def test_through_waitress_spooled_bodies_go_to_the_bucket_and_ranges_stream(
-    tmp_path: Any, blob_url: str, s3: S3Endpoint, bucket: str
+    make_settings: Callable[..., Settings], s3: S3Endpoint, bucket: str
 ) -> None:
     import requests
 
     from kloudless.server.runner import ServerThread
 
-    settings = Settings(data_dir=str(tmp_path / "data"), port=0, blob_store=blob_url)
+    settings = make_settings(port=0)
     server = ServerThread(settings).start()
     try:
         assert server.credentials is not None

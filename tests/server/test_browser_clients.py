@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from werkzeug.test import Client
@@ -15,7 +15,7 @@ from kloudless.server import trusted_domains
 from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials
 
-from .conftest import BufferedClient, assert_error
+from .conftest import BufferedClient, assert_error, cli_options
 
 ORIGIN = "http://127.0.0.1:5555"
 OOB = "urn:ietf:wg:oauth:2.0:oob"
@@ -89,33 +89,25 @@ def test_meta_api(client: Client, app: ServerApp, creds: Credentials) -> None:
     assert not trusted_domains.is_trusted(app.store, creds.app_id, "https://app.example.com")
 
 
-def test_cli(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     from kloudless.cli import main
-    from kloudless.server import Settings, create_app
+    from kloudless.server import create_app
     from kloudless.server.bootstrap import bootstrap
 
-    data = str(tmp_path / "d")
-    app = create_app(Settings(data_dir=data))
+    settings = make_settings()
+    data = cli_options(settings)
+    app = create_app(settings)
     try:
         creds = bootstrap(app.store)
         assert creds is not None
-        assert (
-            main(["apps", "trusted-domain", "add", "--data-dir", data, "HTTP://LOCALHOST:3000/"])
-            == 0
-        )
+        assert main(["apps", "trusted-domain", "add", *data, "HTTP://LOCALHOST:3000/"]) == 0
         assert "http://localhost:3000" in capsys.readouterr().out
-        assert main(["apps", "trusted-domain", "list", "--data-dir", data]) == 0
+        assert main(["apps", "trusted-domain", "list", *data]) == 0
         assert capsys.readouterr().out.splitlines() == ["http://localhost:3000"]
         assert trusted_domains.is_trusted(app.store, creds.app_id, "http://localhost:3000")
-        assert main(["apps", "trusted-domain", "add", "--data-dir", data, "localhost:3000"]) == 2
-        assert (
-            main(["apps", "trusted-domain", "remove", "--data-dir", data, "http://localhost:3000"])
-            == 0
-        )
-        assert (
-            main(["apps", "trusted-domain", "remove", "--data-dir", data, "http://localhost:3000"])
-            == 1
-        )
+        assert main(["apps", "trusted-domain", "add", *data, "localhost:3000"]) == 2
+        assert main(["apps", "trusted-domain", "remove", *data, "http://localhost:3000"]) == 0
+        assert main(["apps", "trusted-domain", "remove", *data, "http://localhost:3000"]) == 1
     finally:
         app.close()
 

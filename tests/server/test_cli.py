@@ -6,12 +6,14 @@ import os
 import re
 import stat
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from kloudless.cli import main
+from kloudless.server import Settings, create_app
 from kloudless.server.store import Store
+from tests.server.conftest import cli_options, stored_bytes
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -19,49 +21,57 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return status, capsys.readouterr().out
 
 
-def _new_store(data: str) -> None:
-    """Create an empty server store in ``data`` (as the first ``kloudless serve`` does)."""
-    from kloudless.server import Settings, create_app
+@pytest.fixture
+def server(make_settings: Callable[..., Settings], tmp_path: Any) -> tuple[Settings, list[str]]:
+    """A new, empty server store (as the first ``kloudless serve`` makes) in the test's
+    configuration, and the options that name it on the command line."""
+    settings = make_settings(tmp_path / "d")
+    create_app(settings).close()
+    return settings, cli_options(settings)
 
-    create_app(Settings(data_dir=data)).close()
+
+def _open(settings: Settings) -> Store:
+    return Store(settings.db_path, settings.database_url)
 
 
-def test_apps_show_bootstraps_once(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    data = str(tmp_path / "d")
-    _new_store(data)
-    status, out = _run(capsys, "apps", "show", "--data-dir", data)
+def test_apps_show_bootstraps_once(
+    server: tuple[Settings, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, where = server
+    status, out = _run(capsys, "apps", "show", *where)
     assert status == 0 and "KLOUDLESS_API_KEY=key_" in out and "KLOUDLESS_TOKEN=tok_" in out
-    status, out = _run(capsys, "apps", "show", "--data-dir", data)
+    status, out = _run(capsys, "apps", "show", *where)
     assert status == 0 and "KLOUDLESS_API_KEY" not in out and "1 account(s): 1" in out
-    status, out = _run(capsys, "apps", "show", "--data-dir", data, "--new-api-key", "--app-token")
+    status, out = _run(capsys, "apps", "show", *where, "--new-api-key", "--app-token")
     assert "New API key (shown once): key_" in out and "Application-level token" in out
 
 
-def test_accounts_and_tokens(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    data = str(tmp_path / "d")
-    _new_store(data)
-    _run(capsys, "apps", "show", "--data-dir", data)
-    status, out = _run(capsys, "accounts", "create", "--data-dir", data, "--name", "bob")
+def test_accounts_and_tokens(
+    server: tuple[Settings, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, where = server
+    _run(capsys, "apps", "show", *where)
+    status, out = _run(capsys, "accounts", "create", *where, "--name", "bob")
     assert status == 0 and "Created account 2" in out
     # Like `serve` at first start: export lines to paste into a shell.
     assert "  export KLOUDLESS_ACCOUNT_ID=2\n" in out
     token = re.search(r"^  export KLOUDLESS_TOKEN=(tok_\S+)$", out, re.M)
     assert token is not None
-    store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
+    store = _open(settings)
     try:
         row = store.lookup_token(token.group(1))
         assert row is not None and row["account_id"] == 2
     finally:
         store.close()
-    status, out = _run(capsys, "accounts", "list", "--data-dir", data)
+    status, out = _run(capsys, "accounts", "list", *where)
     assert "bob" in out and "local" in out
-    status, out = _run(capsys, "tokens", "create", "--data-dir", data, "2")
+    status, out = _run(capsys, "tokens", "create", *where, "2")
     assert status == 0 and re.search(r"^  export KLOUDLESS_TOKEN=tok_\S+$", out, re.M)
-    assert _run(capsys, "tokens", "create", "--data-dir", data, "99")[0] == 1
-    status, out = _run(capsys, "accounts", "delete", "--data-dir", data, "2")
+    assert _run(capsys, "tokens", "create", *where, "99")[0] == 1
+    status, out = _run(capsys, "accounts", "delete", *where, "2")
     assert status == 0 and "Deleted account 2" in out
-    assert _run(capsys, "accounts", "delete", "--data-dir", data, "2")[0] == 1
-    status, out = _run(capsys, "accounts", "list", "--data-dir", data)
+    assert _run(capsys, "accounts", "delete", *where, "2")[0] == 1
+    status, out = _run(capsys, "accounts", "list", *where)
     assert "bob" not in out
 
 
@@ -177,18 +187,17 @@ def test_second_serve_on_one_data_dir_refuses(
     second.close()
 
 
-def test_admin_account_and_team_commands(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_admin_account_and_team_commands(
+    server: tuple[Settings, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
-    data = str(tmp_path / "d")
-    _new_store(data)
-    _run(capsys, "apps", "show", "--data-dir", data)  # first-start credentials, once
-    status, out = _run(
-        capsys, "accounts", "create", "--admin", "--json", "--name", "it", "--data-dir", data
-    )
+    settings, where = server
+    _run(capsys, "apps", "show", *where)  # first-start credentials, once
+    status, out = _run(capsys, "accounts", "create", "--admin", "--json", "--name", "it", *where)
     admin = json.loads(out)
     assert status == 0 and admin["admin"] is True and admin["token"].startswith("tok_")
-    _, out = _run(capsys, "accounts", "create", "--json", "--name", "alice", "--data-dir", data)
+    _, out = _run(capsys, "accounts", "create", "--json", "--name", "alice", *where)
     alice = json.loads(out)
     a = str(admin["id"])
     status, out = _run(
@@ -201,54 +210,47 @@ def test_admin_account_and_team_commands(tmp_path: Any, capsys: pytest.CaptureFi
         "--email",
         "a@x",
         "--json",
-        "--data-dir",
-        data,
+        *where,
     )
     user = json.loads(out)
     assert status == 0 and user["name"] == "alice" and user["account"] == alice["id"]
-    status, out = _run(capsys, "team", "groups", "add", a, "eng", "--json", "--data-dir", data)
+    status, out = _run(capsys, "team", "groups", "add", a, "eng", "--json", *where)
     group = json.loads(out)
     assert status == 0 and group["role"] == "member"
-    assert (
-        _run(
-            capsys, "team", "groups", "member-add", a, group["id"], user["id"], "--data-dir", data
-        )[0]
-        == 0
-    )
-    status, out = _run(
-        capsys, "team", "groups", "members", a, group["id"], "--json", "--data-dir", data
-    )
+    assert _run(capsys, "team", "groups", "member-add", a, group["id"], user["id"], *where)[0] == 0
+    status, out = _run(capsys, "team", "groups", "members", a, group["id"], "--json", *where)
     assert [m["id"] for m in json.loads(out)] == [user["id"]]
-    status, out = _run(capsys, "team", "users", "list", a, "--data-dir", data)
+    status, out = _run(capsys, "team", "users", "list", a, *where)
     assert status == 0 and "alice" in out and "a@x" in out
     # Errors are one line and exit status 1.
-    status = main(["team", "users", "add", str(alice["id"]), a, "--data-dir", data])
+    status = main(["team", "users", "add", str(alice["id"]), a, *where])
     assert status == 1 and "not an admin account" in capsys.readouterr().err
-    status = main(["team", "users", "remove", a, "999", "--data-dir", data])
+    status = main(["team", "users", "remove", a, "999", *where])
     assert status == 1 and "User not found" in capsys.readouterr().err
-    assert main(["team", "users", "list", "9999", "--data-dir", data]) == 1
-    assert _run(capsys, "team", "users", "remove", a, user["id"], "--data-dir", data)[0] == 0
-    status, out = _run(capsys, "team", "users", "list", a, "--json", "--data-dir", data)
+    assert main(["team", "users", "list", "9999", *where]) == 1
+    assert _run(capsys, "team", "users", "remove", a, user["id"], *where)[0] == 0
+    status, out = _run(capsys, "team", "users", "list", a, "--json", *where)
     assert json.loads(out) == []
 
 
-def test_developer_key_create_and_rotate(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_developer_key_create_and_rotate(
+    server: tuple[Settings, list[str]], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from kloudless.server import developers
 
-    data = str(tmp_path / "d")
-    _new_store(data)
+    settings, where = server
     # The first bootstrap (here through `apps show`) prints the developer key with the rest.
-    status, out = _run(capsys, "apps", "show", "--data-dir", data)
+    status, out = _run(capsys, "apps", "show", *where)
     first = re.search(r"^  export KLOUDLESS_DEVELOPER_KEY=(dev_\S+)$", out, re.M)
     assert status == 0 and first is not None
-    status, out = _run(capsys, "developer-key", "create", "--data-dir", data)
+    status, out = _run(capsys, "developer-key", "create", *where)
     second = re.search(r"^  export KLOUDLESS_DEVELOPER_KEY=(dev_\S+)$", out, re.M)
     assert status == 0 and second is not None and "shown once" in out
-    status, out = _run(capsys, "developer-key", "rotate", "--data-dir", data, "--json")
+    status, out = _run(capsys, "developer-key", "rotate", *where, "--json")
     import json
 
     third = json.loads(out)["developer_key"]
-    store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
+    store = _open(settings)
     try:
         assert [developers.developer_for_key(store, k) for k in (first[1], second[1], third)] == [
             None,
@@ -260,40 +262,40 @@ def test_developer_key_create_and_rotate(tmp_path: Any, capsys: pytest.CaptureFi
         assert len(rows) == 1 and third not in str([tuple(r) for r in rows])
     finally:
         store.close()
-    with open(os.path.join(data, "kloudless.sqlite3"), "rb") as handle:
-        assert third.encode() not in handle.read()
+    stored = create_app(settings)
+    try:  # nor anywhere else in the database (the SQLite file's free pages...)
+        assert third.encode() not in stored_bytes(stored)
+    finally:
+        stored.close()
     assert _run(capsys, "developer-key", "create", "--data-dir", str(tmp_path / "none"))[0] == 1
 
 
 def test_apps_list_create_and_choosing_one(
-    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    server: tuple[Settings, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
-    data = str(tmp_path / "d")
-    _new_store(data)
-    _run(capsys, "apps", "show", "--data-dir", data)
-    status, out = _run(capsys, "apps", "create", "Billing", "--data-dir", data, "--json")
+    settings, where = server
+    _run(capsys, "apps", "show", *where)
+    status, out = _run(capsys, "apps", "create", "Billing", *where, "--json")
     made = json.loads(out)
     assert status == 0 and made["name"] == "Billing" and made["api_key"].startswith("key_")
-    status, out = _run(capsys, "apps", "create", "Docs", "--description", "d", "--data-dir", data)
+    status, out = _run(capsys, "apps", "create", "Docs", "--description", "d", *where)
     assert status == 0 and re.search(r"^  export KLOUDLESS_API_KEY=key_\S+$", out, re.M)
-    status, out = _run(capsys, "apps", "list", "--data-dir", data, "--json")
+    status, out = _run(capsys, "apps", "list", *where, "--json")
     listed = json.loads(out)
     assert [a["name"] for a in listed] == ["Local application", "Billing", "Docs"]
     assert [a["accounts"] for a in listed] == [1, 0, 0] and "api_key" not in str(listed)
     # --app picks the application the other commands work on.
-    status, out = _run(
-        capsys, "accounts", "create", "--data-dir", data, "--app", made["id"], "--json"
-    )
+    status, out = _run(capsys, "accounts", "create", *where, "--app", made["id"], "--json")
     assert status == 0 and json.loads(out)["id"] == 2
-    status, out = _run(capsys, "apps", "show", "--data-dir", data, "--app", made["id"])
+    status, out = _run(capsys, "apps", "show", *where, "--app", made["id"])
     assert made["id"] in out and "1 account(s): 2" in out
-    store = Store(str(tmp_path / "d" / "kloudless.sqlite3"))
+    store = _open(settings)
     try:
         assert store.get_account(2)["app_id"] == made["id"]
     finally:
         store.close()
-    assert main(["apps", "show", "--data-dir", data, "--app", "app_nope"]) == 1
+    assert main(["apps", "show", *where, "--app", "app_nope"]) == 1
     assert "no application app_nope" in capsys.readouterr().err
-    assert _run(capsys, "apps", "create", " ", "--data-dir", data)[0] == 2
+    assert _run(capsys, "apps", "create", " ", *where)[0] == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,7 +20,7 @@ from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials, bootstrap
 from kloudless.version import VERSION
 
-from .conftest import BufferedClient, assert_error
+from .conftest import BufferedClient, assert_error, cli_options
 
 #: The redirect of the attack in issue #24: a loopback address on the visitor's own machine.
 LOOPBACK = "http://localhost:9/cb"
@@ -126,8 +126,8 @@ def test_invitation_is_bound_to_its_application_and_expires(
 
 
 @pytest.fixture
-def open_app(tmp_path: Any) -> Iterator[ServerApp]:
-    app = create_app(Settings(data_dir=str(tmp_path / "d"), oauth_existing_accounts="any"))
+def open_app(make_settings: Callable[..., Settings]) -> Iterator[ServerApp]:
+    app = create_app(make_settings(oauth_existing_accounts="any"))
     yield app
     app.close()
 
@@ -265,22 +265,25 @@ def test_static_files(client: Client) -> None:
         assert_error(client.get(missing), 404, "not_found")
 
 
-def test_cli_invite(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_invite(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
     from kloudless.cli import main
 
-    data = str(tmp_path / "d")
-    app = create_app(Settings(data_dir=data))
+    settings = make_settings()
+    data = cli_options(settings)
+    app = create_app(settings)
     creds = bootstrap(app.store)
     assert creds is not None
     try:
-        assert main(["accounts", "invite", "--data-dir", data, str(creds.account_id)]) == 0
+        assert main(["accounts", "invite", *data, str(creds.account_id)]) == 0
         out = capsys.readouterr().out
         code = re.search(r"(inv_\S+)", out)
         assert code is not None and "one use" in out
         row = invitations.lookup(app.store, creds.app_id, code.group(1))
         assert row is not None and row["id"] == creds.account_id
-        assert main(["accounts", "invite", "--data-dir", data, "99"]) == 1
-        assert main(["accounts", "invite", "--data-dir", data, "1", "--hours", "0"]) == 2
+        assert main(["accounts", "invite", *data, "99"]) == 1
+        assert main(["accounts", "invite", *data, "1", "--hours", "0"]) == 2
     finally:
         app.close()
 

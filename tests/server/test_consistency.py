@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from werkzeug.test import Client
 
 from kloudless.server.app import ServerApp
+from kloudless.server.blobs import blob_store
 
 from .conftest import BufferedClient, mkdir, upload
 
@@ -24,10 +25,10 @@ def _check_store(app: ServerApp) -> None:
         " AND NOT EXISTS (SELECT 1 FROM objects p WHERE p.id = o.parent_id AND p.trashed = 0)"
     )
     assert orphans is not None and orphans["n"] == 0
-    blobs_dir = os.path.join(app.settings.data_dir, "accounts", "1", "blobs")
-    on_disk = set(os.listdir(blobs_dir)) if os.path.isdir(blobs_dir) else set()
+    prefix = "accounts/1/blobs/"
+    stored = {key[len(prefix) :] for key, _ in blob_store(app.settings).list_keys(prefix)}
     in_db = {r["blob"] for r in app.store.all("SELECT blob FROM objects WHERE kind = 'file'")}
-    assert on_disk == in_db
+    assert stored == in_db
     tmp_dir = os.path.join(app.settings.data_dir, "accounts", "1", "tmp")
     assert not os.path.isdir(tmp_dir) or os.listdir(tmp_dir) == []
 

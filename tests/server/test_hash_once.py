@@ -13,7 +13,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import requests
@@ -115,10 +115,9 @@ def test_an_over_long_keyed_body_is_refused(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "dest") == []
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    data_dir = tmp_path_factory.mktemp("hash-once")
-    thread = ServerThread(Settings(data_dir=str(data_dir), port=0)).start()
+@pytest.fixture
+def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
+    thread = ServerThread(make_settings(port=0)).start()
     try:
         yield thread
     finally:

@@ -23,6 +23,9 @@ from kloudless.server.connectors.local_storage import settle_all
 from .conftest import assert_error
 
 S = "/v1/accounts/me/storage"
+#: In-place parts are the file store's layout; S3 sessions are S3 multipart uploads
+#: (tests/s3/test_s3_blobs.py). The database does not matter here.
+pytestmark = pytest.mark.only_config("sqlite-files", reason="the data dir's multipart layout")
 
 
 def _init(client: Client, auth: dict[str, str], size: int | None, name: str = "f.bin") -> Any:

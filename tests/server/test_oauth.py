@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -186,11 +186,11 @@ def test_state_and_code_not_logged(
         assert secret not in text
 
 
-def test_new_accounts_only(tmp_path: Any) -> None:
-    from kloudless.server import Settings, create_app
+def test_new_accounts_only(make_settings: Callable[..., Any]) -> None:
+    from kloudless.server import create_app
     from kloudless.server.bootstrap import bootstrap
 
-    app = create_app(Settings(data_dir=str(tmp_path), oauth_existing_accounts="none"))
+    app = create_app(make_settings(oauth_existing_accounts="none"))
     try:
         creds = bootstrap(app.store)
         assert creds is not None

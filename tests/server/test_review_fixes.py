@@ -29,10 +29,10 @@ from kloudless.server.connectors.local_storage import LocalStorage
 from kloudless.server.errors import ApiError
 from kloudless.server.runner import ServerThread
 from kloudless.server.spool import spool_to_temp
-from kloudless.server.store import now_iso
+from kloudless.server.store import Store, now_iso
 from kloudless.server.sweep import Sweeper, sweep
 
-from .conftest import BufferedClient, assert_error, upload
+from .conftest import BufferedClient, SettingsMaker, assert_error, blob_keys, cli_options, upload
 
 S = "/v1/accounts/me/storage"
 
@@ -83,10 +83,8 @@ def test_p1_1_failed_complete_reopens_the_session(client: Client, auth: dict[str
     assert client.post(f"{S}/multipart/{sid}/complete", headers=auth).status_code == 201
 
 
-def test_p1_1_parallel_completes_create_one_file(tmp_path: Any) -> None:
-    server = ServerThread(
-        Settings(data_dir=str(tmp_path / "d"), port=0, multipart_part_size=4)
-    ).start()
+def test_p1_1_parallel_completes_create_one_file(make_settings: SettingsMaker) -> None:
+    server = ServerThread(make_settings(port=0, multipart_part_size=4)).start()
     try:
         assert server.credentials is not None
         headers = {"Authorization": f"Bearer {server.credentials.token}"}
@@ -199,20 +197,19 @@ def test_p1_3_failed_copy_leaves_no_temp_files(
     )
     base = os.path.join(app.settings.data_dir, "accounts", str(creds.account_id))
     assert os.listdir(os.path.join(base, "tmp")) == []
-    assert len(os.listdir(os.path.join(base, "blobs"))) == 1
+    assert len(blob_keys(app, creds.account_id)) == 1
 
 
 # -- P1-4 deletes are permanent for local ---------------------------------------------------------
 def test_p1_4_delete_removes_blob_and_row(
     app: ServerApp, client: Client, auth: dict[str, str], creds: Credentials
 ) -> None:
-    blobs = os.path.join(app.settings.data_dir, "accounts", str(creds.account_id), "blobs")
     fid = upload(client, auth, "t.bin", b"q" * 1000).get_json()["id"]
     folder = client.post(f"{S}/folders", headers=auth, json={"name": "D", "parent_id": "root"})
     upload(client, auth, "in.bin", b"z" * 10, parent=folder.get_json()["id"])
-    assert len(os.listdir(blobs)) == 2
+    assert len(blob_keys(app, creds.account_id)) == 2
     assert client.delete(f"{S}/files/{fid}", headers=auth).status_code == 204
-    assert len(os.listdir(blobs)) == 1
+    assert len(blob_keys(app, creds.account_id)) == 1
     assert client.get(f"{S}/quota", headers=auth).get_json()["used"] == 10
     assert_error(client.delete(f"{S}/files/{fid}?permanent=true", headers=auth), 404, "not_found")
     folder_id = folder.get_json()["id"]
@@ -222,7 +219,7 @@ def test_p1_4_delete_removes_blob_and_row(
         ).status_code
         == 204
     )
-    assert os.listdir(blobs) == []
+    assert blob_keys(app, creds.account_id) == []
     assert app.store.one("SELECT COUNT(*) AS n FROM objects")["n"] == 0  # type: ignore[index]
 
 
@@ -248,8 +245,10 @@ def test_p1_5_unknown_host_refused(client: Client, auth: dict[str, str]) -> None
         ({"host": "0.0.0.0"}, "rebound.example", 400),
     ],
 )
-def test_p1_5_allowed_hosts(tmp_path: Any, extra: dict[str, Any], host: str, status: int) -> None:
-    app = create_app(Settings(data_dir=str(tmp_path / "d"), **extra))
+def test_p1_5_allowed_hosts(
+    make_settings: SettingsMaker, extra: dict[str, Any], host: str, status: int
+) -> None:
+    app = create_app(make_settings(**extra))
     try:
         creds = bootstrap(app.store)
         assert creds is not None
@@ -279,13 +278,10 @@ def test_p1_5_token_flow_needs_loopback_or_registered_redirect(
     # Both flows: without registered URIs only loopback redirects (issue #25: a code flow to
     # any URI was an open redirect, and Deny redirected anywhere).
     assert_error(code_flow, 400, "invalid_parameters")
-    data_dir = app.settings.data_dir
-    assert (
-        cli_main(["apps", "redirect-uri", "add", "https://app.example/cb", "--data-dir", data_dir])
-        == 0
-    )
+    where = cli_options(app.settings)
+    assert cli_main(["apps", "redirect-uri", "add", "https://app.example/cb", *where]) == 0
     assert "Registered redirect URI" in capsys.readouterr().out
-    assert cli_main(["apps", "redirect-uri", "list", "--data-dir", data_dir]) == 0
+    assert cli_main(["apps", "redirect-uri", "list", *where]) == 0
     assert capsys.readouterr().out.split() == ["https://app.example/cb"]
     assert page("https://app.example/cb").status_code == 200
     # Once URIs are registered, only those are accepted (loopback too).
@@ -305,8 +301,8 @@ def test_p2_2_v2_paths_are_served_by_v1(
     assert_error(client.get("/v3/accounts/me", headers=auth), 404, "not_found")
 
 
-def test_p2_2_sdk_account_get_api_version_2(tmp_path: Any) -> None:
-    server = ServerThread(Settings(data_dir=str(tmp_path / "d"), port=0)).start()
+def test_p2_2_sdk_account_get_api_version_2(make_settings: SettingsMaker) -> None:
+    server = ServerThread(make_settings(port=0)).start()
     try:
         assert server.credentials is not None
         with kloudless.Account(token=server.credentials.token, base_url=server.base_url) as account:
@@ -428,8 +424,8 @@ def test_p2_7_sweeper_runs_at_most_once_per_interval(app: ServerApp) -> None:
 
 
 # -- P2-9 failed authentication is rate-limited ---------------------------------------------------
-def test_p2_9_auth_failures_answer_429(tmp_path: Any) -> None:
-    app = create_app(Settings(data_dir=str(tmp_path / "d"), auth_failures_per_minute=3))
+def test_p2_9_auth_failures_answer_429(make_settings: SettingsMaker) -> None:
+    app = create_app(make_settings(auth_failures_per_minute=3))
     try:
         creds = bootstrap(app.store)
         assert creds is not None
@@ -483,9 +479,9 @@ def test_p2_12_event_and_change_commit_together(
 
     def listener(account_id: int, cursor: int) -> None:
         # Runs after the commit: another connection already sees the event.
-        other = sqlite3.connect(app.settings.db_path)
+        other = Store(app.settings.db_path, app.settings.database_url)
         try:
-            row = other.execute("SELECT id FROM activity WHERE id = ?", (cursor,)).fetchone()
+            row = other.one("SELECT id FROM activity WHERE id = ?", (cursor,))
         finally:
             other.close()
         seen.append((cursor, row is not None))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from kloudless.server import Settings, create_app
+from kloudless.server import create_app
 from kloudless.server.bootstrap import bootstrap
 
-from .conftest import BufferedClient, assert_error
+from .conftest import BufferedClient, SettingsMaker, assert_error
 
 S = "/v1/accounts/me/storage"
 PAYLOAD = b"saved from the web\n" * 100
@@ -55,16 +55,18 @@ def web() -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _client(tmp_path: Any, name: str, **settings: Any) -> tuple[Client, dict[str, str], Any]:
-    app = create_app(Settings(data_dir=str(tmp_path / name), **settings))
+def _client(
+    make_settings: SettingsMaker, name: str, **settings: Any
+) -> tuple[Client, dict[str, str], Any]:
+    app = create_app(make_settings(make_settings.tmp_path / name, **settings))
     creds = bootstrap(app.store)
     assert creds is not None
     return BufferedClient(app), {"Authorization": f"Bearer {creds.token}"}, app
 
 
 @pytest.fixture
-def allowed(tmp_path: Any) -> Iterator[tuple[Client, dict[str, str]]]:
-    client, auth, app = _client(tmp_path, "allowed", allow_upstream=["127.0.0.1"])
+def allowed(make_settings: SettingsMaker) -> Iterator[tuple[Client, dict[str, str]]]:
+    client, auth, app = _client(make_settings, "allowed", allow_upstream=["127.0.0.1"])
     yield client, auth
     app.close()
 
@@ -98,8 +100,8 @@ def test_upload_from_url_as_a_task(allowed: tuple[Client, dict[str, str]], web: 
     assert answer.get_json()["name"] == "t.bin" and answer.get_json()["size"] == len(PAYLOAD)
 
 
-def test_loopback_urls_are_refused_by_default(tmp_path: Any, web: str) -> None:
-    client, auth, app = _client(tmp_path, "default")
+def test_loopback_urls_are_refused_by_default(make_settings: SettingsMaker, web: str) -> None:
+    client, auth, app = _client(make_settings, "default")
     try:
         for url in (
             f"{web}/file/x.txt",
@@ -115,12 +117,12 @@ def test_loopback_urls_are_refused_by_default(tmp_path: Any, web: str) -> None:
         app.close()
 
 
-def test_every_redirect_is_checked(tmp_path: Any, web: str) -> None:
+def test_every_redirect_is_checked(make_settings: SettingsMaker, web: str) -> None:
     # Only the first server's port is allowed; it redirects to another loopback port.
     other = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     port = web.rsplit(":", 1)[1]
     _Handler.redirect_to = f"http://127.0.0.1:{other.server_address[1]}"
-    client, auth, app = _client(tmp_path, "port", allow_upstream=[f"127.0.0.1:{port}"])
+    client, auth, app = _client(make_settings, "port", allow_upstream=[f"127.0.0.1:{port}"])
     try:
         direct = client.post(f"{S}/files", headers=auth, json={"url": f"{web}/file/ok.txt"})
         assert direct.status_code == 201, direct.get_data(as_text=True)
@@ -132,9 +134,9 @@ def test_every_redirect_is_checked(tmp_path: Any, web: str) -> None:
         _Handler.redirect_to = ""
 
 
-def test_size_limit(tmp_path: Any, web: str) -> None:
+def test_size_limit(make_settings: SettingsMaker, web: str) -> None:
     client, auth, app = _client(
-        tmp_path, "small", allow_upstream=["127.0.0.1"], max_upload_bytes=100
+        make_settings, "small", allow_upstream=["127.0.0.1"], max_upload_bytes=100
     )
     try:
         big = client.post(f"{S}/files", headers=auth, json={"url": f"{web}/file/big.bin"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from werkzeug.test import Client
@@ -97,11 +97,11 @@ def test_overwrite_false_renames_true_replaces(client: Client, auth: dict[str, s
     assert client.get(f"{S}/files/{first['id']}/contents", headers=auth).data == b"three"
 
 
-def test_upload_limit(tmp_path: Any) -> None:
-    from kloudless.server import Settings, create_app
+def test_upload_limit(make_settings: Callable[..., Any]) -> None:
+    from kloudless.server import create_app
     from kloudless.server.bootstrap import bootstrap
 
-    app = create_app(Settings(data_dir=str(tmp_path), max_upload_bytes=10))
+    app = create_app(make_settings(max_upload_bytes=10))
     try:
         creds = bootstrap(app.store)
         assert creds is not None
@@ -111,7 +111,7 @@ def test_upload_limit(tmp_path: Any) -> None:
         assert upload(client, auth, "ok", b"x" * 10).status_code == 201
         listing = client.get(f"{S}/folders/root/contents", headers=auth).get_json()
         assert [o["name"] for o in listing["objects"]] == ["ok"]
-        assert os.listdir(os.path.join(str(tmp_path), "accounts", "1", "tmp")) == []
+        assert os.listdir(os.path.join(app.settings.data_dir, "accounts", "1", "tmp")) == []
     finally:
         app.close()
 
@@ -351,6 +351,7 @@ def test_nothing_outside_account_dir(client: Client, app: ServerApp, auth: dict[
             assert "escape" not in name
 
 
+@pytest.mark.only_config("sqlite-files", reason="a symlink planted in the data dir's blobs")
 def test_symlinked_blob_refused(
     client: Client, app: ServerApp, auth: dict[str, str], tmp_path: Any
 ) -> None:

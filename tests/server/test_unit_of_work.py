@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -21,20 +22,27 @@ from kloudless.server.app import ServerApp
 from kloudless.server.context import RequestContext
 from kloudless.server.store import Store
 
-from .conftest import BufferedClient
+from .conftest import BufferedClient, blob_keys
 
 S = "/v1/accounts/me/storage"
 
 
+#: Tests of the local file store's own crash handling (renames from tmp/, the orphan sweep of
+#: the data dir); the S3 store's are in tests/s3/test_s3_blobs.py.
+FILES_ONLY = pytest.mark.only_config("sqlite-files", reason="blobs in the data dir")
+
+
 @pytest.fixture
-def store(tmp_path: Any) -> Store:
-    db = Store(str(tmp_path / "db.sqlite3"))
-    db.execute("CREATE TABLE t (v TEXT)")
-    return db
+def store(make_settings: Callable[..., Settings]) -> Iterator[Store]:
+    settings = make_settings()
+    db = Store(settings.db_path, settings.database_url)
+    db.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)")
+    yield db
+    db.close()
 
 
 def values(store: Store) -> list[str]:
-    return [str(r["v"]) for r in store.all("SELECT v FROM t ORDER BY rowid")]
+    return [str(r["v"]) for r in store.all("SELECT v FROM t ORDER BY n")]
 
 
 # -- the store's unit of work ---------------------------------------------------------------------
@@ -42,11 +50,11 @@ def test_transactions_of_a_unit_commit_together(store: Store) -> None:
     seen: list[list[str]] = []
     with store.unit_of_work():
         with store.transaction():
-            store.execute("INSERT INTO t VALUES ('a')")
+            store.execute("INSERT INTO t (v) VALUES ('a')")
             store.after_commit(lambda: seen.append(values(store)))
         assert seen == []  # not committed yet: the unit is still open
         with store.transaction():
-            store.execute("INSERT INTO t VALUES ('b')")
+            store.execute("INSERT INTO t (v) VALUES ('b')")
     assert values(store) == ["a", "b"]
     assert seen == [["a", "b"]]  # after-commit calls run once the whole unit committed
 
@@ -57,7 +65,7 @@ def test_an_exception_rolls_back_the_whole_unit(store: Store) -> None:
     with pytest.raises(RuntimeError), store.unit_of_work():
         store.after_rollback(lambda: undone.append("claim released"))
         with store.transaction():
-            store.execute("INSERT INTO t VALUES ('a')")
+            store.execute("INSERT INTO t (v) VALUES ('a')")
             store.after_commit(lambda: committed.append("x"))
         raise RuntimeError("the request failed after the change")
     assert values(store) == []
@@ -67,9 +75,9 @@ def test_an_exception_rolls_back_the_whole_unit(store: Store) -> None:
 def test_a_failing_step_rolls_back_only_itself(store: Store) -> None:
     with store.unit_of_work():
         with store.transaction():
-            store.execute("INSERT INTO t VALUES ('kept')")
+            store.execute("INSERT INTO t (v) VALUES ('kept')")
         with pytest.raises(ValueError), store.transaction():
-            store.execute("INSERT INTO t VALUES ('dropped')")
+            store.execute("INSERT INTO t (v) VALUES ('dropped')")
             raise ValueError("this step fails, the request goes on")
     assert values(store) == ["kept"]
 
@@ -77,12 +85,12 @@ def test_a_failing_step_rolls_back_only_itself(store: Store) -> None:
 def test_standalone_claims_commit_at_once_and_only_before_the_unit_began(store: Store) -> None:
     with store.unit_of_work():
         with store.transaction(standalone=True):
-            store.execute("INSERT INTO t VALUES ('claim')")
-        other = Store(store.path)  # another connection sees the claim already
+            store.execute("INSERT INTO t (v) VALUES ('claim')")
+        other = Store(store.path, store.database_url)  # another connection sees the claim
         assert [r["v"] for r in other.all("SELECT v FROM t")] == ["claim"]
         other.close()
         with store.transaction():
-            store.execute("INSERT INTO t VALUES ('change')")
+            store.execute("INSERT INTO t (v) VALUES ('change')")
         with pytest.raises(RuntimeError), store.transaction(standalone=True):
             pass
     assert values(store) == ["claim", "change"]
@@ -109,8 +117,7 @@ def test_a_keyed_upload_failing_after_the_change_keeps_nothing(
     assert app.store.one("SELECT COUNT(*) AS n FROM objects WHERE kind = 'file'")["n"] == 0
     assert app.store.one("SELECT COUNT(*) AS n FROM activity")["n"] == 0
     assert app.store.one("SELECT COUNT(*) AS n FROM idempotency_keys")["n"] == 0
-    blobs = os.path.join(app.settings.data_dir, "accounts", "1", "blobs")
-    assert os.listdir(blobs) == []
+    assert blob_keys(app) == []
     assert os.listdir(os.path.join(app.settings.data_dir, "accounts", "1", "tmp")) == []
     # The retry runs once; its change, event and answer are stored together.
     first = client.post(f"{S}/files", data=b"hello", headers=headers)
@@ -118,7 +125,7 @@ def test_a_keyed_upload_failing_after_the_change_keeps_nothing(
     assert first.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert app.store.one("SELECT COUNT(*) AS n FROM objects WHERE kind = 'file'")["n"] == 1
     assert [r["type"] for r in app.store.all("SELECT type FROM activity")] == ["add"]
-    assert os.listdir(blobs) == [app.store.one("SELECT blob FROM objects")["blob"]]
+    assert blob_keys(app) == [app.store.one("SELECT blob FROM objects")["blob"]]
 
 
 # -- start-up recovery ----------------------------------------------------------------------------
@@ -173,6 +180,7 @@ def test_an_interrupted_task_is_failed_with_a_clear_error(
         app.close()
 
 
+@FILES_ONLY
 def test_blob_journal_rows_left_by_a_crash_are_settled(
     app: ServerApp, client: Client, auth: dict[str, str]
 ) -> None:
@@ -217,8 +225,7 @@ def test_a_recursive_delete_journals_every_blob(
             f"{S}/files", data=b"x" * n, headers={**auth, "X-Kloudless-Metadata": meta}
         )
         assert posted.status_code == 201
-    blobs = os.path.join(app.settings.data_dir, "accounts", "1", "blobs")
-    assert len(os.listdir(blobs)) == 30
+    assert len(blob_keys(app)) == 30
     seen: list[int] = []
     # Count the journal rows as the delete commits (the after-commit step removes them).
     app.activity_listeners.append(
@@ -229,10 +236,11 @@ def test_a_recursive_delete_journals_every_blob(
     deleted = client.delete(f"{S}/folders/{folder_id}?recursive=true", headers=auth)
     assert deleted.status_code == 204
     assert seen and seen[0] <= 30
-    assert os.listdir(blobs) == []
+    assert blob_keys(app) == []
     assert app.store.one("SELECT COUNT(*) AS n FROM blob_journal")["n"] == 0
 
 
+@FILES_ONLY
 def test_the_sweep_reclaims_old_unjournaled_orphans(app: ServerApp) -> None:
     from kloudless.server.sweep import sweep
 

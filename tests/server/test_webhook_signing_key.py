@@ -4,7 +4,7 @@ with the API key it already verifies; keys are sealed at rest."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from werkzeug.test import Client
 
@@ -74,15 +74,15 @@ def test_keys_stored_in_clear_by_older_versions_still_work(
 
 
 def test_keys_an_older_version_stored_in_clear_are_sealed_on_upgrade(
-    tmp_path: Any, monkeypatch: Any
+    make_settings: Callable[..., Any], monkeypatch: Any
 ) -> None:
-    from kloudless.server import Settings, create_app, store
+    from kloudless.server import create_app, store
 
-    settings = Settings(data_dir=str(tmp_path / "data"))
+    settings = make_settings(migrated=False)
     # The database as a version before migration 611 left it: the key in clear.
     older = [(v, m) for v, m in store.MIGRATIONS if v != 611]
     monkeypatch.setattr(store, "MIGRATIONS", older)
-    old = store.Store(settings.db_path)
+    old = store.Store(settings.db_path, settings.database_url)
     app_id, _ = old.create_app()
     now = "2026-01-01T00:00:00.000000Z"
     old.execute(

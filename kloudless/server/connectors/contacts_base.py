@@ -405,10 +405,17 @@ def search_text(fields: Mapping[str, Any]) -> str:
     return "\n".join(p for p in parts if p).casefold()
 
 
+#: Separates the parts of :func:`sort_key`: below every printable character, so a name sorts
+#: before every longer name it begins; not NUL, which PostgreSQL text cannot hold.
+SORT_SEPARATOR = "\x01"
+
+
 def sort_key(fields: Mapping[str, Any]) -> str:
-    """:returns: the key contacts are ordered by ``name`` with (last, then first name)."""
+    """:returns: the key contacts are ordered by ``name`` with (last, then first name), in
+    plain code point order."""
     last, first = fields.get("last_name") or "", fields.get("first_name") or ""
-    return f"{last}\x00{first}\x00{derived_name(fields) or ''}".casefold()
+    sep = SORT_SEPARATOR
+    return f"{last}{sep}{first}{sep}{derived_name(fields) or ''}".casefold()
 
 
 class ContactsBackend(abc.ABC):

@@ -39,6 +39,7 @@ from kloudless.server.blobs import (
 )
 from kloudless.server.connectors import vcard_mapping as vcard
 from kloudless.server.connectors.contacts_base import (
+    SORT_SEPARATOR,
     ContactPhoto,
     ContactQuery,
     ContactRecord,
@@ -86,6 +87,25 @@ CREATE INDEX crm_members_contact ON crm_members(contact_id)
 """
 
 register_migration(MIGRATION_VERSION, SCHEMA)
+
+
+def _binary_sort_keys(conn: sqlite3.Connection) -> None:
+    """Migration 502: contact sort keys separate their parts with ``\x01`` instead of NUL
+    (which PostgreSQL text cannot hold: creating a contact failed there), and PostgreSQL
+    compares them bytewise (``COLLATE "C"``), as SQLite does, not by the database's locale
+    (which ignores control characters)."""
+    if isinstance(conn, sqlite3.Connection):
+        # In Python: SQLite's replace() stops at a NUL.
+        rows = conn.execute("SELECT id, sort_key FROM crm_contacts").fetchall()
+        conn.executemany(
+            "UPDATE crm_contacts SET sort_key = ? WHERE id = ?",
+            [(str(r[1]).replace("\x00", SORT_SEPARATOR), r[0]) for r in rows if "\x00" in r[1]],
+        )
+    else:
+        conn.execute('ALTER TABLE crm_contacts ALTER COLUMN sort_key TYPE TEXT COLLATE "C"')
+
+
+register_migration(502, _binary_sort_keys)
 
 #: Stores whose schema has been brought up to date since this module was imported.
 _MIGRATED: weakref.WeakSet[Store] = weakref.WeakSet()
