@@ -24,6 +24,7 @@ from .core import Core
 from .diskspace import Reserve, insufficient_storage, is_disk_full
 from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
+from .params import check_no_nul
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response, new_request_id
 from .routing import (
@@ -213,6 +214,7 @@ class ServerApp(Core):
         if any("\x00" in value for value in args.values() if isinstance(value, str)):
             # No id or name holds a NUL (PostgreSQL text cannot): nothing is there.
             raise not_found()
+        check_no_nul([*ctx.request.args.keys(), *ctx.request.args.values()])
         return route, args
 
     @staticmethod

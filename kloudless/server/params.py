@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
@@ -81,7 +82,36 @@ def parse_json_object(data: bytes, required: bool = True) -> dict[str, Any]:
         raise ApiError(400, "bad_request", f"Malformed JSON body: {reason}") from None
     if not isinstance(value, dict):
         raise invalid_parameters("The JSON body must be an object.")
+    if _holds_nul(value):
+        raise invalid_parameters(NUL_REFUSED)
     return value
+
+
+#: Why text with U+0000 is refused, on every database alike: PostgreSQL text cannot hold it.
+NUL_REFUSED = "Text in a request may not contain the NUL character (U+0000)."
+
+
+def _holds_nul(value: Any) -> bool:
+    """:returns: whether a parsed JSON value holds a NUL in any string or key (iterative: the
+    depth is what json.loads accepted)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def check_no_nul(values: Iterable[str]) -> None:
+    """:raises ApiError: 400 when one of ``values`` (query or form values) holds a NUL."""
+    if any("\x00" in value for value in values):
+        raise invalid_parameters(NUL_REFUSED)
 
 
 def parse_form(data: bytes) -> dict[str, str]:
@@ -91,4 +121,6 @@ def parse_form(data: bytes) -> dict[str, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise invalid_parameters("The form body must be UTF-8.") from None
-    return dict(parse_qsl(text, keep_blank_values=True))
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    check_no_nul([*fields, *fields.values()])
+    return fields

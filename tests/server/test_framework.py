@@ -228,3 +228,21 @@ def test_wrapper_can_consume_and_replace_body(
     )
     assert folder.status_code == 201
     assert digests[0] == hashlib.sha256(b"payload").hexdigest() and len(digests) == 2
+
+
+def test_nul_characters_are_refused_alike_on_every_database(
+    client: Client, auth: dict[str, str]
+) -> None:
+    # PostgreSQL text cannot hold U+0000: refused up front, so SQLite answers the same.
+    contacts = "/v1/accounts/me/crm/contacts"
+    body = client.post(contacts, headers=auth, json={"name": "a\u0000b"})
+    assert_error(body, 400, "invalid_parameters")
+    nested = client.post(contacts, headers=auth, json={"emails": [{"address": "\u0000@x"}]})
+    assert_error(nested, 400, "invalid_parameters")
+    query = client.get(contacts, headers=auth, query_string={"q": "a\u0000"})
+    assert_error(query, 400, "invalid_parameters")
+    assert_error(client.get(f"{contacts}/con_%00x", headers=auth), 404, "not_found")
+    # The control case: the same requests without the NUL.
+    assert client.post(contacts, headers=auth, json={"name": "ab"}).status_code == 201
+    found = client.get(contacts, headers=auth, query_string={"q": "ab"}).get_json()
+    assert [o["name"] for o in found["objects"]] == ["ab"]
