@@ -26,10 +26,14 @@ same ones.
 
 Tests specific to one configuration say so with ``@pytest.mark.only_config(NAME, reason=...)``
 (SQLite PRAGMAs and file modes, the data dir's file layout of local blobs and multipart
-sessions, upgrades of SQLite files written by old versions). Tests that touch neither the
-database nor blobs request none of these fixtures and run once: HTTP framing and parsing
-(``test_listing_encoding``, the request-parsing tests of ``test_framework``), vCard mapping
-(``test_vcard_mapping``), defaults of ``Settings()``.
+sessions). Tests that touch neither the database nor blobs request none of these fixtures and
+run once: parsing and pure functions (``test_availability``'s date and interval helpers,
+``test_listing_encoding``, ``test_vcard_mapping``, origin normalisation in
+``test_browser_clients``, the body hashing streams of ``test_hash_once``), defaults of
+``Settings()``, and the command line's refusals before any store is opened (``test_cli``: no
+server data in a data dir, a port in use, a data dir that is a file, a second ``serve``).
+``test_named_locks`` parametrizes its two databases itself (it runs the holder in a child
+process).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -825,11 +825,14 @@ def test_deleting_an_account_removes_its_calendars(env: Env) -> None:
     assert again["id"] == theirs["id"]
 
 
-def test_backend_migrates_a_store_opened_before_registration(tmp_path: Any) -> None:
+def test_backend_migrates_a_store_opened_before_registration(
+    make_settings: Callable[..., Any],
+) -> None:
     from kloudless.server.connectors import local_calendar
     from kloudless.server.store import Store
 
-    store = Store(str(tmp_path / "db.sqlite3"))
+    settings = make_settings()
+    store = Store(settings.db_path, settings.database_url)
     try:
         # Simulate a store opened before the calendar module registered its tables.
         with store.transaction():

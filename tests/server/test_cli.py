@@ -131,14 +131,15 @@ def test_serve_port_in_use(tmp_path: Any, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.only_config("sqlite-files", reason="the modes of the data dir's SQLite file")
 @pytest.mark.parametrize("umask", [0o000, 0o022])
-def test_new_data_dir_is_private(tmp_path: Any, umask: int) -> None:
-    from kloudless.server import Settings, create_app
-
+def test_new_data_dir_is_private(
+    make_settings: Callable[..., Settings], tmp_path: Any, umask: int
+) -> None:
     data = tmp_path / "private" / "data"
     old = os.umask(umask)
     try:
-        create_app(Settings(data_dir=str(data))).close()
+        create_app(make_settings(data)).close()
     finally:
         os.umask(old)
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
