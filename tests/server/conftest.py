@@ -52,6 +52,7 @@ from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.blobs import S3BlobStore, blob_store
 from kloudless.server.bootstrap import Credentials, bootstrap
+from kloudless.server.store import Store
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,17 @@ def blob_keys(app: ServerApp, account_id: int = 1, folder: str = "blobs") -> lis
     or the bucket): ``blobs`` (file contents), ``contact-photos``."""
     prefix = f"accounts/{int(account_id)}/{folder}/"
     return sorted(key[len(prefix) :] for key, _ in blob_store(app.settings).list_keys(prefix))
+
+
+def pg_collation(store: Store, table: str, column: str) -> str | None:
+    """:returns: the collation a PostgreSQL column compares with (None: the database's)."""
+    row = store.one(
+        "SELECT collation_name FROM information_schema.columns"
+        " WHERE table_name = ? AND column_name = ?",
+        (table, column),
+    )
+    assert row is not None, (table, column)
+    return None if row["collation_name"] is None else str(row["collation_name"])
 
 
 def stored_bytes(app: ServerApp) -> bytes:

@@ -12,7 +12,7 @@ from werkzeug.test import Client
 from kloudless.server import Settings, create_app, store
 from kloudless.server.bootstrap import bootstrap
 
-from .conftest import BufferedClient
+from .conftest import BufferedClient, pg_collation
 
 C = "/v1/accounts/me/crm/contacts"
 
@@ -62,10 +62,6 @@ def test_migration_502_rewrites_old_sort_keys(
         assert len(keys) == 2 and not any("\x00" in key for key in keys)
         assert _names(BufferedClient(upgraded), auth) == ["Smith,", "Smithson,"]
         if settings.database_url is not None:
-            column = upgraded.store.one(
-                "SELECT collation_name FROM information_schema.columns"
-                " WHERE table_name = 'crm_contacts' AND column_name = 'sort_key'"
-            )
-            assert column is not None and column["collation_name"] == "C"
+            assert pg_collation(upgraded.store, "crm_contacts", "sort_key") == "C"
     finally:
         upgraded.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import types
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -68,12 +68,12 @@ def _writes(statements: list[str]) -> list[str]:
 
 
 @pytest.fixture(params=[1, 2], ids=["one-process", "shared"])
-def served(request: pytest.FixtureRequest, tmp_path: Any, clock: Clock) -> Iterator[Any]:
+def served(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], clock: Clock
+) -> Iterator[Any]:
     """An app (``workers=2``: its counters are shared through the database) with a 4 KiB file;
     rate limit on."""
-    settings = Settings(
-        data_dir=str(tmp_path / "data"), workers=request.param, rate_limit_per_minute=1000
-    )
+    settings = make_settings(workers=request.param, rate_limit_per_minute=1000)
     app = create_app(settings)
     try:
         creds = bootstrap(app.store)
@@ -87,6 +87,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Any, clock: Clock) -> Itera
         app.close()
 
 
+@pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
 def test_a_download_makes_three_reads_and_no_write(served: Any, clock: Clock) -> None:
     app: ServerApp = served.app
     first = served.client.get(served.url, headers=served.auth)
@@ -101,6 +102,7 @@ def test_a_download_makes_three_reads_and_no_write(served: Any, clock: Clock) ->
     assert not [s for s in seen if "account_quotas" in s or "rate_windows" in s]
 
 
+@pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
 def test_shared_counters_are_written_in_batches(served: Any, clock: Clock) -> None:
     app: ServerApp = served.app
     with Statements(app.store) as seen:
@@ -164,8 +166,8 @@ def test_request_ids_are_version_4_uuids() -> None:
 
 # -- the shared counters themselves (two limiters over one store: two processes) ---------------
 @pytest.fixture
-def store(tmp_path: Any) -> Iterator[Store]:
-    app = create_app(Settings(data_dir=str(tmp_path / "data")))
+def store(make_settings: Callable[..., Settings]) -> Iterator[Store]:
+    app = create_app(make_settings())
     try:
         yield app.store
     finally:
@@ -181,6 +183,7 @@ def test_below_two_batches_every_request_is_counted_exactly(store: Store, clock:
 
 
 @pytest.mark.parametrize("limit", [64, 600, 5000])
+@pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
 def test_batched_limits_overshoot_within_the_documented_bound(
     store: Store, clock: Clock, limit: int
 ) -> None:
@@ -197,6 +200,7 @@ def test_batched_limits_overshoot_within_the_documented_bound(
     assert seen == []
 
 
+@pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
 def test_the_guard_reads_nothing_per_request_for_a_clean_address(
     store: Store, clock: Clock
 ) -> None:

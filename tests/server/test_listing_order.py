@@ -16,7 +16,7 @@ from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.connectors.local_storage import order_key
 
-from .conftest import BufferedClient, mkdir, upload
+from .conftest import BufferedClient, mkdir, pg_collation, upload
 
 S = "/v1/accounts/me/storage"
 
@@ -132,10 +132,6 @@ def test_migration_fills_the_keys_of_existing_rows(
         if settings.database_url:
             # The test server's databases compare in C.UTF-8 anyway (no other locale is
             # installed here): check that the key does not depend on the database's locale.
-            column = reopened.store.one(
-                "SELECT collation_name FROM information_schema.columns"
-                " WHERE table_name = 'objects' AND column_name = 'sort_key'"
-            )
-            assert column is not None and column["collation_name"] == "C"
+            assert pg_collation(reopened.store, "objects", "sort_key") == "C"
     finally:
         reopened.close()

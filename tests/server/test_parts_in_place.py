@@ -25,6 +25,8 @@ from kloudless.server.settings import Settings
 MIB = 1024 * 1024
 #: Above waitress's in-memory body buffer (512 KiB): such a body would be spooled to a file.
 PART = MIB + MIB // 2
+# The file store's multipart layout (multipart/<id>/data): on sqlite-files only, as the module's
+# own server below is (S3 sessions are S3 multipart uploads: tests/s3/test_s3_blobs.py).
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from kloudless.server.spool import SpooledBody, spool_to_path
 from .conftest import assert_error
 
 S = "/v1/accounts/me/storage"
+#: The file blob store's own steps (S3 puts are journaled: tests/s3/test_s3_blobs.py).
+pytestmark = pytest.mark.only_config("sqlite-files", reason="blobs written in the data dir")
 
 
 def _meta(name: str, **extra: Any) -> dict[str, str]:
