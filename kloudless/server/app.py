@@ -86,6 +86,11 @@ class ServerApp(Core):
         response = self.dispatch(request, request_id)
         response.headers["X-Request-Id"] = request_id
         _log_request(request, response, started, request_id)
+        headers = _as_is(response, environ)
+        if headers is not None:
+            # What werkzeug would send for it, without copying and checking every header again.
+            start_response(response.status, headers)
+            return response.response
         return response(environ, start_response)
 
     def dispatch(self, request: Request, request_id: str) -> Response:
@@ -265,6 +270,21 @@ def _error_response(exc: Exception, request: Request, request_id: str) -> Respon
         log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
         error = ApiError(500, "internal_error", "An internal error occurred; see the server log.")
     return error_response(error, request_id)
+
+
+def _as_is(response: Response, environ: WSGIEnvironment) -> list[tuple[str, str]] | None:
+    """:returns: the headers of a response werkzeug would send with its headers unchanged and
+    its body as it is (a file answer: ``direct_passthrough``, 200 or 206, not ``HEAD``, with a
+    ``Content-Length`` and no ``Location``/``Content-Location`` to rewrite), else None."""
+    if not response.direct_passthrough or response.status_code not in (200, 206):
+        return None
+    if environ["REQUEST_METHOD"] == "HEAD":
+        return None
+    headers = response.headers.to_wsgi_list()
+    names = [name.lower() for name, _ in headers]
+    if "content-length" not in names or "location" in names or "content-location" in names:
+        return None
+    return headers
 
 
 def _log_request(request: Request, response: Response, started: float, request_id: str) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import developers
 from .errors import ApiError
@@ -29,6 +30,10 @@ class Auth:
     scopes: tuple[str, ...] = ()
     #: The developer of a developer key (``kind == 'developer'``).
     developer_id: int | None = None
+    #: The rows of the tokens' accounts, read with the tokens (Bearer tokens only), by id:
+    #: :meth:`~kloudless.server.context.RequestContext.account` takes each once instead of
+    #: reading it again.
+    account_rows: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def may_access(self, account_id: int) -> bool:
         """:returns: whether a Bearer credential covers ``account_id`` (API keys: see app)."""
@@ -64,23 +69,26 @@ def authenticate(store: Store, header: str) -> Auth:
         return Auth("developer", "", developer_id=developer_id)
     if scheme == "bearer" and credential:
         tokens = [t.strip() for t in credential.split(",")][:50]
-        rows = [store.lookup_token(t) for t in tokens if t]
+        rows = [store.lookup_token_account(t) for t in tokens if t]
         if not rows or any(r is None for r in rows):
             raise ApiError(401, "invalid_token", "The Bearer token is invalid or revoked.")
-        apps = {str(r["app_id"]) for r in rows if r is not None}
+        apps = {str(r["auth_app_id"]) for r in rows if r is not None}
         if len(apps) != 1:
             raise ApiError(401, "invalid_token", "The Bearer tokens belong to different apps.")
         first = rows[0]
         assert first is not None
-        account_id = first["account_id"]
-        ids = tuple(int(r["account_id"]) for r in rows if r and r["account_id"] is not None)
+        account_id = first["auth_account_id"]
+        ids = tuple(
+            int(r["auth_account_id"]) for r in rows if r and r["auth_account_id"] is not None
+        )
         return Auth(
             "bearer",
             apps.pop(),
             None if account_id is None else int(account_id),
-            str(first["scope"]),
+            str(first["auth_scope"]),
             ids if len(rows) > 1 else (),
-            tuple(str(r["scope"]) for r in rows if r is not None),
+            tuple(str(r["auth_scope"]) for r in rows if r is not None),
+            account_rows={int(r["id"]): r for r in rows if r is not None and r["id"] is not None},
         )
     if scheme == "apikey" and credential:
         app_id = store.app_for_api_key(credential)

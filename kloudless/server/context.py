@@ -105,7 +105,8 @@ class RequestContext:
             if not (account_ref.isascii() and account_ref.isdigit()) or len(account_ref) > 18:
                 raise invalid_parameters(f"Invalid account id: {account_ref[:40]!r}")
             account_id = int(account_ref)
-        row = self.store.get_account(account_id)
+        # Read with the Bearer token (once: a handler asking again after a change reads anew).
+        row = auth.account_rows.pop(account_id, None) or self.store.get_account(account_id)
         if row is None or row["app_id"] != auth.app_id or not auth.may_access(account_id):
             raise not_found(f"Account not found: {account_id}")
         as_user = self.request.headers.get("X-Kloudless-As-User", "").strip()

@@ -528,6 +528,21 @@ class Store:
         """:returns: the token row (``app_id``, ``account_id``, ``scope``), or None."""
         return self.one("SELECT * FROM tokens WHERE token_hash = ?", (hash_secret(token),))
 
+    def lookup_token_account(self, token: str) -> sqlite3.Row | None:
+        """One indexed read for a Bearer token and its account (what every request with one
+        needs first).
+
+        :returns: None for an unknown token, else a row of the account's columns (all NULL
+            for an application-level token, or an account that is gone) and the token's
+            ``auth_app_id``, ``auth_account_id`` and ``auth_scope``.
+        """
+        return self.one(
+            "SELECT a.*, t.app_id AS auth_app_id, t.account_id AS auth_account_id,"
+            " t.scope AS auth_scope FROM tokens t LEFT JOIN accounts a ON a.id = t.account_id"
+            " WHERE t.token_hash = ?",
+            (hash_secret(token),),
+        )
+
     def revoke_token(self, token: str) -> bool:
         """:returns: True if the token existed and is now revoked."""
         cur = self.execute("DELETE FROM tokens WHERE token_hash = ?", (hash_secret(token),))

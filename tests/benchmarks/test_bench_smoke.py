@@ -32,6 +32,7 @@ TITLES = (
     "4c. Multipart against one streamed POST",
     "5. Local server throughput",
     "5b. Listing a page of 1000",
+    "5d. 4 KiB download against bare waitress",
     "6. Blob stores: files vs S3",
     "8. Peers: kloudless, WsgiDAV and rclone serve webdav",
 )

@@ -1,5 +1,5 @@
 """What a small download costs the server in statements, and that its shortcuts answer as the
-general path does: a ``GET`` of file contents makes three indexed reads and no write, with one
+general path does: a ``GET`` of file contents makes two indexed reads and no write, with one
 process or with several sharing the database (rate limits and the failed-login guard counted
 in batches, see :mod:`kloudless.server.ratelimit`)."""
 
@@ -88,7 +88,7 @@ def served(
 
 
 @pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
-def test_a_download_makes_three_reads_and_no_write(served: Any, clock: Clock) -> None:
+def test_a_download_makes_two_reads_and_no_write(served: Any, clock: Clock) -> None:
     app: ServerApp = served.app
     first = served.client.get(served.url, headers=served.auth)
     assert first.status_code == 200 and first.data == BODY
@@ -97,8 +97,8 @@ def test_a_download_makes_three_reads_and_no_write(served: Any, clock: Clock) ->
             answer = served.client.get(served.url, headers=served.auth)
             assert answer.status_code == 200 and answer.data == BODY
     assert _writes(seen) == []
-    # The token, the account and the file's row; no quota lookup for a read.
-    assert len(seen) == 3 * 20, seen[:8]
+    # The token with its account, then the file's row; no quota lookup for a read.
+    assert len(seen) == 2 * 20, seen[:8]
     assert not [s for s in seen if "account_quotas" in s or "rate_windows" in s]
 
 
@@ -253,3 +253,36 @@ def test_limiters_sharing_a_database_keep_their_keys_apart(store: Store, clock: 
         requests.check("addr:10.0.0.5")  # unauthenticated requests of the address
     guard.check("10.0.0.5")  # not failed logins
     assert guard.failures.blocked("addr:10.0.0.5") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "extra", "as_is"),
+    [
+        ("GET", 200, [], True),
+        ("GET", 206, [("Content-Range", "bytes 0-9/4096")], True),
+        ("HEAD", 200, [], False),
+        ("GET", 304, [], False),
+        ("GET", 200, [("Location", "/v1/elsewhere")], False),
+        ("GET", 200, [("content-location", "/v1/elsewhere")], False),
+    ],
+)
+def test_file_answers_are_sent_as_werkzeug_sends_them(
+    method: str, status: int, extra: list[tuple[str, str]], as_is: bool
+) -> None:
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Response
+
+    from kloudless.server.app import _as_is
+
+    environ = EnvironBuilder("/v1/x", method=method).get_environ()
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "10"), *extra]
+    body = iter([b"0123456789"])
+    response = Response(body, status=status, headers=headers, direct_passthrough=True)
+    sent = _as_is(response, environ)
+    assert (sent is not None) == as_is
+    if sent is not None:
+        app_iter, line, expected = response.get_wsgi_response(environ)
+        assert sent == expected and app_iter is body and line == response.status
+    no_length = Response(iter([b"x"]), headers=[("Content-Type", "a")], direct_passthrough=True)
+    assert _as_is(no_length, environ) is None
+    assert _as_is(Response(b"x", status=200), environ) is None  # not direct_passthrough
