@@ -39,6 +39,7 @@ import os
 import select
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -50,7 +51,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver, FixedStreamReceiver
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, WSGITask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error, RequestEntityTooLarge
 
 from .diskspace import is_disk_full
@@ -546,6 +547,45 @@ def _refuse(conn: socket.socket, status: int, reason: str, message: str) -> None
     conn.close()
 
 
+class NewestFirst(threading.Condition):
+    """A condition whose :meth:`notify` wakes the threads that began waiting last.
+
+    :class:`threading.Condition` wakes the longest waiting thread, so waitress's idle workers
+    take turns: with fewer requests at once than workers, every request runs on a thread (and
+    its SQLite connection) that has been idle the longest, which cost a 4 KiB ``GET`` about a
+    quarter more server CPU than the same requests on one thread. Woken newest first, the
+    threads that just finished take the next requests, and the others stay asleep until more
+    requests arrive at once. ``notify`` is the standard library's, reading the waiters from the
+    other end (``_waiters``, the deque of the waiters' locks).
+    """
+
+    def notify(self, n: int = 1) -> None:
+        if not self._is_owned():  # type: ignore[attr-defined]
+            raise RuntimeError("cannot notify on un-acquired lock")
+        waiters = self._waiters  # type: ignore[attr-defined]
+        while waiters and n > 0:
+            waiter = waiters[-1]
+            try:
+                waiter.release()
+            except RuntimeError:  # released by an interrupted notify (see threading.py)
+                pass
+            else:
+                n -= 1
+            try:
+                waiters.remove(waiter)
+            except ValueError:
+                pass
+
+
+class Dispatcher(ThreadedTaskDispatcher):
+    """waitress's worker threads, the idle one that finished last taking the next task (see
+    :class:`NewestFirst`); tasks still run in the order they came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_cv = NewestFirst(self.lock)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What :class:`Server` enforces (see :class:`~kloudless.server.settings.Settings`)."""
@@ -604,9 +644,7 @@ def create_server(
         connections_per_address,
         min_free_bytes,
     )
-    from waitress.task import ThreadedTaskDispatcher
-
-    dispatcher = ThreadedTaskDispatcher()
+    dispatcher = Dispatcher()
     dispatcher.set_thread_count(threads)
     return Server(
         app,

@@ -286,3 +286,43 @@ def test_file_answers_are_sent_as_werkzeug_sends_them(
     no_length = Response(iter([b"x"]), headers=[("Content-Type", "a")], direct_passthrough=True)
     assert _as_is(no_length, environ) is None
     assert _as_is(Response(b"x", status=200), environ) is None  # not direct_passthrough
+
+
+def test_idle_workers_are_woken_newest_first() -> None:
+    import threading
+    import time
+
+    from kloudless.server.serving import Dispatcher, NewestFirst
+
+    lock = threading.Lock()
+    condition = NewestFirst(lock)
+    woken: list[int] = []
+    go = [False, False, False]
+
+    def wait(number: int) -> None:
+        with lock:
+            while not go[number]:
+                assert condition.wait(30)
+            woken.append(number)
+
+    threads = []
+    for number in range(3):
+        thread = threading.Thread(target=wait, args=(number,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 30
+        while len(condition._waiters) < number + 1:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the thread did not begin to wait"
+            time.sleep(0.005)
+    with lock:
+        go[2] = True
+        condition.notify()  # the thread that began waiting last
+    threads[2].join(30)
+    assert woken == [2]
+    with lock:
+        go[0] = go[1] = True
+        condition.notify_all()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(woken) == [0, 1, 2]
+    assert isinstance(Dispatcher().queue_cv, NewestFirst)
