@@ -9,7 +9,9 @@ The parent (the supervisor) does what must happen once, then forks the workers:
 2. registers itself as a live instance (:mod:`~kloudless.server.instances`), so that the
    workers, which start while it lives, never run recovery under each other's feet;
 3. binds the listening socket once and forks N workers that each serve it (the kernel hands
-   each new connection to one of them); a worker that dies is replaced.
+   each new connection to one of them, and a worker holding more connections than another
+   lets that one accept first: :mod:`~kloudless.server.balance`); a worker that dies is
+   replaced.
 
 Everything the workers share lives in the database (idempotency keys, rate limits when
 :attr:`Settings.shared_state <kloudless.server.settings.Settings.shared_state>`, the webhook
@@ -29,6 +31,7 @@ from types import FrameType
 from typing import TextIO
 
 from .app import ServerApp
+from .balance import Balance, Slot
 from .bootstrap import bootstrap
 from .instances import Instance
 from .runner import (
@@ -76,14 +79,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _worker(settings: Settings, sock: socket.socket) -> None:
+def _worker(settings: Settings, sock: socket.socket, slot: Slot) -> None:
     """The body of one worker process: serve ``sock`` until SIGTERM or SIGINT."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     app = ServerApp(settings)
     server = None
     try:
-        server = _create_server(app, settings.host, settings.port, settings.threads, sock=sock)
+        server = _create_server(
+            app, settings.host, settings.port, settings.threads, sock=sock, balance=slot
+        )
         server.run()
     except KeyboardInterrupt:
         pass
@@ -93,14 +98,16 @@ def _worker(settings: Settings, sock: socket.socket) -> None:
         app.close()
 
 
-def _spawn(settings: Settings, sock: socket.socket) -> int:
-    """Fork one worker. :returns: its pid (in the parent; the child never returns)."""
+def _spawn(settings: Settings, sock: socket.socket, slot: Slot) -> int:
+    """Fork one worker (in ``slot``, its count reset). :returns: its pid (in the parent; the
+    child never returns)."""
+    slot.set(0)
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
-        _worker(settings, sock)
+        _worker(settings, sock, slot)
     except BaseException:
         log.exception("server worker %d failed", os.getpid())
         code = 1
@@ -150,15 +157,17 @@ def _supervise(settings: Settings, out: TextIO) -> None:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     store: Store | None = None
     supervisor: Instance | None = None
-    children: dict[int, float] = {}
+    children: dict[int, tuple[float, Slot]] = {}
+    balance = Balance(settings.workers)
     try:
         _set_up_once(settings, out, port)
         store = Store(settings.db_path, settings.database_url)
         supervisor = Instance(store, heartbeat=0)  # this host checks its pid, no thread
         supervisor.register()
         store.close()  # the children open their own connections
-        for _ in range(settings.workers):
-            children[_spawn(settings, sock)] = time.monotonic()
+        for index in range(settings.workers):
+            slot = balance.slot(index)
+            children[_spawn(settings, sock, slot)] = (time.monotonic(), slot)
         out.write(
             f"Serving the Kloudless API on http://{settings.host}:{port} with"
             f" {settings.workers} worker processes ({where_state(settings)});"
@@ -180,21 +189,24 @@ def _supervise(settings: Settings, out: TextIO) -> None:
         out.flush()
 
 
-def _keep_alive(settings: Settings, sock: socket.socket, children: dict[int, float]) -> None:
+def _keep_alive(
+    settings: Settings, sock: socket.socket, children: dict[int, tuple[float, Slot]]
+) -> None:
     """Wait for workers to exit and replace them, until interrupted (or workers keep dying
     right after they start)."""
     quick_deaths = 0
     while children:
         pid, status = os.wait()
-        started = children.pop(pid, None)
-        if started is None:
+        child = children.pop(pid, None)
+        if child is None:
             continue
+        started, slot = child
         log.warning("server worker %d exited (%s); starting another", pid, _describe_status(status))
         quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
         if quick_deaths >= MAX_QUICK_DEATHS:
             log.error("server workers keep failing right after they start; stopping")
             return
-        children[_spawn(settings, sock)] = time.monotonic()
+        children[_spawn(settings, sock, slot)] = (time.monotonic(), slot)
 
 
 def _describe_status(status: int) -> str:
@@ -203,7 +215,7 @@ def _describe_status(status: int) -> str:
     return f"status {os.WEXITSTATUS(status)}"
 
 
-def _stop_children(children: dict[int, float]) -> None:
+def _stop_children(children: dict[int, tuple[float, Slot]]) -> None:
     """SIGTERM every worker, wait up to :data:`STOP_GRACE` seconds, then SIGKILL the rest."""
     for pid in children:
         try:

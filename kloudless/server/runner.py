@@ -21,9 +21,12 @@ from .store import _create_private
 log = logging.getLogger("kloudless.server")
 
 
-def _create_server(app: ServerApp, host: str, port: int, threads: int, sock: Any = None) -> Any:
+def _create_server(
+    app: ServerApp, host: str, port: int, threads: int, sock: Any = None, balance: Any = None
+) -> Any:
     """:returns: the hardened waitress server of :mod:`kloudless.server.serving` for ``app``
-    (on the listening socket ``sock`` when given, else bound to ``host:port``)."""
+    (on the listening socket ``sock`` when given, else bound to ``host:port``; ``balance``:
+    the worker's :class:`~kloudless.server.balance.Slot` among processes sharing ``sock``)."""
     from .serving import create_server
 
     settings = app.settings
@@ -44,6 +47,7 @@ def _create_server(app: ServerApp, host: str, port: int, threads: int, sock: Any
         min_free_bytes=settings.min_free_bytes,
         max_body_bytes=body_limit,
         sock=sock,
+        balance=balance,
     )
 
 

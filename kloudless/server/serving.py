@@ -54,6 +54,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error, RequestEntityTooLarge
 
+from .balance import NAP, Slot
 from .diskspace import is_disk_full
 from .spool import BODY_IN_PLACE, SPOOL_DIR, InPlaceBody, SpooledBody
 from .transfer_limits import SLOT_HELD
@@ -326,6 +327,7 @@ class Channel(HTTPChannel):
     def add_channel(self, map: Any = None) -> None:
         super().add_channel(map)
         self.server.per_address[self.address] += 1
+        self.server.publish_connections()
 
     def del_channel(self, map: Any = None) -> None:
         if self._fileno in self.server.active_channels:
@@ -334,6 +336,7 @@ class Channel(HTTPChannel):
             if counts[self.address] <= 0:
                 del counts[self.address]
         super().del_channel(map)
+        self.server.publish_connections()
 
     def received(self, data: bytes) -> bool:
         served_before = len(self.requests)
@@ -397,9 +400,18 @@ class Server(TcpWSGIServer):
 
     channel_class = Channel
 
-    def __init__(self, *args: Any, limits: Limits, preflight: Preflight | None, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        limits: Limits,
+        preflight: Preflight | None,
+        balance: Slot | None = None,
+        **kw: Any,
+    ):
         self.limits = limits
         self.preflight = preflight
+        #: This worker's place among the ``--workers`` processes (see :mod:`.balance`).
+        self.balance = balance
         self.spool_dir = limits.spool_dir
         self.per_address: Counter[str] = Counter()
         super().__init__(*args, **kw)
@@ -412,7 +424,22 @@ class Server(TcpWSGIServer):
             channel.handle_close()
 
     # -- connections -----------------------------------------------------------------------
+    def publish_connections(self) -> None:
+        """Tell the other worker processes how many connections this one holds."""
+        if self.balance is not None:
+            self.balance.set(len(self.active_channels))
+
+    def readable(self) -> bool:
+        if self.balance is not None:  # called on every turn of the I/O loop
+            self.balance.beat()
+        return bool(super().readable())
+
     def handle_accept(self) -> None:
+        if self.balance is not None and self.balance.defer():
+            # A busier worker leaves the connection to a less loaded one for a moment; its
+            # loop goes on serving its own connections between naps.
+            time.sleep(NAP)
+            return
         try:
             accepted = self.accept()
         except OSError:
@@ -613,11 +640,13 @@ def create_server(
     min_free_bytes: int,
     max_body_bytes: int,
     sock: socket.socket | None = None,
+    balance: Slot | None = None,
 ) -> Server:
     """Build the server (bound, not yet running) for ``app``.
 
     :param sock: an already bound listening socket to serve on (several processes can share
         one); else ``host:port`` is bound.
+    :param balance: this worker's slot when several processes share ``sock``.
     """
     from waitress.adjustments import Adjustments
 
@@ -656,5 +685,6 @@ def create_server(
         bind_socket=sock is None,
         limits=limits,
         preflight=getattr(app, "preflight", None),
+        balance=balance,
         **({"sockinfo": (sock.family, sock.type, sock.proto, sock.getsockname())} if sock else {}),
     )

@@ -30,10 +30,15 @@ class Served:
 
     :param args: the ``serve`` arguments.
     :param env: extra environment variables.
+    :param prelude: Python run in the server process before the command (to tune a module
+        constant for a test).
     """
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, prelude: str = ""
+    ) -> None:
         self.args = args
+        self.prelude = prelude
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -41,8 +46,15 @@ class Served:
         self.base_url = ""
 
     def start(self) -> Served:
+        command = [sys.executable, "-m", "kloudless.cli", "serve"]
+        if self.prelude:
+            script = "\n".join(
+                [self.prelude, "import sys", "from kloudless.cli import main"]
+                + ["sys.exit(main(['serve', *sys.argv[1:]]))"]
+            )
+            command = [sys.executable, "-c", script]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kloudless.cli", "serve", *self.args],
+            [*command, *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
