@@ -5,9 +5,10 @@ blobstores, scale, peers) and prints the machine description and one table per b
 ``--quick`` uses tiny sizes (the smoke test; it leaves ``scale`` out unless named); ``--size``
 sets the large-file size (default 1 GiB; suffixes K, M, G); ``--record`` writes the tables into
 the results block of an reStructuredText file (``docs/performance.rst``), after saving the run
-beside it (``docs/performance.json``, see :mod:`benchmarks.results`), and draws the charts of
-the run (:mod:`benchmarks.charts`) into ``_generated/charts`` beside the page, where the docs
-build draws them too.
+beside it (``docs/performance.json``, see :mod:`benchmarks.results`; a run of named benchmarks
+replaces only the tables it measured and keeps the others), and draws the charts of the
+recorded data (:mod:`benchmarks.charts`) into ``_generated/charts`` beside the page, where the
+docs build draws them too.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
         command = re.sub(r"\s*--record(=|\s+)\S+", "", command).strip()
-        data_file = record(args.record, machine, tables, command)
+        data_file = record(args.record, machine, tables, command, keep_others=bool(args.names))
         print(f"Recorded in {args.record} and {data_file}")
         folder = os.path.join(os.path.dirname(os.path.abspath(args.record)), charts.TARGET_DIR)
         for path in charts.render_all(data_file, folder):

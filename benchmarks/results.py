@@ -6,12 +6,17 @@ table (title, columns, rows, notes). The results block of the page, between the
 :data:`BEGIN` and :data:`END` comments, is rendered from that data (:func:`render_block`), and
 the docs build draws the charts from the same data (:mod:`benchmarks.charts`), so the tables,
 the charts and the data cannot disagree (``tests/benchmarks/test_results.py`` checks it).
+
+A run of some benchmarks only (``python -m benchmarks scale server --record ...``) merges into
+the recorded data by table number: its tables replace those with the same numbers, the others
+stay, each with the date and command of the run that measured it (shown in the block).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -69,6 +74,34 @@ def find_table(data: dict[str, Any], number: str) -> Table | None:
     return None
 
 
+def number_of(title: str) -> str:
+    """:returns: a table's number: the title before its first ``.`` (``"5b"``)."""
+    return title.split(".", 1)[0]
+
+
+def _order(number: str) -> tuple[int, str]:
+    match = re.match(r"(\d+)(.*)", number)
+    return (int(match.group(1)), match.group(2)) if match else (1 << 30, number)
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """:returns: ``new`` with the tables of ``old`` whose numbers ``new`` lacks, each kept
+    with its own ``recorded`` and ``command`` (from ``old`` unless it already had them), all
+    in table number order."""
+    fresh = {number_of(t["title"]) for t in new["tables"]}
+    kept = [
+        {
+            **t,
+            "recorded": t.get("recorded", old["recorded"]),
+            "command": t.get("command", old["command"]),
+        }
+        for t in old["tables"]
+        if number_of(t["title"]) not in fresh
+    ]
+    tables = sorted(kept + new["tables"], key=lambda t: _order(number_of(t["title"])))
+    return {**new, "tables": tables}
+
+
 def save(path: str, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` (indented, one cell per line: readable diffs)."""
     with open(path, "w", encoding="utf-8") as out:
@@ -93,9 +126,18 @@ def render_block(data: dict[str, Any]) -> str:
         "",
         f"Recorded on {data['recorded']} with ``{data['command']}``.",
         "",
-        ".. list-table:: Machine",
-        "",
     ]
+    earlier: dict[tuple[str, str], list[str]] = {}
+    for t in data["tables"]:
+        if "recorded" in t:
+            earlier.setdefault((t["recorded"], t["command"]), []).append(number_of(t["title"]))
+    for (recorded, command), numbers in earlier.items():
+        plural = "Tables" if len(numbers) > 1 else "Table"
+        lines += [
+            f"{plural} {', '.join(numbers)}: recorded on {recorded} with ``{command}``.",
+            "",
+        ]
+    lines += [".. list-table:: Machine", ""]
     for name, value in data["machine"]:
         lines += [f"   * - {rst_escape(name)}", f"     - {rst_escape(value)}"]
     lines.append("")
@@ -127,9 +169,17 @@ def write_block(page: str, data: dict[str, Any]) -> None:
         out.write(text)
 
 
-def record(path: str, machine: list[tuple[str, str]], tables: list[Table], command: str) -> str:
+def record(
+    path: str,
+    machine: list[tuple[str, str]],
+    tables: list[Table],
+    command: str,
+    keep_others: bool = False,
+) -> str:
     """Record a run for the page ``path``: its data file, then its results block.
 
+    :param keep_others: merge into the recorded data (:func:`merge`): keep the tables this
+        run did not measure.
     :returns: the data file's path."""
     data = to_data(machine, tables, command)
     with open(path, encoding="utf-8") as fh:
@@ -139,6 +189,8 @@ def record(path: str, machine: list[tuple[str, str]], tables: list[Table], comma
     except ValueError as exc:
         raise SystemExit(f"{path}: {exc}") from None
     target = data_path(path)
+    if keep_others and os.path.exists(target):
+        data = merge(load(target), data)
     save(target, data)
     write_block(path, data)
     return target

@@ -60,9 +60,12 @@ def populate(fixture: Fixture) -> Callable[[Any, int], None]:
     """:returns: a ``populate(app, account_id)`` that fills :class:`Fixture`."""
 
     def fill(app: Any, account_id: int) -> None:
+        from kloudless.server.blobs import blob_store
         from kloudless.server.connectors.local_storage import LocalStorage, order_key
 
-        storage = LocalStorage(app.store, app.settings.data_dir, account_id)
+        # In the app's blob store (the data dir, or S3 for benchmark 7's PostgreSQL + S3).
+        blobs = blob_store(app.settings)
+        storage = LocalStorage(app.store, app.settings.data_dir, account_id, blobs=blobs)
         big = app.settings.max_upload_bytes
         listing, _ = storage.create_folder("root", "listing", False)
         uploads, _ = storage.create_folder("root", "uploads", False)

@@ -1,5 +1,7 @@
-"""Smoke test of benchmark 7 (workers and databases) in ``--quick`` mode: two ``kloudless serve
---workers N`` runs answer every workload and the table has its rows. No figure is checked."""
+"""Smoke test of benchmark 7 (workers and stores) in ``--quick`` mode: two ``kloudless serve
+--workers N`` servers answer every workload of the load generator (statuses and sampled bodies
+checked by it) and the table has its rows, with the requests of 2 workers spread over 2
+processes. No figure is checked."""
 
 from __future__ import annotations
 
@@ -21,8 +23,12 @@ def test_scale_benchmark_runs() -> None:
         timeout=280,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if " SQLite " in line]
-    for workload in ("list folder", "download 4 KiB", "upload 4 KiB"):
-        workers = sorted(line.split()[-6] for line in rows if line.startswith(workload))
-        assert workers == ["1", "2"], (workload, rows)
-    assert "7. Workers and databases" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if " SQLite+files " in line]
+    for workload in ("list", "download", "upload"):
+        mine = [row for row in rows if row[0] == workload]
+        cells = {row[row.index("SQLite+files") + 1]: row for row in mine}
+        assert sorted(cells) == ["1", "2"], (workload, rows)
+        # "requests per worker" of 2 workers: two shares (e.g. 52/48%), both served some.
+        shares = next(c for c in cells["2"] if c.endswith("%") and "/" in c)
+        assert all(int(share) > 0 for share in shares.rstrip("%").split("/")), cells["2"]
+    assert "7. Workers and stores" in result.stdout

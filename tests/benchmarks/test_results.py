@@ -151,6 +151,45 @@ def test_record_writes_the_data_then_the_block(tmp_path: Path) -> None:
     assert "| Ratio: ...; goal >= 0.90x: met." in text
 
 
+def test_a_run_of_some_benchmarks_replaces_only_its_tables(tmp_path: Path) -> None:
+    page = tmp_path / "perf.rst"
+    page.write_text(f"Perf\n====\n\n{BEGIN}\n\n{END}\n", encoding="utf-8")
+    record(str(page), MACHINE, _tables(), "python -m benchmarks")
+    first = load(data_path(str(page)))
+    again = [
+        Table("7. Workers and stores (new)", ["workload", "ratio"], [["list", "1.90x"]]),
+        Table("5c. A new table", ["workload"], [["x"]]),
+    ]
+    record(str(page), MACHINE, again, "python -m benchmarks scale", keep_others=True)
+    data = load(data_path(str(page)))
+    numbers = [t["title"].split(".")[0] for t in data["tables"]]
+    assert numbers == ["1a", "2", "3", "4", "4b", "5", "5c", "6", "7", "8"]
+    assert find_table(data, "7") is not None
+    assert find_table(data, "7").rows == [["list", "1.90x"]]  # type: ignore[union-attr]
+    assert data["command"] == "python -m benchmarks scale"
+    kept = [t for t in data["tables"] if "recorded" in t]
+    assert len(kept) == 8 and {t["command"] for t in kept} == {"python -m benchmarks"}
+    assert all(t["recorded"] == first["recorded"] for t in kept)
+    # The block says which tables come from which run, and still renders from the data.
+    text = page.read_text(encoding="utf-8")
+    assert block_of(text) == render_block(data)
+    assert "with ``python -m benchmarks scale``." in text
+    assert (
+        f"Tables 1a, 2, 3, 4, 4b, 5, 6, 8: recorded on {first['recorded']} with"
+        " ``python -m benchmarks``." in text
+    )
+    # A third run keeps the oldest tables' provenance and moves table 7's into the kept ones.
+    record(str(page), MACHINE, again[1:], "python -m benchmarks x", keep_others=True)
+    third = load(data_path(str(page)))
+    assert {t["command"] for t in third["tables"] if "recorded" in t} == {
+        "python -m benchmarks",
+        "python -m benchmarks scale",
+    }
+    # Without keep_others (a run of everything) the data is replaced.
+    record(str(page), MACHINE, again, "python -m benchmarks")
+    assert [t["title"] for t in load(data_path(str(page)))["tables"]] == [t.title for t in again]
+
+
 def test_record_refuses_a_page_without_a_block_and_writes_nothing(tmp_path: Path) -> None:
     page = tmp_path / "perf.rst"
     page.write_text("Perf\n====\n", encoding="utf-8")
