@@ -1,9 +1,11 @@
 """Fixtures shared by every suite: the throw-away PostgreSQL server (see ``tests/pgserver.py``)
 and the S3 endpoint (moto on loopback, see ``tests/s3/servers.py``), each started on first use,
-once per test session (per pytest-xdist worker)."""
+once per test session (per pytest-xdist worker); and a still clock for the rate limits."""
 
 from __future__ import annotations
 
+import time
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -27,3 +29,16 @@ def s3() -> Iterator[S3Endpoint]:
     its own bucket."""
     with moto_s3() as endpoint, aws_environment(endpoint):
         yield endpoint
+
+
+@pytest.fixture
+def still_rate_window(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Stop the rate limits' wall clock halfway through a one-minute window: their windows are
+    fixed minutes, so a test whose requests straddle a minute (a slow, loaded machine) would
+    see its counts start again. :returns: the frozen time."""
+    from kloudless.server import ratelimit
+
+    now = time.time() // 60 * 60 + 30
+    still = types.SimpleNamespace(time=lambda: now, monotonic=time.monotonic)
+    monkeypatch.setattr(ratelimit, "time", still)
+    return now

@@ -135,6 +135,7 @@ def test_a_key_left_running_by_a_dead_process_is_taken_over(
     assert _root_names(second, creds) == ["b"]
 
 
+@pytest.mark.usefixtures("still_rate_window")
 def test_rate_limits_count_across_processes(tmp_path: Any) -> None:
     settings = Settings(data_dir=str(tmp_path / "data"), workers=2, rate_limit_per_minute=4)
     apps = [create_app(settings), create_app(settings)]
@@ -152,6 +153,7 @@ def test_rate_limits_count_across_processes(tmp_path: Any) -> None:
     assert statuses == [200, 200, 200, 200, 429, 429]
 
 
+@pytest.mark.usefixtures("still_rate_window")
 def test_failed_logins_count_across_processes(tmp_path: Any) -> None:
     settings = Settings(data_dir=str(tmp_path / "data"), workers=2, auth_failures_per_minute=3)
     apps = [create_app(settings), create_app(settings)]

@@ -142,6 +142,7 @@ def test_malformed_json(client: Client, auth: dict[str, str], body: str) -> None
     assert_error(response, 400, response.get_json()["error_code"])
 
 
+@pytest.mark.usefixtures("still_rate_window")
 def test_rate_limit(make_settings: Callable[..., Settings]) -> None:
     app = create_app(make_settings(rate_limit_per_minute=3))
     try:

@@ -424,6 +424,7 @@ def test_p2_7_sweeper_runs_at_most_once_per_interval(app: ServerApp) -> None:
 
 
 # -- P2-9 failed authentication is rate-limited ---------------------------------------------------
+@pytest.mark.usefixtures("still_rate_window")
 def test_p2_9_auth_failures_answer_429(make_settings: SettingsMaker) -> None:
     app = create_app(make_settings(auth_failures_per_minute=3))
     try:
