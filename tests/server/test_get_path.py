@@ -326,3 +326,94 @@ def test_idle_workers_are_woken_newest_first() -> None:
         thread.join(30)
     assert sorted(woken) == [0, 1, 2]
     assert isinstance(Dispatcher().queue_cv, NewestFirst)
+
+
+# -- small file answers: the same answers as streamed ones -----------------------------------
+def _comparable(answer: Any) -> tuple[int, dict[str, str], Any]:
+    """Status, headers (without the per-request ``Date`` and ``X-Request-Id``) and body (a JSON
+    error without its request id) of an answer."""
+    headers = {k: v for k, v in answer.headers.items() if k not in ("Date", "X-Request-Id")}
+    body: Any = answer.data
+    if answer.mimetype == "application/json" and body:
+        body = {k: v for k, v in answer.get_json().items() if k != "id"}
+    return answer.status_code, headers, body
+
+
+def _download_requests(url: str, auth: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    return [
+        ("GET", auth),
+        ("HEAD", auth),
+        ("GET", {**auth, "Range": "bytes=10-19"}),
+        ("GET", {**auth, "Range": "bytes=0-1,5-6"}),
+        ("GET", {**auth, "Range": "bytes=5000-"}),
+        ("GET", {**auth, "If-None-Match": "*"}),
+        ("GET", {**auth, "Origin": "https://untrusted.example"}),
+        ("GET", {}),
+        ("GET", {"Authorization": "Bearer tok_nonesuch"}),
+    ]
+
+
+def test_small_files_are_answered_as_bytes_like_streamed_ones(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kloudless.server.api.storage as storage
+
+    requests = _download_requests(served.url, served.auth)
+
+    def answers() -> list[Any]:
+        return [
+            _comparable(served.client.open(served.url, method=method, headers=headers))
+            for method, headers in requests
+        ]
+
+    small = answers()
+    monkeypatch.setattr(storage, "SMALL_ANSWER", -1)  # every file through the file wrapper
+    streamed = answers()
+    assert small == streamed
+    assert small[0][0] == 200 and small[0][2] == BODY
+    assert small[1][0] == 200 and small[1][2] == b""  # HEAD
+    assert small[2][0] == 206 and small[2][2] == BODY[10:20]
+
+
+@pytest.mark.only_config("sqlite-files", reason="blobs in S3 are streamed by a worker, never read")
+def test_a_small_answer_is_one_chunk_and_holds_its_slot_until_closed(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    from kloudless.server.api.storage import SMALL_ANSWER, SmallBody
+
+    app = create_app(make_settings(transfers_per_credential=1))
+    try:
+        creds = bootstrap(app.store)
+        assert creds is not None
+        auth = {"Authorization": f"Bearer {creds.token}"}
+        client = BufferedClient(app)
+        small_id = upload(client, auth, "small.bin", BODY).get_json()["id"]
+        big = b"b" * (SMALL_ANSWER + 1)
+        big_id = upload(client, auth, "big.bin", big).get_json()["id"]
+        base = f"/v1/accounts/{creds.account_id}/storage/files"
+        started: list[str] = []
+
+        def call(file_id: str, method: str = "GET") -> Any:
+            environ = EnvironBuilder(
+                f"{base}/{file_id}/contents", method=method, headers=auth
+            ).get_environ()
+            return app(environ, lambda status, headers, exc_info=None: started.append(status))
+
+        body = call(small_id)
+        assert isinstance(body, SmallBody) and list(body) == [BODY]
+        # The slot is the download's until the server closes the body: a second one waits.
+        assert client.get(f"{base}/{small_id}/contents", headers=auth).status_code == 429
+        body.close()
+        assert client.get(f"{base}/{small_id}/contents", headers=auth).status_code == 200
+        streamed = call(big_id)  # larger files are streamed by the server's file wrapper
+        assert not isinstance(streamed, SmallBody) and b"".join(streamed) == big
+        streamed.close()
+        head = call(small_id, "HEAD")  # nothing to send: not read
+        assert not isinstance(head, SmallBody)
+        head.close()
+        assert started == ["200 OK"] * 3
+        assert not app.transfer_limits._counts  # every slot released
+    finally:
+        app.close()

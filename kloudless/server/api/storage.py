@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any, Callable, cast
 
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -382,7 +382,10 @@ def send_contents(
         # Nothing to compare or cut: the whole file, as make_conditional() would answer it
         # (the HTTP server adds the Date header).
         headers.append(("Accept-Ranges", "bytes"))
-    response = Response(_body(environ, stream), headers=headers, direct_passthrough=True)
+    # A whole small file (not a HEAD, which sends nothing) goes out with its headers.
+    small = size if plain and size <= SMALL_ANSWER and environ["REQUEST_METHOD"] == "GET" else -1
+    body = _body(environ, stream, small=small)
+    response = Response(body, headers=headers, direct_passthrough=True)
     if plain:
         return response
     if "," in environ.get("HTTP_RANGE", ""):
@@ -420,12 +423,49 @@ _CONDITIONAL = (
 )
 
 
-def _body(environ: dict[str, Any], stream: IO[bytes], remote: bool = False) -> Iterable[bytes]:
+#: A whole local file up to this size is read by the handler and answered as bytes
+#: (:class:`SmallBody`): the HTTP server then writes headers and body to the socket at once,
+#: instead of the headers first and then the file through its file wrapper (a second write,
+#: and the wrapper's seeks); see docs/performance.rst.
+SMALL_ANSWER = 64 * 1024
+
+
+class SmallBody:
+    """The whole body of a small file answer, read at once: one item, and :meth:`close`
+    closes the file (which frees its transfer slot, as for a streamed answer).
+
+    :param stream: the file, at its start. :param size: its size (what ``Content-Length`` says).
+    """
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        try:
+            self._chunks = [stream.read(size)]
+        except BaseException:
+            stream.close()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def __len__(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _body(
+    environ: dict[str, Any], stream: IO[bytes], remote: bool = False, small: int = -1
+) -> Iterable[bytes]:
     """:returns: the response body of a file: through the server's file wrapper (streamed by
     its I/O thread), except for a remote blob (``remote``: reads wait on the network, which
-    must not stall the I/O loop), which a worker streams."""
+    must not stall the I/O loop), which a worker streams, and a whole local file of ``small``
+    bytes (0 or more, at most :data:`SMALL_ANSWER`), which is read now (:class:`SmallBody`)."""
     if remote or getattr(stream, "remote", False):
         return FileWrapper(stream, 256 * 1024)
+    if small >= 0:
+        return SmallBody(stream, small)
     return wrap_file(environ, stream)
 
 
