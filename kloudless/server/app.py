@@ -8,6 +8,7 @@ shape the JSON) → services (:mod:`~kloudless.server.core`, ``sweep``, ``webhoo
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -50,6 +51,24 @@ WsgiAnswer = tuple[str, list[tuple[str, str]], bytes]
 
 __all__ = ["ServerApp"]
 
+#: What werkzeug's ``Map.bind_to_environ()`` and ``MapAdapter.match()`` read of a request to
+#: find its route (host and port for the adapter, the upgrade headers for WebSocket rules).
+MATCH_INPUTS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "SCRIPT_NAME",
+    "HTTP_HOST",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.url_scheme",
+    "HTTP_CONNECTION",
+    "HTTP_UPGRADE",
+)
+#: Routing answers remembered per app (see :meth:`ServerApp._match`) ...
+MATCH_CACHE = 1024
+#: ... for paths up to this many characters.
+MATCH_PATH_MAX = 512
+
 
 class ServerApp(Core):
     """The WSGI application: a :class:`~kloudless.server.core.Core` served over HTTP. Build it
@@ -65,6 +84,8 @@ class ServerApp(Core):
         self.handler_wrappers: list[HandlerWrapper] = []
         self.routes: list[Route] = list(ROUTES)
         self.url_map = url_map(self.routes)
+        #: werkzeug's answers for the routing inputs of recent requests (see :meth:`_match`).
+        self._matched = functools.lru_cache(maxsize=MATCH_CACHE)(self._match_inputs)
         super().__init__(settings)
         # Several processes share their counts through the database.
         shared = self.store if settings.shared_state else None
@@ -205,12 +226,12 @@ class ServerApp(Core):
         :returns: the route and its URL variables. :raises ApiError: 400, 401, 403, 404, 405.
         """
         self.check_host(ctx.request.host)
-        adapter = self.url_map.bind_to_environ(ctx.request.environ)
         if cors.is_preflight(ctx.request):
             # Answered before any credential is looked at (browsers send none with it).
+            adapter = self.url_map.bind_to_environ(ctx.request.environ)
             answer = cors.preflight(ctx.request, self.store, adapter)
             return Route(ctx.request.path, ("OPTIONS",), lambda _ctx: answer, AUTH_NONE), {}
-        index, args = adapter.match()
+        index, args = self._match(ctx.request.environ)
         route = self.routes[index]
         if route.auth != AUTH_NONE:
             ctx.auth = self._authenticate(ctx)
@@ -221,6 +242,27 @@ class ServerApp(Core):
             raise not_found()
         check_no_nul([*ctx.request.args.keys(), *ctx.request.args.values()])
         return route, args
+
+    def _match(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
+        """werkzeug's ``url_map.bind_to_environ(environ).match()``, remembered for the inputs
+        it reads (the ``environ`` values of :data:`MATCH_INPUTS`; not the query string, which
+        only a redirect would use): a repeated path (a file downloaded again, the pages of a
+        listing) is not matched again. Only matches are remembered; a 404 or 405 is raised
+        anew by werkzeug each time.
+
+        :returns: the route's index and its URL variables (a new dict).
+        """
+        inputs = tuple(environ.get(name) for name in MATCH_INPUTS)
+        if len(environ.get("PATH_INFO", "")) > MATCH_PATH_MAX:
+            index, args = self._match_inputs(inputs)
+        else:
+            index, args = self._matched(inputs)
+        return index, dict(args)
+
+    def _match_inputs(self, inputs: tuple[Any, ...]) -> tuple[int, Mapping[str, Any]]:
+        environ = {name: value for name, value in zip(MATCH_INPUTS, inputs) if value is not None}
+        index, args = self.url_map.bind_to_environ(environ).match()
+        return index, args
 
     @staticmethod
     def _rate_key(ctx: RequestContext) -> str:

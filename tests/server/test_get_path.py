@@ -328,7 +328,7 @@ def test_idle_workers_are_woken_newest_first() -> None:
     assert isinstance(Dispatcher().queue_cv, NewestFirst)
 
 
-# -- small file answers: the same answers as streamed ones -----------------------------------
+# -- small file answers and remembered routes: the same answers as the general path ---------
 def _comparable(answer: Any) -> tuple[int, dict[str, str], Any]:
     """Status, headers (without the per-request ``Date`` and ``X-Request-Id``) and body (a JSON
     error without its request id) of an answer."""
@@ -417,3 +417,61 @@ def test_a_small_answer_is_one_chunk_and_holds_its_slot_until_closed(
         assert not app.transfer_limits._counts  # every slot released
     finally:
         app.close()
+
+
+def test_remembered_routes_answer_as_werkzeug_matches(served: Any) -> None:
+    app: ServerApp = served.app
+    url, auth = served.url, served.auth
+    account_url = url.split("/storage/")[0]
+    requests = [
+        *[(url, method, headers) for method, headers in _download_requests(url, auth)],
+        (url + "/", "GET", auth),  # trailing slashes are optional
+        (url.replace("/v1/", "/v2/", 1), "GET", auth),
+        (url, "DELETE", auth),  # 405 with Allow
+        (url, "OPTIONS", {"Origin": "https://x.example", "Access-Control-Request-Method": "GET"}),
+        (url, "GET", {**auth, "Connection": "Upgrade", "Upgrade": "websocket"}),
+        (url, "GET", {**auth, "Host": "elsewhere.example"}),  # unknown host: 400
+        (f"{account_url}/storage/files/a%00b/contents", "GET", auth),  # NUL: 404
+        (f"{account_url}/storage/files/%C3%A9t%C3%A9/contents", "GET", auth),  # UTF-8 id
+        (f"{account_url}/storage/nonesuch", "GET", auth),  # 404
+        (f"{account_url}/storage/folders/root/contents?page=1", "GET", auth),
+        (f"{account_url}/storage/folders/root/contents?page=x", "GET", auth),
+        (url, "GET", auth),
+    ]
+
+    def answers() -> list[Any]:
+        return [
+            _comparable(served.client.open(path, method=method, headers=headers))
+            for path, method, headers in requests
+        ]
+
+    app._matched.cache_clear()
+    first = answers()
+    again = answers()  # what was matched before now comes from the cache
+    info = app._matched.cache_info()
+    assert info.hits >= 12, info
+    cached = app._matched
+    app._matched = app._match_inputs  # type: ignore[method-assign]  # werkzeug every time
+    try:
+        uncached = answers()
+    finally:
+        app._matched = cached  # type: ignore[method-assign]
+    assert first == again == uncached
+    statuses = [answer[0] for answer in first]
+    assert statuses[:9] == [200, 200, 206, 200, 416, 304, 200, 401, 401]
+    assert statuses[9:] == [200, 200, 405, 204, 400, 400, 404, 404, 404, 200, 400, 200]
+    assert first[11][1]["Allow"] == "GET, HEAD"
+
+
+def test_only_matches_are_remembered(served: Any) -> None:
+    app: ServerApp = served.app
+    app._matched.cache_clear()
+    missing = served.url.replace("/contents", "/nonesuch")
+    for _ in range(3):
+        assert served.client.get(missing, headers=served.auth).status_code == 404
+        assert served.client.delete(served.url, headers=served.auth).status_code == 405
+    assert app._matched.cache_info().currsize == 0
+    assert served.client.get(served.url, headers=served.auth).status_code == 200
+    assert served.client.get(served.url + "?x=1", headers=served.auth).status_code == 200
+    # The query string is no input of the match: one entry for both.
+    assert app._matched.cache_info().currsize == 1
