@@ -32,6 +32,7 @@ import io
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -169,6 +170,21 @@ class FileBlobStore(BlobStore):
 
     def local_path(self, key: str) -> str | None:
         return self._path(key)
+
+    def clock(self) -> float:
+        """:returns: the time now as the store's files record it (the times of
+        :meth:`list_keys`): a file's timestamps come from the kernel's coarse clock, which can
+        be a tick behind :func:`time.time`, so a file made and removed in the store's root
+        tells it; a second before :func:`time.time` where the root cannot take one."""
+        try:
+            fd, path = tempfile.mkstemp(dir=self.root, prefix=".clock-")
+        except OSError:
+            return time.time() - 1.0
+        try:
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            os.unlink(path)
 
     def check(self) -> None:
         # Created on the first put (the data dir: by the server, private): only refuse a file.
@@ -601,7 +617,10 @@ ReferencedNames = Callable[[int], set[str]]
 
 
 def reclaim_unreferenced(
-    store: BlobStore, folders: Mapping[str, ReferencedNames], grace: float
+    store: BlobStore,
+    folders: Mapping[str, ReferencedNames],
+    grace: float,
+    before: float | None = None,
 ) -> int:
     """Remove the blobs ``accounts/<id>/<folder>/<name>`` of the given folders that their
     ``folders[folder](id)`` does not name, once older than ``grace`` seconds (a crash between
@@ -611,10 +630,15 @@ def reclaim_unreferenced(
 
     :param folders: per folder, the names the database still needs for an account (asked
         once per account and folder, after its first blob old enough to go is seen).
+    :param before: also remove those older than this time of the store's clock (the start of
+        a process that started alone: nothing older can be in flight, see
+        :func:`kloudless.server.recovery.orphan_cutoff`).
     :returns: the number removed.
     """
     removed = 0
     limit = time.time() - grace
+    if before is not None:
+        limit = max(limit, before)
     known: dict[tuple[str, int], set[str]] = {}
     try:
         for key, modified in list(store.list_keys("accounts/")):

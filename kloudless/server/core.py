@@ -19,7 +19,7 @@ from .connectors import caldav, rclone, webdav_client
 from .connectors.base import AccountEnv, Connector
 from .connectors.registry import get_connector
 from .intents import Intent
-from .recovery import recover, take_over
+from .recovery import orphan_cutoff, recover, take_over
 from .settings import Settings
 from .store import Store
 from .sweep import Sweeper
@@ -45,7 +45,11 @@ class Core:
         #: when no other live process shares the database (it would undo their work), else
         #: what dead processes left (:func:`~kloudless.server.recovery.take_over`).
         self.recovered: dict[str, int] = {}
+        orphans_before = None
         if self.instance.register() == 0:
+            # Before this process writes a blob: the start-up sweep removes the orphan blobs
+            # older than this, in the background (the store is not listed here).
+            orphans_before = orphan_cutoff(settings)
             self.recovered = recover(self.store, settings)
         else:  # others live: only what dead processes left (e.g. the worker this one replaces)
             self.recovered = take_over(self.store)
@@ -55,7 +59,7 @@ class Core:
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kloudless-task")
         #: Webhook delivery (a background thread started on the first activity).
         self.webhooks = webhooks.attach(self)
-        self.sweeper = Sweeper(self)
+        self.sweeper = Sweeper(self, orphans_before=orphans_before)
         self.sweeper.maybe_run()  # start-up sweep, in the background
         #: Concurrent uploads and downloads per credential and client address.
         self.transfer_limits = TransferLimits(

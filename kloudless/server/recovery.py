@@ -7,9 +7,13 @@ at start-up nothing is in progress any more:
 * blob journal rows (:mod:`~kloudless.server.connectors.local_storage`) are settled: committed
   blobs move into place, removed ones are deleted (with a remote blob store, puts journalled
   before a commit are settled once they are an hour old: another process may still commit);
-* with a file blob store, blobs no row names are removed: an upload writes its blob in place
-  before the commit of its row, so a kill in between leaves one (the store is listed once; a
-  running server's sweep does the same for blobs older than an hour);
+* with a file blob store, the time of the start is taken on the store's clock
+  (:func:`orphan_cutoff`): an upload writes its blob in place before the commit of its row,
+  so a kill in between leaves a blob no row names, and the start-up sweep, in the background
+  (:class:`~kloudless.server.sweep.Sweeper`), removes those older than that start; nothing of
+  this process, or of one started after it, is older (the store is not listed here, so the
+  start takes no longer with more files; a running server's sweeps do the same for blobs
+  older than an hour);
 * multipart sessions left ``completing`` by an interrupted ``complete`` are ``open`` again
   (complete them again, keep sending parts, or abort them); part folders without a session
   (a crash between the removal's commit and the folder's deletion) are removed;
@@ -44,8 +48,8 @@ import shutil
 import sqlite3
 import time
 
-from .blobs import blob_store
-from .connectors.local_storage import reclaim_orphans, settle_all
+from .blobs import FileBlobStore, blob_store
+from .connectors.local_storage import settle_all
 from .errors import ApiError, error_body
 from .instances import is_alive
 from .settings import Settings
@@ -56,6 +60,7 @@ log = logging.getLogger("kloudless.server")
 __all__ = [
     "INTERRUPTED_TASK",
     "fail_orphan_task",
+    "orphan_cutoff",
     "recover",
     "remove_orphan_part_folders",
     "reopen_orphan_session",
@@ -169,6 +174,22 @@ def take_over(store: Store) -> dict[str, int]:
     return counts
 
 
+def orphan_cutoff(settings: Settings) -> float | None:
+    """The start of a process that starts alone (no other live instance shares the
+    database), on the blob store's clock, taken before the process writes any blob: a blob no
+    row names that is older than this was left by a process that is gone (nothing of this
+    one, or of one started later, is older), so the start-up sweep removes it at once
+    instead of after :data:`~kloudless.server.connectors.local_storage.ORPHAN_GRACE_SECONDS`.
+
+    :returns: the time, or None for a remote blob store (whose puts are settled by age only:
+        another process may be about to commit).
+    """
+    blobs = blob_store(settings)
+    if blobs.remote or not isinstance(blobs, FileBlobStore):
+        return None
+    return blobs.clock()
+
+
 def recover(store: Store, settings: Settings) -> dict[str, int]:
     """Run start-up recovery once (see the module docstring).
 
@@ -177,8 +198,6 @@ def recover(store: Store, settings: Settings) -> dict[str, int]:
     """
     blobs = blob_store(settings)
     counts = {"blobs": settle_all(store, settings.data_dir, blobs)}
-    if not blobs.remote:  # nothing is in flight now: no grace
-        counts["orphan_blobs"] = reclaim_orphans(store, settings.data_dir, 0.0, blobs)
     with store.transaction():
         counts["multipart"] = store.execute(
             "UPDATE multipart SET state = 'open', owner = NULL, modified = ?"

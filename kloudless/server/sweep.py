@@ -76,10 +76,15 @@ def _older(value: object, limit: dt.datetime) -> bool:
         return True  # unreadable timestamps cannot be from this version: stale
 
 
-def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
+def sweep(
+    app: SweepHost, now: dt.datetime | None = None, orphans_before: float | None = None
+) -> dict[str, int]:
     """Remove stale state once.
 
     :param now: the current time (tests pass a later one).
+    :param orphans_before: also remove the blobs and contact photos no row names that are
+        older than this time of the blob store's clock, whatever the grace (the start-up sweep
+        of a process that started alone: :func:`~kloudless.server.recovery.orphan_cutoff`).
     :returns: how many tasks, multipart sessions, temp files and OAuth codes were removed.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -137,7 +142,9 @@ def sweep(app: SweepHost, now: dt.datetime | None = None) -> dict[str, int]:
     ).rowcount
     # One listing of the store for the files' blobs and the contact photos.
     orphans = {BLOB_FOLDER: referenced_blobs(store), PHOTO_FOLDER: referenced_photos(store)}
-    counts["blobs"] += reclaim_unreferenced(blobs, orphans, ORPHAN_GRACE_SECONDS)
+    counts["blobs"] += reclaim_unreferenced(
+        blobs, orphans, ORPHAN_GRACE_SECONDS, before=orphans_before
+    )
 
     counts["part_folders"] = remove_orphan_part_folders(
         store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS
@@ -152,11 +159,19 @@ class Sweeper:
 
     :param app: the server (its executor runs the sweep).
     :param interval: seconds between sweeps.
+    :param orphans_before: the ``orphans_before`` of :func:`sweep` for the first sweep that
+        runs (start-up recovery's :func:`~kloudless.server.recovery.orphan_cutoff`); the
+        later ones keep to the grace.
     """
 
-    def __init__(self, app: SweepHost, interval: float = INTERVAL) -> None:
+    def __init__(
+        self, app: SweepHost, interval: float = INTERVAL, orphans_before: float | None = None
+    ) -> None:
         self.app = app
         self.interval = interval
+        self.orphans_before = orphans_before
+        #: The counts of the last sweep that ran to its end (see :func:`sweep`).
+        self.last: dict[str, int] = {}
         self._lock = threading.Lock()
         self._next = 0.0  # the first call sweeps (start-up)
         self._future: Future[Any] | None = None
@@ -175,7 +190,8 @@ class Sweeper:
         return True
 
     def wait(self, timeout: float = 30) -> None:
-        """Wait for the last started sweep to finish (tests)."""
+        """Wait for the last started sweep to finish (tests; a server's start-up sweep removes
+        what a kill left, in the background)."""
         if self._future is not None:
             self._future.result(timeout=timeout)
 
@@ -188,9 +204,11 @@ class Sweeper:
                 log.info("another server process is sweeping; skipped")
                 return
             try:
-                counts = sweep(self.app)
+                counts = sweep(self.app, orphans_before=self.orphans_before)
             finally:
                 leases.release(self.app.store, SWEEP_LEASE, holder)
+            self.orphans_before = None  # removed: what is older is gone
+            self.last = counts
         except Exception:  # never let clean-up break anything; try again next interval
             log.exception("state sweep failed")
             return

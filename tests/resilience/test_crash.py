@@ -1,8 +1,9 @@
 """``kill -9`` under load: a real ``kloudless serve`` process is killed with SIGKILL at random
 moments while SDK clients (default retries) write to it, and restarted on the same data dir.
 
-Afterwards, with the server restarted once more (start-up recovery done) and then stopped,
-everything is checked against what the clients were told:
+Afterwards, with the server restarted once more (start-up recovery done) and then stopped
+(SIGTERM: the server waits for its start-up sweep, which removes the blobs a kill left, to
+finish), everything is checked against what the clients were told:
 
 * no duplicates: every name an operation used exists at most once, and nothing exists under a
   name no operation used (an auto-renamed second upload or copy);
@@ -376,6 +377,9 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(
     finally:
         stop.set()
         server.stop()
+    assert server.proc is not None and server.proc.returncode != -signal.SIGKILL, (
+        "the server did not stop on SIGTERM: its start-up sweep may not have finished"
+    )
 
     # -- the checks ----------------------------------------------------------------------------
     names: set[str] = set().union(*(led.names for led in ledgers))
@@ -397,7 +401,9 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(
         for i, (name, _) in led.files.items()
         if i in by_id and i not in uncertain and by_id[i]["name"] != name
     ]
-    with _db(data_dir) as conn:  # what start-up recovery left, before any sweep
+    # What start-up recovery and the start-up sweep left (stop() waited for the server's end,
+    # and the server for its sweep); the later sweeps' graces have not passed.
+    with _db(data_dir) as conn:
         stuck = conn.execute(
             "SELECT COUNT(*) FROM multipart WHERE state = 'completing'"
         ).fetchone()[0]

@@ -4,7 +4,8 @@ With a file blob store an upload writes its bytes straight into the blob folder 
 blob's name (one data sync of the file, one sync of the folder), then commits one transaction
 (the file's row and its activity event; no blob journal row, nothing to move or settle after
 the commit). A request that fails removes the blob; a kill between the write and the commit
-leaves a blob no row names, which start-up recovery removes.
+leaves a blob no row names, which the start-up sweep removes
+(``tests/server/test_orphan_reclaim.py``).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def test_start_up_recovery_removes_blobs_no_row_names(
     app.close()
     restarted = create_app(settings)
     try:
-        assert restarted.recovered["orphan_blobs"] == 1
+        restarted.sweeper.wait()  # the start-up sweep removes it, in the background
+        assert restarted.sweeper.last["blobs"] == 1
         assert _blobs(restarted) == [
             str(restarted.store.one("SELECT blob FROM objects WHERE name = 'kept.txt'")["blob"])
         ]

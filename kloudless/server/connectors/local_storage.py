@@ -664,9 +664,10 @@ class LocalStorage(StorageBackend):
         synced; no journal and no move after the commit, so an upload costs one data sync, one
         folder sync and one commit), a remote store gets a journalled put (see
         :meth:`_put_remote`). No row references the blob yet, so nothing can read it; if the
-        request fails it is removed, and what a kill leaves (a blob no row names) start-up
-        recovery removes (:func:`reclaim_orphans`, nothing being in flight then), or a running
-        server's sweep once older than :data:`ORPHAN_GRACE_SECONDS`.
+        request fails it is removed, and what a kill leaves (a blob no row names) the start-up
+        sweep removes (older than the process's start:
+        :func:`~kloudless.server.recovery.orphan_cutoff`), or a running server's sweep once
+        older than :data:`ORPHAN_GRACE_SECONDS`.
 
         :returns: ``(blob, size, sha256 hex)``.
         """
@@ -957,6 +958,10 @@ class LocalStorage(StorageBackend):
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         blob = secrets.token_hex(16)
         target = self._local_blob(blob)
+        # A blob no row names is an orphan once old enough (by its modification time; for a
+        # process that started alone, once older than its start): the parts may be older than
+        # that, so the file is made new before it shows in the blob folder.
+        os.utime(path)
         os.link(path, target)
         try:
             fsync_dir(os.path.dirname(target))
