@@ -3,20 +3,24 @@ are written before they are renamed into place.
 
 The HTTP server (:mod:`kloudless.server.serving`) already writes each large request body into
 ``<data dir>/tmp/body-*`` (a :class:`SpooledBody`) while it receives it, on the filesystem where
-the file will end up. :func:`spool_to_temp` then *adopts* that file (a rename, no copy) instead of
-copying it, so an upload needs its size on disk once, plus a bounded overhead (the in-memory part
-of waitress's buffer). Bodies that arrive any other way (the test client, a body a wrapper has
-already consumed) are copied.
+the file will end up, starting its write-out a few MiB behind (:class:`WriteOut`) and, for an
+upload, hashing it (:data:`HASH_BODY`). :func:`spool_to_temp` then *adopts* that file (a rename,
+no copy) instead of copying it, with the digest taken on arrival (nothing read back), so an
+upload needs its size on disk once, plus a bounded overhead (the in-memory part of waitress's
+buffer), and its data sync waits for the last few MiB only. Bodies that arrive any other way
+(the test client, a body a wrapper has already consumed) are copied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import io
 import os
 import secrets
+import sys
 import tempfile
 from typing import IO, Any, Callable
 
@@ -57,19 +61,80 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """:returns: Linux's ``sync_file_range(fd, offset, nbytes, flags)`` (not in :mod:`os`), or
+    None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # pragma: no cover - a libc without it
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+#: ``SYNC_FILE_RANGE_WRITE``: start the write-out of the range's dirty pages, wait for nothing.
+_SYNC_FILE_RANGE_WRITE = 2
+
+#: A spooled body's write-out is started every :data:`WRITE_OUT_STEP` bytes, for what lies more
+#: than :data:`WRITE_OUT_LAG` bytes behind the writer (pages that will not be written again),
+#: so that the ``fdatasync`` before the upload's answer finds little left to write.
+WRITE_OUT_STEP = 8 * 1024 * 1024
+WRITE_OUT_LAG = 4 * 1024 * 1024
+
+
+class WriteOut:
+    """Starts the write-out of a file written front to back while it is written (Linux:
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which queues the pages and returns; elsewhere
+    nothing), so that its final data sync only waits for the last few MiB.
+
+    :param fd: the file, open for writing.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        #: Bytes from the start whose write-out was started.
+        self.started = 0
+        self.enabled = _sync_file_range is not None
+
+    def advance(self, written: int) -> None:
+        """The file now holds ``written`` bytes: start the write-out of what is far enough
+        behind."""
+        end = written - WRITE_OUT_LAG
+        if not self.enabled or end - self.started < WRITE_OUT_STEP:
+            return
+        assert _sync_file_range is not None
+        if _sync_file_range(self.fd, self.started, end - self.started, _SYNC_FILE_RANGE_WRITE):
+            self.enabled = False  # e.g. a filesystem that refuses it: the final sync does it all
+            return
+        self.started = end
+
+
 class SpooledBody(io.BufferedRandom):
     """A request body being written to (or read from) a named file in the data dir.
 
+    The HTTP server writes it with :meth:`append` as it arrives (its write-out started a few MiB
+    behind, :class:`WriteOut`) and, for an upload, hashes it on the way (:meth:`digest`), so
+    that the handler neither reads it back nor waits for a gigabyte of dirty pages.
     Closing it removes the file unless :meth:`adopt` moved it to its next place first.
     """
 
     path: str
     adopted: bool
+    #: Bytes :meth:`append` wrote.
+    written: int
+    #: SHA-256 of what :meth:`append` wrote (bodies created ``hashed``), else None.
+    sha256: Any
+    _write_out: WriteOut
 
     @classmethod
-    def create(cls, directory: str) -> SpooledBody:
+    def create(cls, directory: str, hashed: bool = False) -> SpooledBody:
         """:returns: a new empty body file in ``directory`` (created private).
 
+        :param hashed: hash what :meth:`append` writes (see :meth:`digest`).
         :raises OSError: the file cannot be created (``ENOSPC`` when the disk is full).
         """
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -77,7 +142,48 @@ class SpooledBody(io.BufferedRandom):
         body = cls(io.FileIO(fd, "r+"))
         body.path = path
         body.adopted = False
+        body.written = 0
+        body.sha256 = hashlib.sha256() if hashed else None
+        body._write_out = WriteOut(fd)
         return body
+
+    def append(self, data: Any) -> None:
+        """Write the next bytes of the body at its end (the read position stays where it is):
+        hashed when the body is, the write-out started behind the writer.
+
+        :param data: bytes or any buffer.
+        :raises OSError: the write failed (``ENOSPC`` when the disk is full).
+        """
+        view = memoryview(data).cast("B")
+        if self.sha256 is not None:
+            self.sha256.update(view)
+        offset = self.written
+        pwrite = getattr(os, "pwrite", None)
+        if pwrite is None:  # pragma: no cover - Windows: through the buffer, then rewound
+            position = self.tell()
+            self.seek(offset)
+            self.write(view)
+            self.flush()
+            self.seek(position)
+            offset += len(view)
+        else:
+            fd = self.raw.fileno()
+            while view:
+                count = pwrite(fd, view, offset)
+                offset += count
+                view = view[count:]
+        self.written = offset
+        self._write_out.advance(offset)
+
+    def digest(self) -> Any:
+        """:returns: the SHA-256 (a :mod:`hashlib` object) of the whole file when every byte of
+        it went through :meth:`append` of a ``hashed`` body, else None."""
+        if self.sha256 is None or self.closed:
+            return None
+        self.flush()
+        if os.fstat(self.fileno()).st_size != self.written:
+            return None
+        return self.sha256
 
     def adopt(self, path: str) -> None:
         """Move the file to ``path`` (a new name on the same filesystem: a rename), the file's
@@ -123,6 +229,14 @@ class HashingStream(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def take_digest(self, sha256: Any, size: int) -> None:
+        """Count the whole body as read and hashed, without reading it: ``sha256`` (copied)
+        and ``size`` are those of the bytes under this stream (a :class:`SpooledBody` hashed
+        as it arrived)."""
+        self._sha = sha256.copy()
+        self.size = size
+        self.eof = True
 
     def _take(self, data: bytes, asked: int | None) -> bytes:
         if data:
@@ -222,7 +336,9 @@ def spool_to_path(
     """
     body = spooled_body(stream)
     if body is not None and not body.closed and body.tell() == 0:
-        size, digest = drain(stream, limit, too_big)
+        size, digest = _hashed_on_arrival(stream, body, limit, too_big) or drain(
+            stream, limit, too_big
+        )
         if body.tell() == size:  # every byte went through unchanged: the file is the body
             try:
                 body.adopt(path)
@@ -256,6 +372,31 @@ def spool_to_path(
         remove_quietly(path)
         raise
     return size, digest
+
+
+def _hashed_on_arrival(
+    stream: IO[bytes], body: SpooledBody, limit: int, too_big: Callable[[], ApiError]
+) -> tuple[int, str] | None:
+    """``(size, sha256 hex)`` of a body the HTTP server hashed as it wrote it, read through
+    ``stream`` (the body itself, or a :class:`HashingStream` directly around it that has read
+    nothing: it takes the digest too), without reading it again; None otherwise.
+
+    The file is left at its end, as a read to the end would leave it.
+    """
+    sha256 = body.digest()
+    if sha256 is None:
+        return None
+    if stream is not body and not (
+        isinstance(stream, HashingStream) and stream.wrapped is body and stream.size == 0
+    ):
+        return None
+    size = body.written
+    if size > limit:
+        raise too_big()
+    if isinstance(stream, HashingStream):
+        stream.take_digest(sha256, size)
+    body.seek(size)
+    return size, sha256.hexdigest()
 
 
 def drain(
@@ -299,6 +440,11 @@ def remove_quietly(*paths: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
+
+#: The environ key under which an upload's preflight asks the HTTP server to hash the body as
+#: it spools it (:meth:`SpooledBody.digest`): the handler then neither reads it back nor hashes
+#: it after the last byte (:func:`spool_to_path`).
+HASH_BODY = "kloudless.hash_body"
 
 #: The environ key under which the HTTP server hands a request its :class:`InPlaceBody`.
 BODY_IN_PLACE = "kloudless.body_in_place"

@@ -46,8 +46,10 @@ def spooled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     made: list[str] = []
     create = spool.SpooledBody.create.__func__  # type: ignore[attr-defined]
 
-    def counting(cls: type[spool.SpooledBody], directory: str) -> spool.SpooledBody:
-        body: spool.SpooledBody = create(cls, directory)
+    def counting(
+        cls: type[spool.SpooledBody], directory: str, hashed: bool = False
+    ) -> spool.SpooledBody:
+        body: spool.SpooledBody = create(cls, directory, hashed)
         made.append(body.path)
         return body
 

@@ -23,6 +23,7 @@ from ..file_slice import FileSlice
 from ..outbound import policy_for
 from ..responses import json_response, no_content
 from ..routing import BODY_UPLOAD, Route
+from ..spool import HASH_BODY
 from ..transfer_limits import DOWNLOAD, Releasing, credential_key
 from .tasks import run_maybe_async
 
@@ -216,6 +217,9 @@ def upload_precheck(ctx: RequestContext, account_id: str, **_: str) -> None:
     :raises ApiError: as :meth:`RequestContext.account`; 507 ``insufficient_storage``.
     """
     account = ctx.account(account_id)
+    if account["service"] == "local":
+        # A spooled body is hashed as it arrives: the handler need not read it back.
+        ctx.request.environ[HASH_BODY] = True
     length = ctx.request.content_length
     if not length:
         return
