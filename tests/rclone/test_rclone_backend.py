@@ -55,8 +55,10 @@ def test_folders_files_and_listing(backend: RcloneStorage, upstream: Upstream) -
     assert [o.id for o in listed] == [sub.id, report.id]
     everything = backend.list_folder("root", recursive=True)
     assert {o.name for o in everything} == {"docs", "sub", "report.txt"}
-    page, total = backend.list_folder_page(docs.id, False, 1, 1)
-    assert total == 2 and [o.name for o in page] == ["report.txt"]
+    page, more = backend.list_folder_page(docs.id, False, 1, 1)
+    assert not more and [o.name for o in page] == ["report.txt"]
+    first, more = backend.list_folder_page(docs.id, False, 0, 1)
+    assert more and [o.name for o in first] == ["sub"]
     with pytest.raises(ApiError) as wrong_kind:
         backend.get(report.id, "folder")
     assert wrong_kind.value.status == 404

@@ -18,10 +18,17 @@ from ..availability import format_utc, parse_datetime
 from ..connectors.base import StorageBackend, StorageObject, validate_name
 from ..context import RequestContext
 from ..diskspace import check_room
-from ..errors import ApiError, bad_request, invalid_parameters, not_implemented, too_large
+from ..errors import (
+    ApiError,
+    bad_request,
+    invalid_parameters,
+    not_found,
+    not_implemented,
+    too_large,
+)
 from ..file_slice import FileSlice
 from ..outbound import policy_for
-from ..responses import json_response, no_content
+from ..responses import json_response, no_content, object_list
 from ..routing import BODY_UPLOAD, Route
 from ..spool import HASH_BODY
 from ..transfer_limits import DOWNLOAD, Releasing, credential_key
@@ -40,33 +47,52 @@ def serialize(
 
     :param ancestry: ``_ancestry(obj.ancestors)``, when the caller shares it between siblings.
     """
-    kind = obj.type
-    ancestors, prefix = ancestry if ancestry is not None else _ancestry(obj.ancestors)
-    data: dict[str, Any] = {
-        "id": obj.id,
-        "name": obj.name,
-        "type": kind,
-        "api": "storage",
-        "href": ctx.href(f"accounts/{account_id}/storage/{kind}s/{obj.id}"),
-        "account": account_id,
-        "size": obj.size,
-        "created": obj.created,
-        "modified": obj.modified,
-        "path": prefix + obj.name if obj.id != "root" else "/",
-        "parent": ancestors[-1] if ancestors else None,
-        "ancestors": ancestors,
-        "ids": {"default": obj.id},
-        "id_type": "default",
-        "raw_id": obj.raw_id or obj.id,
-    }
-    if kind == "file":
-        data["mime_type"] = obj.mime_type
-        data["downloadable"] = True
-    else:
-        data.update(can_create_folders=True, can_upload_files=True, can_list_recursively=True)
-    if ctx.wants_raw:
-        data["raw"] = obj.raw
-    return data
+    return _Serializer(ctx, account_id)(obj, ancestry)
+
+
+class _Serializer:
+    """:func:`serialize` with what every object of one account and request shares (the
+    ``href`` prefix, ``wants_raw``) computed once: the one code path of single objects and
+    pages."""
+
+    __slots__ = ("account_id", "href_base", "wants_raw")
+
+    def __init__(self, ctx: RequestContext, account_id: int) -> None:
+        self.account_id = account_id
+        self.href_base = ctx.href(f"accounts/{account_id}/storage/")
+        self.wants_raw = ctx.wants_raw
+
+    def __call__(
+        self, obj: StorageObject, ancestry: tuple[list[dict[str, Any]], str] | None = None
+    ) -> dict[str, Any]:
+        kind = obj.type
+        object_id = obj.id
+        ancestors, prefix = ancestry if ancestry is not None else _ancestry(obj.ancestors)
+        data: dict[str, Any] = {
+            "id": object_id,
+            "name": obj.name,
+            "type": kind,
+            "api": "storage",
+            "href": f"{self.href_base}{kind}s/{object_id}",
+            "account": self.account_id,
+            "size": obj.size,
+            "created": obj.created,
+            "modified": obj.modified,
+            "path": prefix + obj.name if object_id != "root" else "/",
+            "parent": ancestors[-1] if ancestors else None,
+            "ancestors": ancestors,
+            "ids": {"default": object_id},
+            "id_type": "default",
+            "raw_id": obj.raw_id or object_id,
+        }
+        if kind == "file":
+            data["mime_type"] = obj.mime_type
+            data["downloadable"] = True
+        else:
+            data.update(can_create_folders=True, can_upload_files=True, can_list_recursively=True)
+        if self.wants_raw:
+            data["raw"] = obj.raw
+        return data
 
 
 def _ancestry(chain: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], str]:
@@ -82,15 +108,21 @@ def serialize_many(
     ctx: RequestContext, account_id: int, objects: list[StorageObject]
 ) -> list[dict[str, Any]]:
     """:func:`serialize` for a page of objects: siblings share one ``ancestors`` list (a page
-    of 1000 children of one folder builds it once, not 1000 times)."""
+    of 1000 children of one folder builds it once, not 1000 times; a backend that gives
+    siblings the same ``ancestors`` list object is not even compared)."""
+    one = _Serializer(ctx, account_id)
     shared: dict[tuple[tuple[str, str], ...], tuple[list[dict[str, Any]], str]] = {}
     items = []
+    chain: list[tuple[str, str]] | None = None
+    ancestry: tuple[list[dict[str, Any]], str] | None = None
     for obj in objects:
-        key = tuple(obj.ancestors)
-        ancestry = shared.get(key)
-        if ancestry is None:
-            ancestry = shared[key] = _ancestry(obj.ancestors)
-        items.append(serialize(ctx, account_id, obj, ancestry))
+        if obj.ancestors is not chain:
+            chain = obj.ancestors
+            key = tuple(chain)
+            ancestry = shared.get(key)
+            if ancestry is None:
+                ancestry = shared[key] = _ancestry(chain)
+        items.append(one(obj, ancestry))
     return items
 
 
@@ -143,11 +175,13 @@ def folder_contents(ctx: RequestContext, account_id: str, object_id: str) -> Res
     page, page_size = ctx.page_params()  # validate before doing work
     recursive = ctx.arg_bool("recursive")
     # Only the requested page is built and serialized (not the whole folder for every page).
-    objects, total = storage.list_folder_page(
-        _id(object_id), recursive, (page - 1) * page_size, page_size
+    objects, more = storage.list_folder_page(
+        _id(object_id), recursive, (page - 1) * page_size, page_size, with_raw=ctx.wants_raw
     )
+    if page > 1 and not objects:
+        raise not_found(f"Page {page} does not exist.")
     items = serialize_many(ctx, acc, objects)
-    return json_response(ctx.page_envelope(items, "storage", page, page_size, total))
+    return json_response(object_list(items, "storage", page, page + 1 if more else None))
 
 
 def create_folder(ctx: RequestContext, account_id: str) -> Response:

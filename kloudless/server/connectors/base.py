@@ -211,17 +211,19 @@ class StorageBackend(abc.ABC):
         """:returns: the folder's children (all descendants when ``recursive``), folders first."""
 
     def list_folder_page(
-        self, folder_id: str, recursive: bool, start: int, count: int
-    ) -> tuple[list[StorageObject], int]:
+        self, folder_id: str, recursive: bool, start: int, count: int, *, with_raw: bool = True
+    ) -> tuple[list[StorageObject], bool]:
         """One slice of :meth:`list_folder` (same order), for paged listings.
 
         Backends that can build only the requested objects override it; this default slices
         the full list.
 
-        :returns: ``(objects[start:start + count], total number of objects)``.
+        :param with_raw: False when nobody will read the objects' ``raw`` records (the request
+            did not ask for them): a backend may then leave them empty.
+        :returns: ``(objects[start:start + count], whether more objects follow them)``.
         """
         objects = self.list_folder(folder_id, recursive)
-        return objects[start : start + count], len(objects)
+        return objects[start : start + count], len(objects) > start + count
 
     def find_child(self, folder_id: str, name: str) -> StorageObject | None:
         """:returns: the folder's child named exactly ``name``, or None. :raises ApiError: 404
