@@ -15,6 +15,9 @@ sockets, statuses checked, bodies sampled), 2 processes of 4 connections each, o
 the server's 4 KiB download: with it the clients took most of a core and a second worker had
 none left, so earlier runs measured the clients (0.75-0.97x). This client costs tens of µs.
 
+Each SQLite setup of 1 and 2 workers runs twice: as the kernel places the threads, and pinned
+(``--cpu-affinity auto``: each worker and its threads on a core of its own).
+
 Reported per cell: requests/s, p50/p99 latency, the ratio to one SQLite worker and to one
 worker of the same store, how the requests spread over the worker processes (which process
 held each connection, from the kernel's socket table), and where the CPU went: server
@@ -65,6 +68,8 @@ class Setup:
 
     store: str
     workers: int
+    #: ``kloudless serve --cpu-affinity``: ``auto`` pins each worker to a core of its own.
+    affinity: str = "off"
     base: str = ""
     token: str = ""
     account_id: int = 0
@@ -73,7 +78,11 @@ class Setup:
 
     @property
     def name(self) -> str:
-        return f"{self.store} x{self.workers}"
+        return f"{self.store} x{self.workers}{' pinned' if self.pinned else ''}"
+
+    @property
+    def pinned(self) -> bool:
+        return self.affinity == "auto"
 
 
 @dataclass(frozen=True)
@@ -251,14 +260,17 @@ def _prepare(data_dir: str, url: str | None, blob_store: str, setup: Setup) -> N
 
 
 @contextlib.contextmanager
-def _serve(data_dir: str, workers: int, env: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
-    """``kloudless serve --workers N`` in a child. :yields: its URL and the pids that serve
-    (the workers; the process itself with one worker)."""
+def _serve(
+    data_dir: str, workers: int, env: dict[str, str], affinity: str = "off"
+) -> Iterator[tuple[str, list[int]]]:
+    """``kloudless serve --workers N --cpu-affinity A`` in a child. :yields: its URL and the
+    pids that serve (the workers; the process itself with one worker)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **env)
     log = open(data_dir + ".log", "w+", encoding="utf-8")  # noqa: SIM115 - the child writes it
     proc = subprocess.Popen(
         [sys.executable, "-m", "kloudless.cli", "serve", "--data-dir", data_dir, "--port", "0"]
-        + ["--workers", str(workers), "--connections-per-address", "0"]
+        + ["--workers", str(workers), "--cpu-affinity", affinity]
+        + ["--connections-per-address", "0"]
         # The clients share one token: no per-credential transfer limit (8) answering 429.
         + ["--transfers-per-credential", "0", "--transfers-per-address", "0"],
         stdout=log,
@@ -339,7 +351,9 @@ def _start(
         env = {**s3_env, "KLOUDLESS_DATABASE_URL": url, "KLOUDLESS_BLOB_STORE": blobs}
     with mock.patch.dict(os.environ, env):
         _prepare(data_dir, url, blobs, setup)
-    setup.base, setup.pids = stack.enter_context(_serve(data_dir, setup.workers, env))
+    setup.base, setup.pids = stack.enter_context(
+        _serve(data_dir, setup.workers, env, setup.affinity)
+    )
 
 
 def _spin(seconds: float) -> float:
@@ -368,16 +382,18 @@ def run(opts: Options) -> list[Table]:
     seconds = 0.5 if opts.quick else 2.5
     rounds = 1 if opts.quick else 3
     limit = 40 if opts.quick else 1_000_000
-    wanted = [(SQLITE, 1), (SQLITE, 2)]
+    # Pinned (--cpu-affinity auto): one process of 8 threads on 2 idle cores spends most of
+    # its CPU handing the GIL between its threads on both cores.
+    wanted = [(SQLITE, 1, "off"), (SQLITE, 2, "off"), (SQLITE, 1, "auto"), (SQLITE, 2, "auto")]
     if not opts.quick:
-        wanted += [(SQLITE, 4), (POSTGRES, 1), (POSTGRES, 2)]
+        wanted += [(SQLITE, 4, "off"), (POSTGRES, 1, "off"), (POSTGRES, 2, "off")]
     cells: dict[tuple[str, str], list[_Cell]] = {}
     ceilings: list[float] = []
     with contextlib.ExitStack() as stack:
         shared = None
-        if any(store == POSTGRES for store, _ in wanted):
+        if any(store == POSTGRES for store, _, _ in wanted):
             shared = stack.enter_context(_postgres_and_s3(opts))
-        setups = [Setup(s, w) for s, w in wanted if s == SQLITE or shared is not None]
+        setups = [Setup(s, w, a) for s, w, a in wanted if s == SQLITE or shared is not None]
         for number, setup in enumerate(setups):
             _start(stack, opts, setup, number, shared)
         pool = stack.enter_context(ProcessPoolExecutor(CLIENT_PROCESSES))
@@ -424,6 +440,7 @@ def _table(
             "workload",
             "database",
             "workers",
+            "pinned",
             "requests/s",
             "p50 ms",
             "p99 ms",
@@ -435,21 +452,24 @@ def _table(
             "cores: server/clients/other/idle",
         ],
     )
-    ratios: dict[tuple[str, int], str] = {}
+    ratios: dict[tuple[str, int, bool], str] = {}
     for kind in KINDS:
         sqlite_one = cells[(f"{SQLITE} x1", kind)]
         for setup in setups:
             mine = cells[(setup.name, kind)]
-            own_one = cells.get((f"{setup.store} x1", kind), mine)
+            # Pinned setups against one pinned worker: the gain of the second core alone.
+            one = Setup(setup.store, 1, setup.affinity).name
+            own_one = cells.get((one, kind), mine)
             latencies = [x for c in mine for x in c.latencies]
             requests = sum(c.count for c in mine)
             ratio = _median_ratio(mine, sqlite_one)
             if setup.store == SQLITE:
-                ratios[(kind, setup.workers)] = ratio
+                ratios[(kind, setup.workers, setup.pinned)] = _median_ratio(mine, own_one)
             table.add(
                 LABELS[kind],
                 setup.store,
                 setup.workers,
+                "yes" if setup.pinned else "no",
                 f"{statistics.median(c.rps for c in mine):,.0f}",
                 f"{percentile(latencies, 50) * 1e3:.1f}",
                 f"{percentile(latencies, 99) * 1e3:.1f}",
@@ -464,16 +484,20 @@ def _table(
         f"Medians of {rounds} interleaved rounds of {seconds:g} s per cell;"
         f" {CLIENT_PROCESSES} client processes x {CONNECTIONS_PER_CLIENT} keep-alive"
         " connections (benchmarks/_loadgen.py) on the same 2 cores as the server"
-        " (kloudless serve --workers N, 8 threads each). Server CPU: the worker processes only"
+        " (kloudless serve --workers N, 8 threads each; pinned: --cpu-affinity auto, each worker"
+        " on a core of its own). 'vs 1 worker, same store': against 1 worker of the same store"
+        " and pinning. Server CPU: the worker processes only"
         " (PostgreSQL and moto not counted). Cores: CPU seconds per second of the cell of the"
         " server's workers, the clients' request loops, everything else (PostgreSQL, moto, the"
         " clients' set-up, other processes on the machine) and idle."
     )
     for kind in ("listing", "download"):
-        two = ratios.get((kind, 2), "-")
-        if two != "-":
-            verdict = "met" if float(two.rstrip("x")) >= GOAL else "not met"
-            table.notes.append(
-                f"Goal: 2 workers >= {GOAL:g}x of 1 for '{LABELS[kind]}': {two}, {verdict}."
-            )
+        for pinned in (False, True):
+            two = ratios.get((kind, 2, pinned), "-")
+            if two != "-":
+                verdict = "met" if float(two.rstrip("x")) >= GOAL else "not met"
+                which = "pinned workers, of 1 pinned" if pinned else "workers, of 1"
+                table.notes.append(
+                    f"Goal: 2 {which} >= {GOAL:g}x for '{LABELS[kind]}': {two}, {verdict}."
+                )
     return table

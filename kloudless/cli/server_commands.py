@@ -26,6 +26,7 @@ from .argtypes import limit_count
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
 ENV_TRANSFERS_PER_CREDENTIAL = "KLOUDLESS_TRANSFERS_PER_CREDENTIAL"
 ENV_TRANSFERS_PER_ADDRESS = "KLOUDLESS_TRANSFERS_PER_ADDRESS"
+ENV_CPU_AFFINITY = "KLOUDLESS_CPU_AFFINITY"
 
 
 def _command(subparsers: Any, name: str, func: Any, **kwargs: Any) -> argparse.ArgumentParser:
@@ -151,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         threads=args.threads,
         workers=args.workers,
+        cpu_affinity=args.cpu_affinity,
         rate_limit_per_minute=args.rate_limit,
         max_upload_bytes=args.max_upload_bytes,
         public_base_url=args.public_url,
@@ -189,6 +191,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _cpu_affinity(text: str) -> str:
+    """:returns: a ``--cpu-affinity`` value. :raises argparse.ArgumentTypeError: otherwise."""
+    from kloudless.server.settings import CPU_AFFINITY
+
+    if text not in CPU_AFFINITY:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(CPU_AFFINITY)}: {text!r}")
+    return text
 
 
 def _workers(text: str) -> int:
@@ -735,6 +746,16 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="server processes sharing the port, data dir and database (default %(default)s;"
         " more than 1 needs Linux or macOS)",
+    )
+    serve.add_argument(
+        "--cpu-affinity",
+        type=_cpu_affinity,
+        # A string default goes through `type`, so a bad $ENV value is a usage error.
+        default=os.environ.get(ENV_CPU_AFFINITY, "off"),
+        metavar="off|auto",
+        help="auto: each worker process (or the one process) and its threads on a core of its"
+        f" own, in turn over the cores this process may use (default %(default)s, or"
+        f" ${ENV_CPU_AFFINITY}; Linux; see the deployment guide)",
     )
     serve.add_argument(
         "--rate-limit",

@@ -30,6 +30,7 @@ import time
 from types import FrameType
 from typing import TextIO
 
+from . import affinity
 from .app import ServerApp
 from .balance import Balance, Slot
 from .bootstrap import bootstrap
@@ -98,15 +99,17 @@ def _worker(settings: Settings, sock: socket.socket, slot: Slot) -> None:
         app.close()
 
 
-def _spawn(settings: Settings, sock: socket.socket, slot: Slot) -> int:
-    """Fork one worker (in ``slot``, its count reset). :returns: its pid (in the parent; the
-    child never returns)."""
+def _spawn(settings: Settings, sock: socket.socket, slot: Slot, core: int | None) -> int:
+    """Fork one worker (in ``slot``, its count reset; pinned to ``core`` unless None).
+    :returns: its pid (in the parent; the child never returns)."""
     slot.set(0)
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
+        if core is not None:
+            affinity.pin(core)  # before any thread starts: they all inherit it
         _worker(settings, sock, slot)
     except BaseException:
         log.exception("server worker %d failed", os.getpid())
@@ -159,6 +162,7 @@ def _supervise(settings: Settings, out: TextIO) -> None:
     supervisor: Instance | None = None
     children: dict[int, tuple[float, Slot]] = {}
     balance = Balance(settings.workers)
+    cores = affinity.plan(settings.workers) if settings.cpu_affinity == "auto" else None
     try:
         _set_up_once(settings, out, port)
         store = Store(settings.db_path, settings.database_url)
@@ -167,14 +171,14 @@ def _supervise(settings: Settings, out: TextIO) -> None:
         store.close()  # the children open their own connections
         for index in range(settings.workers):
             slot = balance.slot(index)
-            children[_spawn(settings, sock, slot)] = (time.monotonic(), slot)
+            children[_spawn(settings, sock, slot, _core(cores, index))] = (time.monotonic(), slot)
         out.write(
             f"Serving the Kloudless API on http://{settings.host}:{port} with"
             f" {settings.workers} worker processes ({where_state(settings)});"
             " Ctrl-C stops.\n"
         )
         out.flush()
-        _keep_alive(settings, sock, children)
+        _keep_alive(settings, sock, children, cores)
     except KeyboardInterrupt:
         pass
     finally:
@@ -189,11 +193,19 @@ def _supervise(settings: Settings, out: TextIO) -> None:
         out.flush()
 
 
+def _core(cores: list[int] | None, index: int) -> int | None:
+    """:returns: the core of worker ``index`` (None: not pinned)."""
+    return None if cores is None else cores[index]
+
+
 def _keep_alive(
-    settings: Settings, sock: socket.socket, children: dict[int, tuple[float, Slot]]
+    settings: Settings,
+    sock: socket.socket,
+    children: dict[int, tuple[float, Slot]],
+    cores: list[int] | None,
 ) -> None:
-    """Wait for workers to exit and replace them, until interrupted (or workers keep dying
-    right after they start)."""
+    """Wait for workers to exit and replace them (on the same core), until interrupted (or
+    workers keep dying right after they start)."""
     quick_deaths = 0
     while children:
         pid, status = os.wait()
@@ -206,7 +218,7 @@ def _keep_alive(
         if quick_deaths >= MAX_QUICK_DEATHS:
             log.error("server workers keep failing right after they start; stopping")
             return
-        children[_spawn(settings, sock, slot)] = (time.monotonic(), slot)
+        children[_spawn(settings, sock, slot, _core(cores, slot.index))] = (time.monotonic(), slot)
 
 
 def _describe_status(status: int) -> str:

@@ -12,6 +12,7 @@ import threading
 from types import FrameType
 from typing import IO, Any, TextIO
 
+from . import affinity
 from .app import ServerApp
 from .bootstrap import Credentials, bootstrap
 from .pgsql import redact_url
@@ -250,6 +251,10 @@ def run_forever(settings: Settings, out: TextIO | None = None) -> None:
 def _serve_locked(settings: Settings, out: TextIO) -> None:
     """:func:`run_forever` once the data dir is locked."""
     raise_open_files_limit(settings.connection_limit + 256)
+    if settings.cpu_affinity == "auto":
+        cores = affinity.plan(1)
+        if cores is not None:
+            affinity.pin(cores[0])  # before the app starts its threads: they inherit it
     app = ServerApp(settings)
     try:
         server = _create_server(app, settings.host, settings.port, settings.threads)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 MIB = 1024 * 1024
 #: The values of :attr:`Settings.oauth_existing_accounts`.
 OAUTH_EXISTING_ACCOUNTS = ("invited", "any", "none")
+#: The values of :attr:`Settings.cpu_affinity`.
+CPU_AFFINITY = ("off", "auto")
 
 
 @dataclass
@@ -32,6 +34,10 @@ class Settings:
     #: Server processes sharing the port, the data dir and the database (``serve --workers``);
     #: more than 1 moves the per-process counters (rate limits) into the database.
     workers: int = 1
+    #: ``"auto"``: each worker process (or the one process) runs on a core of its own, all its
+    #: threads with it (:mod:`kloudless.server.affinity`; ``serve --cpu-affinity``,
+    #: ``$KLOUDLESS_CPU_AFFINITY``); ``"off"``: the kernel places the threads.
+    cpu_affinity: str = "off"
     #: Seconds a client has to send a request line and its headers (counted from the request's
     #: first byte, or from connecting for a connection's first request); later: JSON 408.
     header_timeout: float = 10.0
@@ -142,6 +148,8 @@ class Settings:
             raise ValueError(
                 "database_url must be sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
             )
+        if self.cpu_affinity not in CPU_AFFINITY:
+            raise ValueError(f"cpu_affinity must be one of {', '.join(CPU_AFFINITY)}")
         if self.oauth_existing_accounts not in OAUTH_EXISTING_ACCOUNTS:
             raise ValueError(
                 f"oauth_existing_accounts must be one of {', '.join(OAUTH_EXISTING_ACCOUNTS)}"
