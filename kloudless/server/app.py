@@ -240,7 +240,9 @@ class ServerApp(Core):
         if any("\x00" in value for value in args.values() if isinstance(value, str)):
             # No id or name holds a NUL (PostgreSQL text cannot): nothing is there.
             raise not_found()
-        check_no_nul([*ctx.request.args.keys(), *ctx.request.args.values()])
+        query = ctx.request.environ.get("QUERY_STRING", "")
+        if "%00" in query or "\x00" in query:  # what decodes to a NUL: else none to look for
+            check_no_nul([*ctx.request.args.keys(), *ctx.request.args.values()])
         return route, args
 
     def _match(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:

@@ -116,6 +116,12 @@ class Releasing:
     def seekable(self) -> bool:
         return self._file.seekable()
 
+    @property
+    def remote(self) -> bool:
+        """Whether reads wait on the network (a remote blob): asked of every answer, and not
+        worth a failed lookup through :meth:`__getattr__`."""
+        return bool(getattr(self._file, "remote", False))
+
     def close(self) -> None:
         try:
             self._file.close()

@@ -475,3 +475,17 @@ def test_only_matches_are_remembered(served: Any) -> None:
     assert served.client.get(served.url + "?x=1", headers=served.auth).status_code == 200
     # The query string is no input of the match: one entry for both.
     assert app._matched.cache_info().currsize == 1
+
+
+def test_a_query_is_parsed_for_nul_only_when_it_could_hold_one(served: Any) -> None:
+    for query in ("q=a%00", "%00=1", "x=1&y=%00z", "q=a\x00"):
+        answer = served.client.get(
+            served.url, headers=served.auth, environ_overrides={"QUERY_STRING": query}
+        )
+        assert answer.status_code == 400, query
+        assert answer.get_json()["error_code"] == "invalid_parameters"
+    for query in ("", "q=%2500", "q=a%20b", "%C3%A9=1"):  # no NUL once decoded
+        answer = served.client.get(
+            served.url, headers=served.auth, environ_overrides={"QUERY_STRING": query}
+        )
+        assert answer.status_code == 200 and answer.data == BODY, query
