@@ -8,7 +8,6 @@ SIGTERM), so the server never outlives the benchmark process.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -18,16 +17,14 @@ from types import FrameType
 
 def main(argv: list[str]) -> int:
     """:param argv: ``[data_dir, part_size?, log_file?]``. :returns: the exit status."""
-    from kloudless.server.runner import ServerThread
+    from kloudless.server.runner import ServerThread, configure_logging
     from kloudless.server.settings import Settings
 
     data_dir = argv[0]
     part_size = int(argv[1]) if len(argv) > 1 else 8 * 1024 * 1024
     if len(argv) > 2:
         # One line per request, as `kloudless serve` writes it.
-        logging.basicConfig(
-            filename=argv[2], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-        )
+        configure_logging(argv[2])
     stop = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -41,6 +41,7 @@ from .runner import (
     _create_server,
     _stop_server,
     client_base_url,
+    configure_logging,
     lock_data_dir,
     print_credentials,
     raise_open_files_limit,
@@ -140,8 +141,7 @@ def run_workers(settings: Settings, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     if not hasattr(os, "fork"):
         raise DataDirError("--workers needs a platform with fork() (Linux, macOS)")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     if os.path.exists(settings.data_dir) and not os.path.isdir(settings.data_dir):
         raise DataDirError(f"--data-dir {settings.data_dir} is a file, not a folder")
     _check_port_free(settings.host, settings.port)

@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import IO, Any, TextIO
 
@@ -20,6 +21,40 @@ from .settings import Settings
 from .store import _create_private
 
 log = logging.getLogger("kloudless.server")
+
+#: The request log's format: one line per request (``app.py``: method, path, status, time, id).
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
+
+
+class RequestLogFormatter(logging.Formatter):
+    """:class:`logging.Formatter` whose default ``%(asctime)s`` (no ``datefmt``) turns the
+    date and time into text once per second instead of for every line; the lines are the
+    same. The request log writes a line for every request."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt or not self.default_msec_format:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if second != int(record.created):  # the converter (localtime) drops the fraction
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
+
+
+def configure_logging(filename: str | None = None) -> None:
+    """Log ``INFO`` and up as ``kloudless serve`` does (:data:`LOG_FORMAT`, to standard error
+    or to ``filename``), unless the root logger already has handlers (as
+    :func:`logging.basicConfig`)."""
+    if logging.getLogger().handlers:
+        return
+    handler = logging.FileHandler(filename) if filename else logging.StreamHandler()
+    handler.setFormatter(RequestLogFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 def _create_server(
@@ -235,8 +270,7 @@ def run_forever(settings: Settings, out: TextIO | None = None) -> None:
     :raises OSError: the address cannot be bound (e.g. ``EADDRINUSE``).
     """
     out = out or sys.stdout
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     if os.path.exists(settings.data_dir) and not os.path.isdir(settings.data_dir):
         raise DataDirError(f"--data-dir {settings.data_dir} is a file, not a folder")
     _check_port_free(settings.host, settings.port)  # before a first start creates anything

@@ -489,3 +489,45 @@ def test_a_query_is_parsed_for_nul_only_when_it_could_hold_one(served: Any) -> N
             served.url, headers=served.auth, environ_overrides={"QUERY_STRING": query}
         )
         assert answer.status_code == 200 and answer.data == BODY, query
+
+
+def test_the_request_log_formatter_writes_the_standard_lines() -> None:
+    import logging
+
+    from kloudless.server.runner import LOG_FORMAT, RequestLogFormatter
+
+    ours, standard = RequestLogFormatter(LOG_FORMAT), logging.Formatter(LOG_FORMAT)
+    dated = RequestLogFormatter(LOG_FORMAT, "%H:%M")
+    base = 1_780_000_000.0
+    # Within a second, across seconds, back to an earlier second, milliseconds at the edges.
+    for offset in (0.0, 0.0004, 0.9995, 1.0, 1.5, 61.25, 0.25, 3600.999):
+        record = logging.LogRecord("kloudless.server", logging.INFO, "f", 1, "GET %s", ("/",), None)
+        record.created = base + offset
+        record.msecs = (record.created - int(record.created)) * 1000
+        assert ours.format(record) == standard.format(record), offset
+        assert dated.format(record) == logging.Formatter(LOG_FORMAT, "%H:%M").format(record)
+
+
+def test_configure_logging_leaves_configured_logging_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import logging
+
+    from kloudless.server.runner import RequestLogFormatter, configure_logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    configure_logging(str(tmp_path / "log"))
+    try:
+        (handler,) = root.handlers
+        assert isinstance(handler, logging.FileHandler)
+        assert isinstance(handler.formatter, RequestLogFormatter) and root.level == logging.INFO
+        configure_logging()  # already configured: nothing added
+        assert root.handlers == [handler]
+        logging.getLogger("kloudless.server").info("GET / 200")
+        handler.flush()
+        assert (tmp_path / "log").read_text().endswith(" kloudless.server GET / 200\n")
+    finally:
+        for added in root.handlers:
+            added.close()
