@@ -111,6 +111,8 @@ def test_each_worker_and_all_its_threads_run_on_a_core_of_their_own(tmp_path: An
         cores = [os.sched_getaffinity(pid) for pid in workers]
         assert sorted(c for (c,) in cores) == _allowed()[:2]
         for pid, core in zip(workers, cores):
+            # A worker is live in the table before it has started all its threads.
+            _wait_for(lambda pid=pid: len(_thread_cores(pid)) > 2, "the worker's threads")
             threads = _thread_cores(pid)
             assert len(threads) > 2 and all(t == core for t in threads)  # waitress's, ours
         # The supervisor itself is not pinned; a replacement worker takes the dead one's core.
