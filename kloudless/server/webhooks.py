@@ -32,7 +32,8 @@ body. Otherwise the webhook is marked ``invalid`` and not used until it is confi
 ``webhook_queue`` inside the transaction that records the change (one small write, and none
 when the application has no webhook): the queue row commits with the change or not at all, so
 a process that dies right after the commit leaves the notification queued for any other (or
-the next) process. After the commit :meth:`WebhookDispatcher.wake` only wakes the worker; API
+the next) process. After the commit :meth:`WebhookDispatcher.wake` only wakes the worker (and
+only when something was queued); API
 requests never wait for a receiver. A worker thread in every server
 process claims due rows (a claim expires, so a row of a process that died is sent by another),
 sends one notification per account however many changes happened meanwhile (coalescing),
@@ -412,7 +413,8 @@ class _Claimed:
 class WebhookDispatcher:
     """Delivers notifications from a queue in the database (``webhook_queue``), so that every
     process sharing it delivers any account's notifications once; plug :meth:`enqueue` into
-    the activity log's writers and :meth:`wake` into its listeners (:func:`attach` does).
+    the activity log's writers (:func:`attach` does): it wakes the worker after the commit of
+    what it queued.
 
     :param store: the server store.
     :param timeout: seconds for each HTTP request to a receiver.
@@ -469,7 +471,9 @@ class WebhookDispatcher:
         writer: the row commits or rolls back with the change it announces). One small write
         when the account's application has a usable webhook, nothing otherwise; an account
         already queued is not queued twice. Queued even while stopping (the next process, or
-        another one, delivers it).
+        another one, delivers it). The worker is woken after the commit only when something
+        was queued: a change of an account without a webhook costs the worker nothing (no
+        transaction of its own on the write lock after every upload).
 
         :returns: True if a notification is queued.
         """
@@ -490,11 +494,12 @@ class WebhookDispatcher:
         except Exception:  # a notification must never fail the request that changed something
             log.exception("cannot queue a webhook notification for account %s", account_id)
             return False
+        self.store.after_commit(lambda: self.wake(account_id, cursor))
         return True
 
     def wake(self, account_id: int, cursor: int) -> None:
-        """Wake the worker (an activity listener, run after the commit): queued rows are sent
-        now instead of at the next poll. Never waits for a receiver."""
+        """Wake the worker (after the commit of what :meth:`enqueue` queued): queued rows are
+        sent now instead of at the next poll. Never waits for a receiver."""
         with self._cond:
             if self._stopping:
                 return
@@ -505,8 +510,7 @@ class WebhookDispatcher:
     def notify(self, account_id: int, cursor: int) -> None:
         """Queue a notification for ``account_id`` and wake the worker (outside the activity
         log: :meth:`enqueue` in the caller's transaction, :meth:`wake` after it)."""
-        if self.enqueue(account_id, cursor):
-            self.store.after_commit(lambda: self.wake(account_id, cursor))
+        self.enqueue(account_id, cursor)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until the queue is empty (tests, orderly shutdown).
@@ -670,14 +674,11 @@ class _DeliveryFailed(Exception):
 
 
 class ActivitySource(Protocol):
-    """Where a dispatcher plugs in: a store, its activity writers and listeners and the
-    settings (for the outbound policy) (a :class:`~kloudless.server.core.Core`)."""
+    """Where a dispatcher plugs in: a store, its activity writers and the settings (for the
+    outbound policy) (a :class:`~kloudless.server.core.Core`)."""
 
     store: Store
     settings: Settings
-
-    @property
-    def activity_listeners(self) -> list[Callable[[int, int], None]]: ...
 
     @property
     def activity_writers(self) -> list[Callable[[int, int], object]]: ...
@@ -687,7 +688,7 @@ class ActivitySource(Protocol):
 
 
 def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
-    """Create a dispatcher for ``app`` and register it as an activity listener.
+    """Create a dispatcher for ``app`` and register it as an activity writer.
 
     :param options: passed to :class:`WebhookDispatcher` (``timeout``, ``backoff_factor``, ...).
     :returns: the dispatcher; call ``stop()`` before closing the store.
@@ -695,8 +696,9 @@ def attach(app: ActivitySource, **options: Any) -> WebhookDispatcher:
     options.setdefault("sender", functools.partial(send_http, policy=policy_for(app.settings)))
     options.setdefault("holder", app.instance_id)
     dispatcher = WebhookDispatcher(app.store, **options)
-    app.activity_writers.append(dispatcher.enqueue)  # queued in the change's transaction
-    app.activity_listeners.append(dispatcher.wake)  # the worker woken after the commit
+    # Queued in the change's transaction; the worker is woken after the commit (by enqueue,
+    # only when something was queued).
+    app.activity_writers.append(dispatcher.enqueue)
     if dispatcher.store.one("SELECT 1 FROM webhook_queue LIMIT 1") is not None:
         dispatcher.start()  # notifications queued by an earlier (or another) process
     return dispatcher
