@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -34,6 +35,7 @@ from .routing import (
     AUTH_META,
     AUTH_NONE,
     BODY_UPLOAD,
+    PREFLIGHTED,
     WRITE_METHODS,
     Route,
     url_map,
@@ -49,7 +51,29 @@ log = logging.getLogger("kloudless.server")
 #: An answer the HTTP server sends as is: ``(status line, headers, body)``.
 WsgiAnswer = tuple[str, list[tuple[str, str]], bytes]
 
-__all__ = ["ServerApp"]
+__all__ = ["HANDOVER_SECONDS", "ServerApp"]
+
+#: Seconds after its preflight during which a request's dispatch takes the route and the
+#: credentials the preflight found instead of routing and authenticating it again. Past that
+#: (a large or slow body) it authenticates anew, so a credential revoked while a long upload
+#: arrives is refused as before.
+HANDOVER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Preflighted:
+    """What a request's preflight found, for the dispatch of the same request
+    (``environ[PREFLIGHTED]``, carried by the HTTP server)."""
+
+    route: Route
+    args: Mapping[str, Any]
+    #: The credentials as authenticated, before the precheck took the account rows.
+    auth: Auth | None
+    #: What identifies the request (:func:`_identity`): the dispatch checks it is the same.
+    request: tuple[str, ...]
+    #: ``time.monotonic()`` when the checks passed.
+    at: float
+
 
 #: What werkzeug's ``Map.bind_to_environ()`` and ``MapAdapter.match()`` read of a request to
 #: find its route (host and port for the adapter, the upgrade headers for WebSocket rules).
@@ -130,7 +154,10 @@ class ServerApp(Core):
         """The checks that need only a request's headers, run by the HTTP server
         (:mod:`~kloudless.server.serving`) before it reads the body: host, route, credentials,
         the body's size limit and the route's ``precheck`` (account, quota). A refused request
-        never has its body stored; an accepted one is checked again by :meth:`dispatch`.
+        never has its body stored. An accepted one leaves its route and credentials to
+        :meth:`dispatch` (``environ[PREFLIGHTED]``, used within :data:`HANDOVER_SECONDS` and
+        for the same request only, else it routes and authenticates again); the handler
+        checks everything else again.
 
         :returns: ``(answer, most body bytes accepted)``; ``answer`` is None to go on, else
             ``(status line, headers, body)`` to send instead of running the request.
@@ -142,6 +169,8 @@ class ServerApp(Core):
         limit = self.settings.max_json_bytes
         try:
             route, args = self._route(ctx)
+            checked = time.monotonic()
+            auth = None if ctx.auth is None else _copy_auth(ctx.auth)
             if route.body == BODY_UPLOAD:
                 limit = self.settings.max_upload_bytes
             if request.content_length is not None and request.content_length > limit:
@@ -152,6 +181,9 @@ class ServerApp(Core):
                 # Held while the body arrives and the request runs: the HTTP server releases
                 # it when the request ends.
                 environ[SLOT_HELD] = self._upload_slot(ctx)
+            if not cors.is_preflight(request):
+                # For the dispatch of this request: no second routing and authentication.
+                environ[PREFLIGHTED] = _Preflighted(route, args, auth, _identity(environ), checked)
         except Exception as exc:
             response = _error_response(exc, request, request_id)
             response.headers["X-Request-Id"] = request_id
@@ -174,7 +206,7 @@ class ServerApp(Core):
     def _dispatch(self, ctx: RequestContext) -> Response:
         self.sweeper.maybe_run()
         self.disk_reserve.maybe_restore()
-        route, args = self._route(ctx)
+        route, args = self._handed_over(ctx) or self._route(ctx)
         if ctx.request.method == "DELETE":
             self.disk_reserve.release_if_low()  # so that a delete can commit on a full disk
         limited = self.rate_limiter.check(self._rate_key(ctx))
@@ -189,6 +221,21 @@ class ServerApp(Core):
             finally:
                 release()
         return self._run(ctx, route, args)
+
+    @staticmethod
+    def _handed_over(ctx: RequestContext) -> tuple[Route, Mapping[str, Any]] | None:
+        """The route, URL variables and credentials this request's preflight found (every
+        check of :meth:`_route` passed), while they are fresh (:data:`HANDOVER_SECONDS`) and
+        for this very request; else None (route and authenticate it)."""
+        handed = ctx.request.environ.pop(PREFLIGHTED, None)
+        if (
+            not isinstance(handed, _Preflighted)
+            or time.monotonic() - handed.at > HANDOVER_SECONDS
+            or handed.request != _identity(ctx.request.environ)
+        ):
+            return None
+        ctx.auth = None if handed.auth is None else _copy_auth(handed.auth)
+        return handed.route, handed.args
 
     def _upload_slot(self, ctx: RequestContext) -> Callable[[], None]:
         """Take the request's upload slot. :raises ApiError: 429 past a limit."""
@@ -271,6 +318,31 @@ class ServerApp(Core):
         if ctx.auth is not None:
             return f"{ctx.auth.kind}:{ctx.auth.app_id}:{ctx.auth.account_id}"
         return f"addr:{ctx.request.remote_addr}"
+
+
+def _identity(environ: WSGIEnvironment) -> tuple[str, ...]:
+    """:returns: what :meth:`ServerApp._route` reads of a request: method, scheme, host, path,
+    query, credentials and client address."""
+    return tuple(
+        str(environ.get(key, ""))
+        for key in (
+            "REQUEST_METHOD",
+            "wsgi.url_scheme",
+            "HTTP_HOST",
+            "SERVER_NAME",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "HTTP_AUTHORIZATION",
+            "REMOTE_ADDR",
+        )
+    )
+
+
+def _copy_auth(auth: Auth) -> Auth:
+    """:returns: ``auth`` with its own account rows (:meth:`RequestContext.account` takes
+    them)."""
+    return replace(auth, account_rows=dict(auth.account_rows))
 
 
 def _check_auth_level(auth: Auth, level: str) -> None:

@@ -28,6 +28,10 @@ BODY_SMALL = "small"  # JSON or form bodies, up to Settings.max_json_bytes
 BODY_UPLOAD = "upload"  # file bytes, up to Settings.max_upload_bytes
 #: The methods that change state.
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: WSGI environ key: what the app's preflight found for a request (its route, URL variables
+#: and credentials), handed by the HTTP server to the dispatch of the same request so that it
+#: does not route and authenticate it a second time (``ServerApp.preflight``).
+PREFLIGHTED = "kloudless.preflighted"
 
 __all__ = [
     "AUTH_ANY",
@@ -37,6 +41,7 @@ __all__ = [
     "AUTH_NONE",
     "BODY_SMALL",
     "BODY_UPLOAD",
+    "PREFLIGHTED",
     "WRITE_METHODS",
     "Handler",
     "Precheck",

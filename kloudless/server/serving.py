@@ -57,6 +57,7 @@ from waitress.wasyncore import _DISCONNECTED
 
 from .balance import NAP, Slot
 from .diskspace import is_disk_full
+from .routing import PREFLIGHTED
 from .spool import BODY_IN_PLACE, HASH_BODY, SPOOL_DIR, InPlaceBody, SpooledBody
 from .transfer_limits import SLOT_HELD
 
@@ -287,6 +288,9 @@ class Parser(HTTPRequestParser):
         self.release: Callable[[], None] | None = None
         #: The app's preflight asked for the body's SHA-256 as it arrives (an upload).
         self.hash_body = False
+        #: What the app's preflight found for this request, handed to its dispatch as is
+        #: (``environ[PREFLIGHTED]``).
+        self.preflighted: object = None
 
     def body_left(self) -> int:
         """:returns: how many bytes of a body of known length are still to come (0 when none
@@ -348,8 +352,9 @@ class Parser(HTTPRequestParser):
 
 
 class Task(WSGITask):
-    """waitress's WSGI task; tells the app when the preflight already holds the request's
-    transfer slot (so that it does not take a second one)."""
+    """waitress's WSGI task; hands the app what its preflight left for the request: the
+    transfer slot it holds (so that it does not take a second one), the body's place, the
+    route and credentials it found."""
 
     def get_environment(self) -> Any:
         environ = super().get_environment()
@@ -357,6 +362,8 @@ class Task(WSGITask):
             environ[SLOT_HELD] = self.request.release
         if getattr(self.request, "in_place", None) is not None:
             environ[BODY_IN_PLACE] = self.request.in_place
+        if getattr(self.request, "preflighted", None) is not None:
+            environ[PREFLIGHTED] = self.request.preflighted
         return environ
 
 
@@ -575,6 +582,7 @@ class Server(TcpWSGIServer):
             try:
                 answer, request.body_limit = self.preflight(environ)
                 request.release = environ.get(SLOT_HELD)
+                request.preflighted = environ.get(PREFLIGHTED)
                 placed = environ.get(BODY_IN_PLACE)
                 request.in_place = placed if isinstance(placed, InPlaceBody) else None
                 request.hash_body = bool(environ.get(HASH_BODY))
