@@ -268,7 +268,9 @@ class Store:
         return conn
 
     @contextlib.contextmanager
-    def transaction(self, standalone: bool = False) -> Iterator[sqlite3.Connection]:
+    def transaction(
+        self, standalone: bool = False, savepoint: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """Run a block in one ``BEGIN IMMEDIATE`` transaction (commit on success, else rollback).
 
         Nested use joins the outer transaction. Inside a :meth:`unit_of_work` the block joins
@@ -277,6 +279,9 @@ class Store:
 
         :param standalone: commit at the end of this block even inside a unit of work, for a
             claim that others must see at once; the unit must not have begun yet.
+        :param savepoint: False: inside a begun unit, no savepoint for this block, for a block
+            whose failure fails the whole unit (its exception is not caught inside the unit,
+            which then rolls back all of it): two statements fewer.
         :raises RuntimeError: for ``standalone`` inside a unit whose transaction has begun.
         """
         conn = self.conn
@@ -317,6 +322,13 @@ class Store:
                 self._after_commit.calls = None
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                unit.active = False
+            return
+        if not savepoint:
+            unit.active = True
+            try:
+                yield conn
             finally:
                 unit.active = False
             return

@@ -96,6 +96,28 @@ def test_standalone_claims_commit_at_once_and_only_before_the_unit_began(store: 
     assert values(store) == ["claim", "change"]
 
 
+@pytest.mark.only_config("sqlite-files", reason="SQLite's statement trace")
+def test_a_step_without_savepoint_fails_the_whole_unit(store: Store) -> None:
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        with store.unit_of_work():
+            with store.transaction():
+                store.execute("INSERT INTO t (v) VALUES ('first')")
+            with store.transaction(savepoint=False):
+                store.execute("INSERT INTO t (v) VALUES ('second')")
+        with pytest.raises(ValueError), store.unit_of_work():
+            with store.transaction():
+                store.execute("INSERT INTO t (v) VALUES ('third')")
+            with store.transaction(savepoint=False):
+                store.execute("INSERT INTO t (v) VALUES ('fourth')")
+                raise ValueError("the request fails: nothing of it is kept")
+    finally:
+        store.conn.set_trace_callback(None)
+    assert values(store) == ["first", "second"]
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
+
+
 # -- a write request is one unit of work ----------------------------------------------------------
 def _fail_after(ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
     call_next()  # the upload is done inside the unit...
