@@ -14,6 +14,15 @@ and path gets the stored response back, marked ``Idempotent-Replayed: true`` (an
   running after that, ``409 idempotency_key_in_use`` with ``Retry-After: 1``. The lock is the
   key's row, inserted in a ``BEGIN IMMEDIATE`` transaction together with the check for an
   existing row, so two requests can never both run.
+* Where no other process shares the database (``fold``: not ``Settings.shared_state``), the
+  keys of requests in this process are also held in memory while they run, which is what
+  makes a repeat wait (or get its 409 or 422) here. A request that runs as one unit of work
+  (``ctx.atomic``) then writes its key's row only with its answer, inside that unit: no
+  ``running`` row committed on its own first, which saves a small upload a commit (a sync)
+  of its own. Its change and its answer still commit together, and the key's primary key
+  still lets only one of two requests with the same key commit: should another process
+  have stored the key meanwhile, the request rolls back and answers ``409`` (its retry
+  replays the stored answer).
 * An answer that shows a secret once (``ctx.secret_answer``: a new API key or signing key) is
   stored sealed with the server secret, so the secret is never in the database in clear.
 * Only 2xx and 4xx responses are stored. A 5xx, an exception, a streamed or very large response
@@ -143,6 +152,8 @@ class IdempotencyLayer:
     :param poll_interval: seconds between two looks at the first request's row while waiting.
     :param instance: this process's instance id (:attr:`Core.instance_id
         <kloudless.server.core.Core.instance_id>`); default: a fresh one.
+    :param fold: no other process shares the store: hold running keys in memory and store
+        the key of an atomic request only with its answer, in its unit of work.
     """
 
     def __init__(
@@ -157,6 +168,7 @@ class IdempotencyLayer:
         wait_seconds: float = 2.0,
         poll_interval: float = 0.05,
         instance: str | None = None,
+        fold: bool = False,
     ) -> None:
         if ttl <= 0:
             raise ValueError("the idempotency key TTL must be positive")
@@ -173,8 +185,14 @@ class IdempotencyLayer:
         #: Identifies this server process (its id in :mod:`~kloudless.server.instances`):
         #: ``running`` rows of instances that are no longer alive are stale.
         self.instance = instance or uuid.uuid4().hex
+        #: Claim the keys of atomic requests inside their unit of work (see the module
+        #: docstring); only where no other process shares the database.
+        self.fold = fold
         self._prune_lock = threading.Lock()
         self._last_prune = float("-inf")
+        #: The keys of this process's requests that are running (and what they are).
+        self._running: dict[tuple[str, str], _Request] = {}
+        self._running_lock = threading.Lock()
 
     # -- the wrapper ---------------------------------------------------------------------------
     def __call__(self, ctx: RequestContext, call_next: Callable[[], Response]) -> Response:
@@ -204,11 +222,77 @@ class IdempotencyLayer:
             path=path,
             headers_sha256=hashlib.sha256(fingerprint.encode("utf-8", "replace")).hexdigest(),
         )
+        if not self.fold:
+            return self._claim_and_run(ctx, req, call_next)
+        self._enter(req)
+        try:
+            if ctx.atomic and self._find(req) is None:
+                self._maybe_prune()
+                return self._run_folded(ctx, req, call_next)
+            return self._claim_and_run(ctx, req, call_next)
+        finally:
+            with self._running_lock:
+                del self._running[(req.scope, req.key_hash)]
+
+    def _claim_and_run(
+        self, ctx: RequestContext, req: _Request, call_next: Callable[[], Response]
+    ) -> Response:
+        """Claim the key with a row of its own (committed), then run or replay."""
         claim, row = self._claim(req)
         self._maybe_prune()
         if row is not None:
             return self._replay(ctx, row)
         return self._run(ctx, req, claim, call_next)
+
+    def _enter(self, req: _Request) -> None:
+        """Hold the key in this process, waiting up to :attr:`wait_seconds` while another of
+        its requests with the key runs.
+
+        :raises ApiError: 422 when that request is another one (method, path, headers), 409
+            when it still runs after the wait.
+        """
+        polls = math.ceil(self.wait_seconds / self.poll_interval)
+        for attempt in range(polls + 1):
+            if attempt:
+                time.sleep(self.poll_interval)
+            with self._running_lock:
+                other = self._running.get((req.scope, req.key_hash))
+                if other is None:
+                    self._running[(req.scope, req.key_hash)] = req
+                    return
+            _check_same(other.method, other.path, other.headers_sha256, req)
+        raise _in_use()
+
+    def _find(self, req: _Request) -> sqlite3.Row | None:
+        """:returns: the key's row (stored answer, or a request of another process), if any."""
+        return self.store.one(
+            "SELECT state FROM idempotency_keys WHERE scope = ? AND key_hash = ?",
+            (req.scope, req.key_hash),
+        )
+
+    def _run_folded(
+        self, ctx: RequestContext, req: _Request, call_next: Callable[[], Response]
+    ) -> Response:
+        """Run an atomic handler whose key is held in this process only, and store its answer
+        (the key's first row) inside its unit of work."""
+        ctx.request_key = f"{req.scope}:{req.key_hash}"
+        body = HashingStream(ctx.body_stream())
+        ctx.body_override = cast(IO[bytes], body)
+        ctx.request.stream = cast(IO[bytes], body)
+        try:
+            try:
+                with self.store.unit_of_work():
+                    response = call_next()
+                    self._store_answer(ctx, req, "", body, response)
+            except ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                response = error_response(exc, ctx.request_id)
+                self._store_answer(ctx, req, "", body, response)
+        except _KeyTaken:
+            # Another process stored this key first: this request's change rolled back.
+            raise _in_use() from None
+        return response
 
     def _scope_and_path(self, ctx: RequestContext) -> tuple[str, str]:
         """Scope (app + account) and the normalized path (``me`` resolved, with the query)."""
@@ -219,7 +303,10 @@ class IdempotencyLayer:
         if match is not None:
             # Also checks that the caller may use this account: a stored response is never
             # replayed to a credential that could not have made the request.
+            rows = dict(auth.account_rows)
             account = str(ctx.account(match.group(2))["id"])
+            # Unchanged since the token was read: the handler takes them without reading again.
+            auth.account_rows.update(rows)
             path = f"{match.group(1)}{account}{match.group(3) or ''}"
         query = ctx.request.query_string.decode("latin-1")
         if query:
@@ -261,7 +348,11 @@ class IdempotencyLayer:
         body: HashingStream,
         response: Response,
     ) -> None:
-        """Store ``response`` as the key's answer, or release the key when it must not be."""
+        """Store ``response`` as the key's answer, or release the key when it must not be.
+
+        :param claim: the key's ``running`` row, or ``""`` for a key held in this process
+            only: the answer is then the key's first row.
+        """
         stored = self._storable(response)
         if stored is not None and ctx.secret_answer:
             # The answer shows a new secret once: stored sealed, for the replay only.
@@ -269,7 +360,7 @@ class IdempotencyLayer:
             stored = replace(stored, body=SEALED_ANSWER + sealed.encode("ascii"))
         if stored is not None and body.drain(self.drain_limit):
             self._finish(req, claim, body, stored, ctx.request_id)
-        else:
+        elif claim:
             self._release(req, claim)
 
     def _replay(self, ctx: RequestContext, row: sqlite3.Row) -> Response:
@@ -311,12 +402,7 @@ class IdempotencyLayer:
             claim, row = self._claim_once(req)
             if row is None or row["state"] != "running":
                 return claim, row
-        raise ApiError(
-            409,
-            "idempotency_key_in_use",
-            "A request with this Idempotency-Key is still being processed; retry after 1 second.",
-            headers={"Retry-After": "1"},
-        )
+        raise _in_use()
 
     def _claim_once(self, req: _Request) -> tuple[str, sqlite3.Row | None]:
         """Insert the key's ``running`` row, or find the earlier request's.
@@ -363,21 +449,7 @@ class IdempotencyLayer:
                     ),
                 )
                 return claim, None
-        if row["method"] != req.method or row["path"] != req.path:
-            raise ApiError(
-                422,
-                "invalid_parameters",
-                f"This Idempotency-Key was already used for {row['method']} "
-                f"{_short(row['path'])}; it cannot be reused for {req.method} "
-                f"{_short(req.path)}. Use a new key for a different request.",
-            )
-        if row["headers_sha256"] != req.headers_sha256:
-            raise ApiError(
-                422,
-                "invalid_parameters",
-                "This Idempotency-Key was already used for a request with different "
-                f"{', '.join(FINGERPRINT_HEADERS)} headers. Use a new key for a different request.",
-            )
+        _check_same(str(row["method"]), str(row["path"]), str(row["headers_sha256"]), req)
         return "", row
 
     def _storable(self, response: Response) -> _Stored | None:
@@ -395,9 +467,13 @@ class IdempotencyLayer:
         self, req: _Request, claim: str, body: HashingStream, stored: _Stored, request_id: str
     ) -> None:
         # A transaction of its own joins the request's unit of work; the request's upstream
-        # intent (if any) is done with once its answer is stored.
-        with self.store.transaction():
+        # intent (if any) is done with once its answer is stored. A failure here fails the
+        # request (its unit rolls back whole): no savepoint needed.
+        with self.store.transaction(savepoint=False):
             forget_intent(self.store, f"{req.scope}:{req.key_hash}")
+            if not claim:
+                self._insert_answer(req, body, stored, request_id)
+                return
             self.store.execute(
                 "UPDATE idempotency_keys SET state = 'done', body_sha256 = ?, body_size = ?,"
                 " status = ?, response_headers = ?, response_body = ?, request_id = ?"
@@ -414,6 +490,41 @@ class IdempotencyLayer:
                     claim,
                 ),
             )
+
+    def _insert_answer(
+        self, req: _Request, body: HashingStream, stored: _Stored, request_id: str
+    ) -> None:
+        """Write the key's row with its answer (a key held in this process only).
+
+        :raises _KeyTaken: another process stored the key first.
+        """
+        now = self.clock()
+        try:
+            self.store.execute(
+                "INSERT INTO idempotency_keys (scope, key_hash, method, path, headers_sha256,"
+                " body_sha256, body_size, state, instance, claim, created, expires, status,"
+                " response_headers, response_body, request_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    req.scope,
+                    req.key_hash,
+                    req.method,
+                    req.path,
+                    req.headers_sha256,
+                    body.hexdigest(),
+                    body.size,
+                    self.instance,
+                    "",
+                    now,
+                    now + self.ttl,
+                    stored.status,
+                    json.dumps(stored.headers),
+                    stored.body,
+                    request_id,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise _KeyTaken() from None
 
     def _release(self, req: _Request, claim: str) -> None:
         try:
@@ -450,6 +561,39 @@ class IdempotencyLayer:
         )
         prune_intents(self.store, self.ttl)  # their keys have expired too
         return int(cur.rowcount)
+
+
+class _KeyTaken(Exception):
+    """The key's row appeared while a request holding the key in this process ran."""
+
+
+def _in_use() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_key_in_use",
+        "A request with this Idempotency-Key is still being processed; retry after 1 second.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _check_same(method: str, path: str, headers_sha256: str, req: _Request) -> None:
+    """:raises ApiError: 422 when the key's first request (``method``, ``path``, fingerprint
+    headers) is not ``req``."""
+    if method != req.method or path != req.path:
+        raise ApiError(
+            422,
+            "invalid_parameters",
+            f"This Idempotency-Key was already used for {method} "
+            f"{_short(path)}; it cannot be reused for {req.method} "
+            f"{_short(req.path)}. Use a new key for a different request.",
+        )
+    if headers_sha256 != req.headers_sha256:
+        raise ApiError(
+            422,
+            "invalid_parameters",
+            "This Idempotency-Key was already used for a request with different "
+            f"{', '.join(FINGERPRINT_HEADERS)} headers. Use a new key for a different request.",
+        )
 
 
 def _check_key(value: str) -> str:
@@ -490,6 +634,7 @@ def install(app: WrapperHost) -> IdempotencyLayer:
         app.settings.idempotency_key_ttl,
         wait_seconds=app.settings.idempotency_wait_seconds,
         instance=app.instance_id,
+        fold=not app.settings.shared_state,
     )
     app.handler_wrappers.append(layer)
     return layer

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -405,6 +406,9 @@ def test_stale_running_row_of_a_dead_process_is_taken_over(
     app: ServerApp, client: Client, auth: dict[str, str]
 ) -> None:
     layer = layer_of(app)
+    # As with several processes on one database (Settings.shared_state): every key is
+    # claimed by a row of its own, and the first request's row is what the repeat sees.
+    layer.fold = False
     entered = threading.Event()
     release = threading.Event()
 
@@ -564,3 +568,118 @@ def test_ttl_comes_from_settings(settings: Settings) -> None:
     finally:
         application.close()
     assert Settings().idempotency_key_ttl == 24 * 60 * 60
+
+
+# -- a key held in memory, stored with its answer (no other process on the store) -------------
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def test_keys_are_held_in_memory_only_without_other_processes(settings: Settings) -> None:
+    for changed, folds in (({}, not settings.shared_state), ({"workers": 2}, False)):
+        application = create_app(settings.replace(**changed))
+        try:
+            assert layer_of(application).fold is folds
+        finally:
+            application.close()
+
+
+@pytest.mark.only_config("sqlite-files", reason="SQLite's statement trace")
+def test_a_keyed_upload_commits_once_with_its_key(
+    app: ServerApp, client: Client, auth: dict[str, str]
+) -> None:
+    assert layer_of(app).fold
+    post_file(client, auth, "warm", "warm.bin", b"w")
+    statements: list[str] = []
+    app.store.conn.set_trace_callback(statements.append)
+    try:
+        first = post_file(client, auth, "once", "a.bin", b"x" * 4096)
+    finally:
+        app.store.conn.set_trace_callback(None)
+    assert first.status_code == 201, first.data
+    # The key's row is written once, with the answer, in the upload's one transaction.
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    keyed = [s for s in statements if "idempotency_keys" in s]
+    assert [s.split()[0] for s in keyed] == ["SELECT", "INSERT"], keyed
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    assert_same_response(first, post_file(client, auth, "once", "a.bin", b"x" * 4096))
+    assert root_names(client, auth) == ["a.bin", "warm.bin"]
+
+
+def test_a_held_key_has_no_row_until_its_answer(
+    app: ServerApp, client: Client, auth: dict[str, str]
+) -> None:
+    layer = layer_of(app)
+    layer.fold, layer.wait_seconds = True, 0.0
+    first, release, results = blocked_first_request(app, auth, "held")
+    try:
+        assert key_rows(app) == 0  # no running row committed on its own
+        assert_error(post_folder(client, auth, "held"), 409, "idempotency_key_in_use")
+        other = post_folder(client, auth, "held", conflict_if_exists="true")
+        assert_error(other, 422, "invalid_parameters")
+    finally:
+        release.set()
+        first.join(WAIT)
+    assert not first.is_alive() and results[0].status_code == 201
+    assert key_rows(app) == 1
+    assert_same_response(results[0], post_folder(client, auth, "held"))
+    assert root_names(client, auth) == ["f"]
+
+
+def test_a_key_another_process_stored_meanwhile_rolls_the_request_back(
+    app: ServerApp, client: Client, auth: dict[str, str], creds: Credentials
+) -> None:
+    layer = layer_of(app)
+    layer.fold = True
+    events = activity_count(app)
+    first, release, results = blocked_first_request(app, auth, "race")
+    try:
+        # Another process sharing the store stored an answer for the same key meanwhile.
+        now = layer.clock()
+        app.store.execute(
+            "INSERT INTO idempotency_keys (scope, key_hash, method, path, headers_sha256,"
+            " body_sha256, body_size, state, instance, claim, created, expires, status,"
+            " response_headers, response_body, request_id)"
+            " VALUES (?, ?, 'POST', ?, ?, ?, ?, 'done', 'other', 'c', ?, ?, 201, ?, ?, 'r1')",
+            (
+                f"{creds.app_id}:{creds.account_id}",
+                _key_hash("race"),
+                f"/v1/accounts/{creds.account_id}/storage/folders",
+                hashlib.sha256(json.dumps([None, None, None]).encode()).hexdigest(),
+                hashlib.sha256(json.dumps({"name": "f", "parent_id": "root"}).encode()).hexdigest(),
+                len(json.dumps({"name": "f", "parent_id": "root"})),
+                now,
+                now + 60,
+                json.dumps([["Content-Type", "application/json"]]),
+                b'{"id": "elsewhere"}',
+            ),
+        )
+    finally:
+        release.set()
+        first.join(WAIT)
+    assert not first.is_alive()
+    assert_error(results[0], 409, "idempotency_key_in_use")
+    assert root_names(client, auth) == [] and activity_count(app) == events  # rolled back
+    again = post_folder(client, auth, "race")
+    assert again.status_code == 201 and again.get_json() == {"id": "elsewhere"}
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_running_row_of_a_dead_process_is_taken_over_by_a_held_key(
+    app: ServerApp, client: Client, auth: dict[str, str], creds: Credentials
+) -> None:
+    layer_of(app).fold = True
+    now = time.time()
+    app.store.execute(
+        "INSERT INTO idempotency_keys (scope, key_hash, method, path, headers_sha256, state,"
+        " instance, claim, created, expires) VALUES (?, ?, 'POST', '/x', '-', 'running',"
+        " 'dead-process', 'c', ?, ?)",
+        (f"{creds.app_id}:{creds.account_id}", _key_hash("left"), now, now + 60),
+    )
+    taken = post_folder(client, auth, "left")
+    assert taken.status_code == 201 and "Idempotent-Replayed" not in taken.headers
+    assert_same_response(taken, post_folder(client, auth, "left"))
+    assert root_names(client, auth) == ["f"]
