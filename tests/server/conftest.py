@@ -52,6 +52,7 @@ from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.blobs import S3BlobStore, blob_store
 from kloudless.server.bootstrap import Credentials, bootstrap
+from kloudless.server.runner import ServerThread
 from kloudless.server.store import Store
 
 
@@ -328,3 +329,14 @@ def mkdir(
         json={"name": name, "parent_id": parent},
         query_string=query,
     )
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
+    """The server over HTTP on a free loopback port, with the test's configuration (a test
+    module may define its own ``server``)."""
+    thread = ServerThread(make_settings(port=0)).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()

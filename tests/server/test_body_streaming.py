@@ -17,9 +17,8 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -27,19 +26,9 @@ import requests
 from kloudless.server import serving, spool
 from kloudless.server.errors import ApiError
 from kloudless.server.runner import ServerThread
-from kloudless.server.settings import Settings
 from kloudless.server.spool import HashingStream, SpooledBody, spool_to_path
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
-    thread = ServerThread(make_settings(port=0)).start()
-    try:
-        yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture

@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 
 from kloudless.server.errors import ApiError
 from kloudless.server.runner import ServerThread
-from kloudless.server.settings import Settings
 from kloudless.server.spool import HashingStream, SpooledBody, spool_to_temp
 
 MIB = 1024 * 1024
@@ -113,15 +111,6 @@ def test_an_over_long_keyed_body_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ApiError):
         spool_to_temp(stream, str(tmp_path / "dest"), "up-", 999, _too_big)
     assert os.listdir(tmp_path / "dest") == []
-
-
-@pytest.fixture
-def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
-    thread = ServerThread(make_settings(port=0)).start()
-    try:
-        yield thread
-    finally:
-        thread.stop()
 
 
 def test_a_spooled_keyed_upload_replays_and_refuses_another_body(server: ServerThread) -> None:

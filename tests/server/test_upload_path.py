@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -34,15 +33,6 @@ from .conftest import BufferedClient, assert_error
 
 WAIT = 10.0  # seconds any wait of these tests takes at most
 S = "/v1/accounts/me/storage"
-
-
-@pytest.fixture
-def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
-    thread = ServerThread(make_settings(port=0)).start()
-    try:
-        yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.fixture
