@@ -18,6 +18,17 @@ START_TIMEOUT = 60.0
 _SERVING = re.compile(r"Serving the Kloudless API on (http://[^ ]+)")
 
 
+def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
+    """Poll ``predicate()`` every 0.1 s until it is true. :raises AssertionError: after
+    ``timeout`` seconds, naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

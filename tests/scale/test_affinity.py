@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from kloudless.server import affinity
 from kloudless.server.settings import Settings
 
-from .processes import Served, free_port, live_pids
+from .processes import Served, free_port, live_pids, wait_for
 
 linux = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity (Linux)"
@@ -35,15 +34,6 @@ def _allowed() -> list[int]:
 def _thread_cores(pid: int) -> list[set[int]]:
     """:returns: the allowed cores of every thread of ``pid``."""
     return [os.sched_getaffinity(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_plan_takes_the_allowed_cores_in_turn(
@@ -106,26 +96,26 @@ def test_each_worker_and_all_its_threads_run_on_a_core_of_their_own(tmp_path: An
     args = ["--data-dir", data, "--port", str(free_port()), "--workers", "2"]
     with Served([*args, "--cpu-affinity", "auto"]) as served:
         assert served.proc is not None
-        _wait_for(lambda: len(live_pids(db)) == 3, "two workers")
+        wait_for(lambda: len(live_pids(db)) == 3, "two workers")
         workers = sorted(live_pids(db) - {served.proc.pid})
         cores = [os.sched_getaffinity(pid) for pid in workers]
         assert sorted(c for (c,) in cores) == _allowed()[:2]
         for pid, core in zip(workers, cores):
             # A worker is live in the table before it has started all its threads.
-            _wait_for(lambda pid=pid: len(_thread_cores(pid)) > 2, "the worker's threads")
+            wait_for(lambda pid=pid: len(_thread_cores(pid)) > 2, "the worker's threads")
             threads = _thread_cores(pid)
             assert len(threads) > 2 and all(t == core for t in threads)  # waitress's, ours
         # The supervisor itself is not pinned; a replacement worker takes the dead one's core.
         assert os.sched_getaffinity(served.proc.pid) == set(_allowed())
         victim, core = workers[0], cores[0]
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(live_pids(db) - {served.proc.pid} - set(workers)) == 1, "another")
+        wait_for(lambda: len(live_pids(db) - {served.proc.pid} - set(workers)) == 1, "another")
         (replacement,) = live_pids(db) - {served.proc.pid} - set(workers)
         assert os.sched_getaffinity(replacement) == core
         assert "pinned to core" in served.output
     with Served(args) as unpinned:  # off, the default: the kernel places every thread
         assert unpinned.proc is not None
-        _wait_for(lambda: len(live_pids(db)) == 3, "two workers")
+        wait_for(lambda: len(live_pids(db)) == 3, "two workers")
         for pid in live_pids(db):
             assert all(t == set(_allowed()) for t in _thread_cores(pid))
 
@@ -146,7 +136,7 @@ def test_where_the_platform_cannot_pin_the_workers_serve_unpinned(tmp_path: Any)
     prelude = "import os\ndel os.sched_setaffinity"
     with Served([*args, "--cpu-affinity", "auto"], prelude=prelude) as served:
         assert served.proc is not None
-        _wait_for(lambda: len(live_pids(db)) == 3, "two workers")
+        wait_for(lambda: len(live_pids(db)) == 3, "two workers")
         assert "cannot pin processes to cores; workers not pinned" in served.output
         for pid in live_pids(db):
             assert os.sched_getaffinity(pid) == set(_allowed())

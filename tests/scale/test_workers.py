@@ -10,25 +10,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Any
 
 import requests
 
 from kloudless.server.settings import Settings
 
-from .processes import Served, free_port, live_pids
+from .processes import Served, free_port, live_pids, wait_for
 
 WAIT = 60.0
-
-
-def _wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path: Any) -> None:
@@ -43,7 +33,7 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path: Any) -
         auth = {"Authorization": f"Bearer {exports['KLOUDLESS_TOKEN']}"}
         url = f"{served.base_url}/v1/accounts/me"
         # The supervisor and its two workers are registered (the supervisor is the parent).
-        _wait_for(lambda: len(live_pids(db)) == 3, "two workers")
+        wait_for(lambda: len(live_pids(db)) == 3, "two workers")
         assert served.proc is not None
         workers = live_pids(db) - {served.proc.pid}
         with requests.Session() as session:
@@ -51,7 +41,7 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path: Any) -
                 assert session.get(url, headers=auth, timeout=30).status_code == 200
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(live_pids(db) - {served.proc.pid} - workers) == 1, "a new worker")
+        wait_for(lambda: len(live_pids(db) - {served.proc.pid} - workers) == 1, "a new worker")
         assert victim not in live_pids(db)
         assert requests.get(url, headers=auth, timeout=30).status_code == 200
         assert "exited (signal 9); starting another" in served.output
