@@ -23,7 +23,7 @@ from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
 from .core import Core
-from .diskspace import Reserve, insufficient_storage, is_disk_full
+from .diskspace import Reserve, check_room, insufficient_storage, is_disk_full
 from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
 from .hosts import HostCheck, log_path
 from .params import check_no_nul
@@ -214,7 +214,12 @@ class ServerApp(Core):
             raise too_many_requests("requests", limited)
 
         if route.body == BODY_UPLOAD and SLOT_HELD not in ctx.request.environ:
-            # Not preflighted (another WSGI server, the test client): held while it runs.
+            # Not preflighted (a small body, received in full first; another WSGI server; the
+            # test client): the room on the disk the preflight would have checked, then the
+            # upload slot, held while it runs.
+            length = ctx.request.content_length
+            if length:
+                check_room(self.settings.data_dir, length, self.settings.min_free_bytes)
             release = self._upload_slot(ctx)
             try:
                 return self._run(ctx, route, args)

@@ -82,6 +82,7 @@ def _create_server(
         connections_per_address=settings.connections_per_address,
         min_free_bytes=settings.min_free_bytes,
         max_body_bytes=body_limit,
+        small_body_bytes=settings.small_body_bytes,
         sock=sock,
         balance=balance,
     )

@@ -21,9 +21,11 @@ waitress lacks (``HACKING.md`` explains the choice and the measurements):
   JSON ``429``).
 * **A look at the headers before the body**: the app's ``preflight(environ)`` (host, route,
   authentication, quota) runs as soon as the headers are in; a refusal is answered before any
-  of the body is stored. Accepted bodies over waitress's in-memory buffer go to
-  ``<data dir>/tmp/body-*`` (:class:`~kloudless.server.spool.SpooledBody`), where the app
-  adopts them without a copy; a full disk there is a JSON ``507``.
+  of the body is stored. A body of at most :attr:`Limits.small_body` bytes is received first
+  (it costs no more than its headers) and the app checks everything as it runs it. Accepted
+  bodies over waitress's in-memory buffer go to ``<data dir>/tmp/body-*``
+  (:class:`~kloudless.server.spool.SpooledBody`), where the app adopts them without a copy; a
+  full disk there is a JSON ``507``.
 * **The JSON error contract** for everything waitress answers by itself (bad request lines,
   oversized headers, 408, 413, 500), followed by a lingering close that reads and drops a bounded
   amount of the unread body, so that the client sees the answer rather than a reset.
@@ -320,6 +322,8 @@ class Parser(HTTPRequestParser):
             self.body_rcv = ChunkedReceiver(self.buffer)
         else:
             self.body_rcv = FixedStreamReceiver(self.content_length, self.buffer)
+        if not self.chunked and self.content_length <= server.limits.small_body:
+            return  # received in full first: the app checks the request as it runs it
         answer = server.preflight_request(self.channel, self)
         if answer is not None:
             self.error = answer
@@ -715,6 +719,9 @@ class Limits:
     connection_limit: int
     connections_per_address: int
     min_free_bytes: int
+    #: Bodies of at most this many bytes (of known length) are received before the app's
+    #: preflight, which they skip: the app runs its checks on the whole request.
+    small_body: int = 0
 
 
 def create_server(
@@ -731,10 +738,14 @@ def create_server(
     connections_per_address: int,
     min_free_bytes: int,
     max_body_bytes: int,
+    small_body_bytes: int = 0,
     sock: socket.socket | None = None,
     balance: Slot | None = None,
 ) -> Server:
     """Build the server (bound, not yet running) for ``app``.
+
+    :param small_body_bytes: bodies up to this size skip the app's preflight (see
+        :class:`Limits`).
 
     :param sock: an already bound listening socket to serve on (several processes can share
         one); else ``host:port`` is bound.
@@ -764,6 +775,7 @@ def create_server(
         connection_limit,
         connections_per_address,
         min_free_bytes,
+        small_body_bytes,
     )
     dispatcher = Dispatcher()
     dispatcher.set_thread_count(threads)

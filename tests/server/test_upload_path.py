@@ -1,10 +1,11 @@
 """What an upload over HTTP does besides its durable steps.
 
-* The app's preflight (run by the HTTP server on the headers) routes and authenticates the
-  request; its dispatch takes that route and those credentials for the same request instead of
-  finding them again, within ``app.HANDOVER_SECONDS`` (past that, a large or slow body, it
-  authenticates anew, so a token revoked meanwhile is refused), and every check the dispatch
-  runs after routing (the rate limit) still runs.
+* The app's preflight (run by the HTTP server on the headers of a body larger than
+  ``Settings.small_body_bytes``: these tests look at every body first) routes and
+  authenticates the request; its dispatch takes that route and those credentials for the same
+  request instead of finding them again, within ``app.HANDOVER_SECONDS`` (past that, a large
+  or slow body, it authenticates anew, so a token revoked meanwhile is refused), and every
+  check the dispatch runs after routing (the rate limit) still runs.
 * The webhook worker is woken after a change only when a notification was queued.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -50,6 +52,13 @@ def authentications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(app_module, "authenticate", counting)
     return seen
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., Settings]) -> Iterator[ServerThread]:
+    """The server over HTTP, every request body looked at by the preflight first."""
+    with ServerThread(make_settings(port=0, small_body_bytes=0)) as thread:
+        yield thread
 
 
 def _token(server: ServerThread) -> str:
@@ -134,7 +143,8 @@ def test_within_the_hand_over_the_preflight_credentials_are_used(
 def test_the_rate_limit_still_applies_after_a_hand_over(
     make_settings: Callable[..., Settings], authentications: list[str], still_rate_window: float
 ) -> None:
-    with ServerThread(make_settings(port=0, rate_limit_per_minute=1)) as server:
+    settings = make_settings(port=0, rate_limit_per_minute=1, small_body_bytes=0)
+    with ServerThread(settings) as server:
         assert _upload(server, "first.bin").status_code == 201
         limited = _upload(server, "second.bin")
     assert limited.status_code == 429, limited.text
