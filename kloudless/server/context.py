@@ -66,6 +66,10 @@ class RequestContext:
     #: Set by a handler whose answer shows a secret once (a new API key, a signing key): the
     #: idempotency layer then keeps that answer sealed, never in clear.
     secret_answer: bool = False
+    #: ``(object, account id, JSON)`` of the last object an activity event of this request
+    #: recorded, as the API layer described it: a handler answering with that object reuses
+    #: the JSON (never changed after it was built: the event stored it encoded).
+    described: tuple[object, int, dict[str, Any]] | None = None
 
     def body_stream(self) -> IO[bytes]:
         """:returns: the request body stream (the override when a wrapper consumed it)."""

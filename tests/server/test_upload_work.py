@@ -5,6 +5,8 @@ same.
   the request (no preflight on the HTTP server's thread): the dispatch routes and
   authenticates it once and checks the room on the disk and the upload slot, and its answers,
   refusals included, are those of a preflighted upload.
+* An upload builds its file's JSON once: its activity event records it, and the answer is
+  that same JSON.
 * The request's host URL (the ``href`` of every object) is werkzeug's ``Request.host_url``,
   remembered per scheme and host instead of quoted and IRI-decoded anew for every request.
 """
@@ -22,6 +24,7 @@ from werkzeug.wrappers import Request
 
 from kloudless.server import app as app_module
 from kloudless.server import context
+from kloudless.server.api import storage
 from kloudless.server.app import ServerApp
 from kloudless.server.context import host_url
 from kloudless.server.runner import ServerThread
@@ -185,3 +188,30 @@ def test_uploads_build_the_host_url_once(
         hrefs.append(answer.get_json()["href"])
     assert len(built) == 1
     assert all(href.startswith("http://localhost/v1/accounts/") for href in hrefs), hrefs
+
+
+def test_an_upload_builds_its_json_once(
+    app: ServerApp, client: Client, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    real = storage._Serializer.__call__
+
+    def counting(self: Any, obj: Any, ancestry: Any = None) -> dict[str, Any]:
+        built.append(obj.id)
+        return real(self, obj, ancestry)
+
+    monkeypatch.setattr(storage._Serializer, "__call__", counting)
+    for overwrite in ("false", "true"):  # a new file, then a new version of it
+        built.clear()
+        answer = upload(client, auth, "once.bin", b"o" * 4096, overwrite=overwrite)
+        assert answer.status_code in (200, 201), answer.get_data(as_text=True)
+        body = answer.get_json()
+        assert built == [body["id"]]
+        event = app.store.one("SELECT type, metadata FROM activity ORDER BY id DESC LIMIT 1")
+        assert event is not None
+        assert event["type"] == ("add" if overwrite == "false" else "update")
+        assert json.loads(event["metadata"]) == body
+    # A later request of the same file builds it anew.
+    built.clear()
+    again = client.get(f"/v1/accounts/me/storage/files/{body['id']}", headers=auth)
+    assert again.get_json() == body and built == [body["id"]]

@@ -47,6 +47,11 @@ def serialize(
 
     :param ancestry: ``_ancestry(obj.ancestors)``, when the caller shares it between siblings.
     """
+    described = ctx.described
+    if described is not None and described[0] is obj and described[1] == account_id:
+        # The object this request's last activity event recorded (an upload's new file):
+        # answered with the JSON the event holds, not built twice.
+        return described[2]
     return _Serializer(ctx, account_id)(obj, ancestry)
 
 
@@ -130,7 +135,13 @@ def storage_backend(ctx: RequestContext, account: Any) -> StorageBackend:
     """:returns: the account's storage backend, whose activity events carry the objects' API
     JSON (:func:`serialize`). :raises ApiError: 501 when the service has no storage API."""
     acc = int(account["id"])
-    return ctx.storage(account, lambda obj: serialize(ctx, acc, obj))
+
+    def describe(obj: StorageObject) -> dict[str, Any]:
+        data = serialize(ctx, acc, obj)
+        ctx.described = (obj, acc, data)
+        return data
+
+    return ctx.storage(account, describe)
 
 
 def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
