@@ -49,12 +49,21 @@ class RequestLogFormatter(logging.Formatter):
 def configure_logging(filename: str | None = None) -> None:
     """Log ``INFO`` and up as ``kloudless serve`` does (:data:`LOG_FORMAT`, to standard error
     or to ``filename``), unless the root logger already has handlers (as
-    :func:`logging.basicConfig`)."""
+    :func:`logging.basicConfig`).
+
+    The records then skip what :data:`LOG_FORMAT` never shows (the logging HOWTO's
+    "Optimization": the caller's file and line, thread, process and process name), work the
+    request log would do for every request.
+    """
     if logging.getLogger().handlers:
         return
     handler = logging.FileHandler(filename) if filename else logging.StreamHandler()
     handler.setFormatter(RequestLogFormatter(LOG_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging._srcfile = None  # no frame walk per record
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def _create_server(

@@ -518,11 +518,20 @@ def test_configure_logging_leaves_configured_logging_alone(
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])
     monkeypatch.setattr(root, "level", root.level)
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # restored afterwards
     configure_logging(str(tmp_path / "log"))
     try:
         (handler,) = root.handlers
         assert isinstance(handler, logging.FileHandler)
         assert isinstance(handler.formatter, RequestLogFormatter) and root.level == logging.INFO
+        # What LOG_FORMAT never shows is not gathered for every record.
+        assert logging._srcfile is None
+        assert not (logging.logThreads or logging.logProcesses or logging.logMultiprocessing)
+        record = logging.getLogger("kloudless.server").makeRecord(
+            "kloudless.server", logging.INFO, "f", 1, "GET %s", ("/",), None
+        )
+        assert record.thread is None and record.process is None
         configure_logging()  # already configured: nothing added
         assert root.handlers == [handler]
         logging.getLogger("kloudless.server").info("GET / 200")
