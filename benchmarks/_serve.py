@@ -17,7 +17,7 @@ from types import FrameType
 
 def main(argv: list[str]) -> int:
     """:param argv: ``[data_dir, part_size?, log_file?]``. :returns: the exit status."""
-    from kloudless.server.runner import ServerThread, configure_logging
+    from kloudless.server.runner import ServerThread, configure_logging, freeze_heap
     from kloudless.server.settings import Settings
 
     data_dir = argv[0]
@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     )
     server = ServerThread(settings)
     server.start()
+    freeze_heap()  # as `kloudless serve` does once its app is built
     sys.stdout.write(f"READY {server.base_url}\n")
     sys.stdout.flush()
 

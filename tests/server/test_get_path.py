@@ -540,3 +540,17 @@ def test_configure_logging_leaves_configured_logging_alone(
     finally:
         for added in root.handlers:
             added.close()
+
+
+# -- a serving process ----------------------------------------------------------------------
+def test_a_serving_process_freezes_its_start_up_objects() -> None:
+    import gc
+
+    from kloudless.server.runner import freeze_heap
+
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.isenabled()  # collections go on, for what is made afterwards
+    finally:
+        gc.unfreeze()
