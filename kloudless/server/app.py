@@ -197,7 +197,7 @@ class ServerApp(Core):
         are counted."""
         ctx.check_auth_failures()
         try:
-            return authenticate(self.store, ctx.request.headers.get("Authorization", ""))
+            return authenticate(self.store, ctx.request.environ.get("HTTP_AUTHORIZATION", ""))
         except ApiError as exc:
             if exc.status == 401:
                 ctx.note_auth_failure()
@@ -267,9 +267,9 @@ class ServerApp(Core):
 
         if route.auth == AUTH_NONE or not self.handler_wrappers:
             return call()
-        chain = call
+        chain: Callable[[], Response] = call
         for wrapper in reversed(self.handler_wrappers):
-            chain = _bind(wrapper, ctx, chain)
+            chain = functools.partial(wrapper, ctx, chain)
         return chain()
 
     def _route(self, ctx: RequestContext) -> tuple[Route, Mapping[str, Any]]:
@@ -289,9 +289,10 @@ class ServerApp(Core):
             ctx.auth = self._authenticate(ctx)
             _check_auth_level(ctx.auth, route.auth)
             scopes.check(ctx.auth, route.family)  # 403 when the token's scope lacks it
-        if any("\x00" in value for value in args.values() if isinstance(value, str)):
-            # No id or name holds a NUL (PostgreSQL text cannot): nothing is there.
-            raise not_found()
+        for value in args.values():
+            if isinstance(value, str) and "\x00" in value:
+                # No id or name holds a NUL (PostgreSQL text cannot): nothing is there.
+                raise not_found()
         query = ctx.request.environ.get("QUERY_STRING", "")
         if "%00" in query or "\x00" in query:  # what decodes to a NUL: else none to look for
             check_no_nul([*ctx.request.args.keys(), *ctx.request.args.values()])
@@ -306,7 +307,7 @@ class ServerApp(Core):
 
         :returns: the route's index and its URL variables (a new dict).
         """
-        inputs = tuple(environ.get(name) for name in MATCH_INPUTS)
+        inputs = tuple(map(environ.get, MATCH_INPUTS))
         if len(environ.get("PATH_INFO", "")) > MATCH_PATH_MAX:
             index, args = self._match_inputs(inputs)
         else:
@@ -418,9 +419,3 @@ def _log_request(request: Request, response: Response, started: float, request_i
         (time.monotonic() - started) * 1000,
         request_id,
     )
-
-
-def _bind(
-    wrapper: HandlerWrapper, ctx: RequestContext, nxt: Callable[[], Response]
-) -> Callable[[], Response]:
-    return lambda: wrapper(ctx, nxt)

@@ -68,27 +68,40 @@ def authenticate(store: Store, header: str) -> Auth:
             raise ApiError(401, "unauthorized", "The developer key is invalid.")
         return Auth("developer", "", developer_id=developer_id)
     if scheme == "bearer" and credential:
-        tokens = [t.strip() for t in credential.split(",")][:50]
-        rows = [store.lookup_token_account(t) for t in tokens if t]
-        if not rows or any(r is None for r in rows):
+        # One plain loop (every request with a token runs it): the rows, their apps, accounts
+        # and scopes.
+        rows = []
+        apps = set()
+        ids: list[int] = []
+        token_scopes: list[str] = []
+        account_rows = {}
+        for token in credential.split(",")[:50]:
+            token = token.strip()
+            if not token:
+                continue
+            row = store.lookup_token_account(token)
+            if row is None:
+                raise ApiError(401, "invalid_token", "The Bearer token is invalid or revoked.")
+            rows.append(row)
+            apps.add(str(row["auth_app_id"]))
+            if row["auth_account_id"] is not None:
+                ids.append(int(row["auth_account_id"]))
+            token_scopes.append(str(row["auth_scope"]))
+            if row["id"] is not None:
+                account_rows[int(row["id"])] = row
+        if not rows:
             raise ApiError(401, "invalid_token", "The Bearer token is invalid or revoked.")
-        apps = {str(r["auth_app_id"]) for r in rows if r is not None}
         if len(apps) != 1:
             raise ApiError(401, "invalid_token", "The Bearer tokens belong to different apps.")
-        first = rows[0]
-        assert first is not None
-        account_id = first["auth_account_id"]
-        ids = tuple(
-            int(r["auth_account_id"]) for r in rows if r and r["auth_account_id"] is not None
-        )
+        account_id = rows[0]["auth_account_id"]
         return Auth(
             "bearer",
             apps.pop(),
             None if account_id is None else int(account_id),
-            str(first["auth_scope"]),
-            ids if len(rows) > 1 else (),
-            tuple(str(r["auth_scope"]) for r in rows if r is not None),
-            account_rows={int(r["id"]): r for r in rows if r is not None and r["id"] is not None},
+            token_scopes[0],
+            tuple(ids) if len(rows) > 1 else (),
+            tuple(token_scopes),
+            account_rows=account_rows,
         )
     if scheme == "apikey" and credential:
         app_id = store.app_for_api_key(credential)

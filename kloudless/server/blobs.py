@@ -212,7 +212,8 @@ class FileBlobStore(BlobStore):
 
     def open(self, key: str, size: int | None = None) -> IO[bytes]:
         fd = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        return os.fdopen(fd, "rb")
+        # The default buffer without asking whether the file is a terminal (a system call).
+        return open(fd, "rb", buffering=io.DEFAULT_BUFFER_SIZE)
 
     def copy(self, source: str, target: str) -> None:
         path = self._path(target)

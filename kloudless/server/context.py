@@ -117,7 +117,7 @@ class RequestContext:
         row = auth.account_rows.pop(account_id, None) or self.store.get_account(account_id)
         if row is None or row["app_id"] != auth.app_id or not auth.may_access(account_id):
             raise not_found(f"Account not found: {account_id}")
-        as_user = self.request.headers.get("X-Kloudless-As-User", "").strip()
+        as_user = self.request.environ.get("HTTP_X_KLOUDLESS_AS_USER", "").strip()
         if impersonate and as_user:
             row, actor = team.impersonate(self.store, row, as_user)
             self.actors[int(row["id"])] = actor

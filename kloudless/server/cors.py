@@ -90,7 +90,7 @@ def apply(request: Request, store: Store, auth: Auth | None, response: Response)
 
     :param auth: the request's valid credential, if it had one.
     """
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")  # what request.headers.get() reads
     if not origin or "Access-Control-Allow-Origin" in response.headers:
         return
     response.vary.add("Origin")

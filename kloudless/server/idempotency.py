@@ -205,7 +205,7 @@ class IdempotencyLayer:
             the key was used for another request.
         """
         request = ctx.request
-        raw_key = request.headers.get("Idempotency-Key")
+        raw_key = request.environ.get("HTTP_IDEMPOTENCY_KEY")  # request.headers' source
         if raw_key is None or request.method not in IDEMPOTENT_METHODS or ctx.auth is None:
             return call_next()
         key = _check_key(raw_key)

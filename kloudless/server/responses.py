@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
 from .errors import ApiError, error_body
@@ -16,7 +17,14 @@ try:  # the server extra installs orjson; the standard library is the fallback
 except ImportError:  # pragma: no cover - exercised by tests that hide orjson
     orjson = None  # type: ignore[assignment]
 
-__all__ = ["error_response", "json_response", "new_request_id", "no_content", "object_list"]
+__all__ = [
+    "checked_headers",
+    "error_response",
+    "json_response",
+    "new_request_id",
+    "no_content",
+    "object_list",
+]
 
 
 def new_request_id() -> str:
@@ -24,6 +32,21 @@ def new_request_id() -> str:
     it, made without building a :class:`uuid.UUID` (a third of the time, on every request)."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def checked_headers(pairs: list[tuple[str, str]]) -> Headers:
+    """:returns: ``Headers(pairs)``, built with one check of all the values instead of
+    werkzeug's checks of every pair as it is added (a third of a small download's answer).
+
+    :param pairs: names and values, all ``str``; the list becomes the headers' own.
+    :raises ValueError: a value holds a line break, as werkzeug refuses it.
+    """
+    text = "".join([value for _, value in pairs])
+    if "\n" in text or "\r" in text:
+        raise ValueError("Header values must not contain newline characters.")
+    headers = Headers()
+    headers._list = pairs  # werkzeug's own list of (name, value): what add() appends to
+    return headers
 
 
 def object_list(

@@ -542,6 +542,71 @@ def test_configure_logging_leaves_configured_logging_alone(
             added.close()
 
 
+# -- what every request touches, made cheaper: the same results -------------------------------
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("Content-Type", "text/plain"), ("Content-Length", "10"), ("ETag", '"x"')],
+        [("X-A", "1"), ("x-a", "2"), ("Content-Disposition", 'attachment; filename="a b"')],
+        [],
+    ],
+)
+def test_checked_headers_are_werkzeugs_headers(pairs: list[tuple[str, str]]) -> None:
+    from werkzeug.datastructures import Headers
+
+    from kloudless.server.responses import checked_headers
+
+    built, expected = checked_headers(list(pairs)), Headers(pairs)
+    assert built.to_wsgi_list() == expected.to_wsgi_list() == pairs
+    assert built == expected and isinstance(built, Headers)
+    built.add("X-Request-Id", "r")  # still werkzeug's own, changed as usual
+    assert built["x-request-id"] == "r" and len(built) == len(pairs) + 1
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "\r\n", "text/plain\n"])
+def test_checked_headers_refuse_line_breaks_as_werkzeug_does(value: str) -> None:
+    from werkzeug.datastructures import Headers
+
+    from kloudless.server.responses import checked_headers
+
+    pairs = [("Content-Type", "text/plain"), ("X-Name", value)]
+    with pytest.raises(ValueError) as ours:
+        checked_headers(list(pairs))
+    with pytest.raises(ValueError) as theirs:
+        Headers(pairs)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_bearer_tokens_are_read_in_one_loop_with_the_same_results(served: Any) -> None:
+    from kloudless.server.auth import authenticate
+    from kloudless.server.errors import ApiError
+
+    store: Store = served.app.store
+    token = served.auth["Authorization"].split(" ", 1)[1]
+    one = authenticate(store, f"Bearer {token}")
+    account_id = one.account_id
+    assert account_id is not None and one.kind == "bearer" and one.scope == "all"
+    assert one.account_ids == () and one.scopes == ("all",)
+    assert list(one.account_rows) == [account_id]
+    other_account = store.create_account(one.app_id, "local", "second")
+    second = store.create_token(one.app_id, other_account, "storage")
+    app_token = store.create_token(one.app_id, None)
+    both = authenticate(store, f"Bearer {token} , {second},")  # spaces and an empty entry
+    assert (both.account_id, both.scope) == (account_id, "all")
+    assert both.account_ids == (account_id, other_account)
+    assert both.scopes == ("all", "storage")
+    assert sorted(both.account_rows) == sorted([account_id, other_account])
+    with_app = authenticate(store, f"Bearer {app_token},{token}")
+    assert with_app.account_id is None and with_app.account_ids == (account_id,)
+    assert list(with_app.account_rows) == [account_id]
+    assert with_app.scopes == ("all", "all")
+    for header in ("Bearer nope", "Bearer ,,", f"Bearer {token},nope", f"Bearer nope,{token}"):
+        with pytest.raises(ApiError) as refused:
+            authenticate(store, header)
+        assert refused.value.status == 401, header
+        assert refused.value.message == "The Bearer token is invalid or revoked.", header
+
+
 # -- a serving process ----------------------------------------------------------------------
 def test_a_serving_process_freezes_its_start_up_objects() -> None:
     import gc

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..file_slice import FileSlice
 from ..outbound import policy_for
-from ..responses import json_response, no_content, object_list
+from ..responses import checked_headers, json_response, no_content, object_list
 from ..routing import BODY_UPLOAD, Route
 from ..spool import HASH_BODY
 from ..transfer_limits import DOWNLOAD, Releasing, credential_key
@@ -406,7 +406,7 @@ def send_contents(
     try:
         release = ctx.core.transfer_limits.acquire(
             DOWNLOAD,
-            credential_key(ctx.request.headers.get("Authorization")),
+            credential_key(ctx.request.environ.get("HTTP_AUTHORIZATION")),
             ctx.request.remote_addr,
         )
     except BaseException:
@@ -424,9 +424,7 @@ def send_contents(
     ]
     if etag:
         headers.append(("ETag", quote_etag(etag)))
-    plain = environ["REQUEST_METHOD"] in ("GET", "HEAD") and not any(
-        key in environ for key in _CONDITIONAL
-    )
+    plain = environ["REQUEST_METHOD"] in ("GET", "HEAD") and _CONDITIONAL.isdisjoint(environ)
     if plain:
         # Nothing to compare or cut: the whole file, as make_conditional() would answer it
         # (the HTTP server adds the Date header).
@@ -434,7 +432,7 @@ def send_contents(
     # A whole small file (not a HEAD, which sends nothing) goes out with its headers.
     small = size if plain and size <= SMALL_ANSWER and environ["REQUEST_METHOD"] == "GET" else -1
     body = _body(environ, stream, small=small)
-    response = Response(body, headers=headers, direct_passthrough=True)
+    response = Response(body, headers=checked_headers(headers), direct_passthrough=True)
     if plain:
         return response
     if "," in environ.get("HTTP_RANGE", ""):
@@ -462,13 +460,15 @@ def send_contents(
 
 
 #: The request headers that make a download partial or conditional (``make_conditional()``).
-_CONDITIONAL = (
-    "HTTP_RANGE",
-    "HTTP_IF_RANGE",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_NONE_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
+_CONDITIONAL = frozenset(
+    (
+        "HTTP_RANGE",
+        "HTTP_IF_RANGE",
+        "HTTP_IF_MATCH",
+        "HTTP_IF_NONE_MATCH",
+        "HTTP_IF_MODIFIED_SINCE",
+        "HTTP_IF_UNMODIFIED_SINCE",
+    )
 )
 
 

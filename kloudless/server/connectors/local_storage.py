@@ -177,14 +177,16 @@ def _real_folders(paths: tuple[str, ...]) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _layout(
-    data_dir: str, account_id: int, local_blob: str | None
+    data_dir: str, account_id: int, blob_store: BlobStore
 ) -> tuple[str, str, str | None, tuple[str, ...], tuple[str, ...]]:
-    """The folders of an account (computed once per process, they are used by every request):
+    """The folders of an account (computed once per process and blob store, they are used by
+    every request):
 
-    :param local_blob: a blob's path in a file blob store (None for a remote store).
-    :returns: ``(account folder, its tmp folder, the blob folder or None, every level to
-        check from the top, the folders written into)``.
+    :returns: ``(account folder, its tmp folder, the blob folder in a file blob store or None,
+        every level to check from the top, the folders written into)``.
     """
+    # A blob's path in a file blob store (None for a remote store).
+    local_blob = blob_store.local_path(blob_key(account_id, "x"))
     base = account_dir(data_dir, account_id)
     tmp = os.path.join(base, "tmp")
     folders = [os.path.dirname(base), base, tmp]
@@ -454,8 +456,9 @@ class LocalStorage(StorageBackend):
         self.data_dir = data_dir
         #: Where the file contents are (default: files in the data dir).
         self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
-        local = self.blob_store.local_path(blob_key(self.account_id, "x"))
-        self.base, self.tmp, blobs_dir, levels, written = _layout(data_dir, self.account_id, local)
+        self.base, self.tmp, blobs_dir, levels, written = _layout(
+            data_dir, self.account_id, self.blob_store
+        )
         if blobs_dir is not None:
             self.blobs = blobs_dir
         if levels not in _CHECKED or not _real_folders(written):
