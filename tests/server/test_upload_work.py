@@ -7,6 +7,8 @@ same.
   refusals included, are those of a preflighted upload.
 * An upload builds its file's JSON once: its activity event records it, and the answer is
   that same JSON.
+* ``X-Kloudless-Metadata`` is encoded again (to refuse a lone surrogate) only when it holds a
+  ``\\u`` escape, the one way JSON decoded from UTF-8 can hold one.
 * The request's host URL (the ``href`` of every object) is werkzeug's ``Request.host_url``,
   remembered per scheme and host instead of quoted and IRI-decoded anew for every request.
 """
@@ -215,3 +217,27 @@ def test_an_upload_builds_its_json_once(
     built.clear()
     again = client.get(f"/v1/accounts/me/storage/files/{body['id']}", headers=auth)
     assert again.get_json() == body and built == [body["id"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("caf\u00e9.bin", 201),  # UTF-8, no escape: not encoded again to check it
+        ("\\u00e9t\\u00e9.bin", 201),  # escapes of real characters
+        ("\\ud800.bin", 400),  # a lone surrogate, only possible as an escape
+    ],
+)
+def test_metadata_without_a_lone_surrogate_is_taken(
+    client: Client, auth: dict[str, str], name: str, status: int
+) -> None:
+    meta = '{"name": "' + name + '", "parent_id": "root"}'
+    answer = client.post(
+        "/v1/accounts/me/storage/files",
+        headers={**auth, "X-Kloudless-Metadata": meta.encode("utf-8").decode("latin-1")},
+        data=b"m",
+    )
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    if status == 201:
+        assert answer.get_json()["name"] == json.loads(meta)["name"]
+    else:
+        assert answer.get_json()["error_code"] == "bad_request"

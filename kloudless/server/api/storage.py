@@ -298,7 +298,10 @@ def read_metadata(ctx: RequestContext) -> dict[str, Any]:
         # Headers arrive as latin-1 per WSGI; clients send UTF-8 JSON (or \\u escapes).
         text = raw.encode("latin-1").decode("utf-8")
         meta = json.loads(text)
-        json.dumps(meta, ensure_ascii=False).encode("utf-8")  # no lone surrogates (\ud800)
+        if "\\u" in text:
+            # No lone surrogates (\ud800): only a \u escape makes one (the UTF-8 decoding
+            # refused the others), so JSON without one is not encoded again to check.
+            json.dumps(meta, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError):
         raise bad_request("X-Kloudless-Metadata is not valid UTF-8 JSON.") from None
     if not isinstance(meta, dict):
@@ -310,8 +313,8 @@ def upload_file(ctx: RequestContext, account_id: str) -> Response:
     acc, storage = _setup(ctx, account_id)
     overwrite = ctx.arg_bool("overwrite")
     if (
-        ctx.request.mimetype == "application/json"
-        and "X-Kloudless-Metadata" not in ctx.request.headers
+        "X-Kloudless-Metadata" not in ctx.request.headers
+        and ctx.request.mimetype == "application/json"
     ):
         return _upload_from_url(ctx, acc, storage, overwrite)
     meta = read_metadata(ctx)
