@@ -7,6 +7,7 @@ same.
   refusals included, are those of a preflighted upload.
 * An upload builds its file's JSON once: its activity event records it, and the answer is
   that same JSON.
+* A small upload over HTTP runs 8 SQL statements (9 when preflighted), one commit.
 * ``X-Kloudless-Metadata`` is encoded again (to refuse a lone surrogate) only when it holds a
   ``\\u`` escape, the one way JSON decoded from UTF-8 can hold one.
 * The request's host URL (the ``href`` of every object) is werkzeug's ``Request.host_url``,
@@ -241,3 +242,29 @@ def test_metadata_without_a_lone_surrogate_is_taken(
         assert answer.get_json()["name"] == json.loads(meta)["name"]
     else:
         assert answer.get_json()["error_code"] == "bad_request"
+
+
+@pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
+@pytest.mark.parametrize(("small_body", "expected"), [(SMALL, 8), (0, 9)])
+def test_statements_of_a_small_upload_over_http(
+    make_settings: Callable[..., Settings], small_body: int, expected: int
+) -> None:
+    # Received first: the token with its account, then the upload's unit of work (BEGIN, the
+    # name's lookup, the quota, the file's row, its event, the webhook check, COMMIT).
+    # Preflighted: the preflight reads the token and the quota, the dispatch the rest.
+    with ServerThread(make_settings(port=0, small_body_bytes=small_body)) as server:
+        for number in range(3):  # every thread that serves them has its connection
+            assert _post(server, b"w" * 4096, f"warm-{number}.bin").status_code == 201
+        seen: list[str] = []
+        connections = list(server.app.store._all)
+        for connection in connections:
+            connection.set_trace_callback(seen.append)
+        try:
+            for number in range(5):
+                assert _post(server, b"c" * 4096, f"counted-{number}.bin").status_code == 201
+        finally:
+            for connection in connections:
+                connection.set_trace_callback(None)
+        assert list(server.app.store._all) == connections  # no statement ran untraced
+    assert len(seen) == expected * 5, seen[: expected + 2]
+    assert sum(s.startswith("COMMIT") for s in seen) == 5
