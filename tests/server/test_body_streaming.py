@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import socket
 from pathlib import Path
@@ -156,6 +157,31 @@ def test_the_write_out_starts_behind_the_writer(
     digest = body.digest()
     assert digest is not None and digest.hexdigest() == hashlib.sha256(data).hexdigest()
     body.close()
+
+
+def test_a_part_starts_its_write_out_from_its_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int, int, int]] = []
+    monkeypatch.setattr(spool, "_sync_file_range", lambda *args: calls.append(args) or 0)
+    path = str(tmp_path / "data")
+    offset, data = 3 * MIB, os.urandom(8 * MIB)
+    body = spool.InPlaceBody(path, offset, len(data))
+    for start in range(0, len(data), 300_001):  # reads of any size
+        body.write(data[start : start + 300_001])
+    assert body.complete
+    started = offset
+    for _, start, length, flags in calls:
+        assert (start, flags) == (started, 2)  # contiguous from the part's start, WRITE only
+        assert length >= spool.PART_WRITE_OUT_STEP
+        started = start + length
+        assert started % mmap.PAGESIZE == 0  # not the page still being written
+    assert offset + len(data) - spool.PART_WRITE_OUT_STEP - 300_001 <= started
+    assert started <= offset + len(data)
+    body.close()
+    body.finish()
+    with open(path, "rb") as written:
+        assert written.read() == bytes(offset) + data
 
 
 def test_a_refused_write_out_is_not_tried_again(

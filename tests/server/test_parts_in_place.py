@@ -5,12 +5,16 @@ upload of a part of a local session (known size, the exact length) its place in
 ``multipart/<id>/data``: the HTTP server writes the body there as it arrives, instead of
 spooling it into ``tmp/body-*`` to copy it there afterwards; the handler only syncs and
 records it. Parts sent again, or of another length, are
-spooled as before. A write that fails on a full disk is a JSON 507.
+spooled as before. A write that fails on a full disk is a JSON 507. The write-out of a part's
+range is started as it arrives (``sync_file_range``, every
+:data:`~kloudless.server.spool.PART_WRITE_OUT_STEP`), received in place or spooled and written
+by the handler, so that the data sync before its answer finds little left to write.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -158,3 +162,62 @@ def test_a_full_disk_while_a_part_arrives_is_a_json_507(
     data = os.urandom(PART)
     assert _put(server, session, 1, data).status_code == 200
     assert _complete(server, session) == data
+
+
+@pytest.fixture
+def write_outs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int, int]]:
+    """:returns: ``(inode, offset, length, flags)`` of each write-out started from now on."""
+    calls: list[tuple[int, int, int, int]] = []
+
+    def recording(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append((os.fstat(fd).st_ino, offset, length, flags))
+        return 0
+
+    monkeypatch.setattr(spool, "_sync_file_range", recording)
+    return calls
+
+
+def _assert_part_written_out(
+    calls: list[tuple[int, int, int, int]], inode: int, offset: int, length: int
+) -> None:
+    """The write-out of the part at ``offset`` was started in contiguous steps from its start,
+    up to its last step, on page boundaries, never past it."""
+    mine = [call for call in calls if call[0] == inode and offset <= call[1] < offset + length]
+    assert mine, f"no write-out of the part at {offset}: {calls}"
+    started = offset
+    for _, start, size, flags in mine:
+        assert (start, flags) == (started, 2)  # contiguous, SYNC_FILE_RANGE_WRITE only
+        assert size >= spool.PART_WRITE_OUT_STEP
+        started = start + size
+        assert started % mmap.PAGESIZE == 0
+    assert offset + length - spool.PART_WRITE_OUT_STEP - mmap.PAGESIZE <= started
+    assert started <= offset + length
+
+
+def test_a_part_in_place_is_written_out_as_it_arrives(
+    server: ServerThread, spooled: list[str], write_outs: list[tuple[int, int, int, int]]
+) -> None:
+    data = os.urandom(2 * PART)
+    session = _session(server, len(data), "written-out.bin")
+    for number in (2, 1):
+        assert _put(server, session, number, data[(number - 1) * PART : number * PART]).ok
+    assert spooled == []
+    inode = os.stat(os.path.join(server.app.settings.data_dir, "multipart", session, "data"))
+    for offset in (0, PART):
+        _assert_part_written_out(write_outs, inode.st_ino, offset, PART)
+    assert _complete(server, session) == data  # the same bytes
+
+
+def test_a_part_sent_again_is_written_out_as_the_handler_writes_it(
+    server: ServerThread, spooled: list[str], write_outs: list[tuple[int, int, int, int]]
+) -> None:
+    first, second = os.urandom(PART), os.urandom(PART)
+    session = _session(server, 2 * PART, "again-written-out.bin")
+    assert _put(server, session, 1, first).ok
+    assert _put(server, session, 2, first).ok
+    write_outs.clear()
+    assert _put(server, session, 2, second).ok
+    assert len(spooled) == 1  # spooled, then written at its offset by the handler
+    inode = os.stat(os.path.join(server.app.settings.data_dir, "multipart", session, "data"))
+    _assert_part_written_out(write_outs, inode.st_ino, PART, PART)
+    assert _complete(server, session) == first + second

@@ -72,6 +72,7 @@ from ..spool import (
     datasync,
     drain,
     fsync_dir,
+    part_write_out,
     remove_quietly,
     spool_to_temp,
 )
@@ -119,11 +120,13 @@ def _part_files(directory: str) -> bool:
 
 
 class _At:
-    """A write-only file object writing at increasing offsets of a file descriptor."""
+    """A write-only file object writing a part at increasing offsets of a file descriptor, its
+    write-out started behind it (:func:`~kloudless.server.spool.part_write_out`)."""
 
     def __init__(self, fd: int, offset: int) -> None:
         self.fd = fd
         self.offset = offset
+        self.write_out = part_write_out(fd, offset)
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
@@ -131,6 +134,7 @@ class _At:
             written = os.pwrite(self.fd, view, self.offset)
             self.offset += written
             view = view[written:]
+        self.write_out.advance(self.offset)
         return len(data)
 
 
