@@ -849,7 +849,8 @@ def upload_file(
       the size, the parts (of the server's ``part_size``) are read from the file by offset and
       ``PUT`` one by one, or by up to ``max_workers`` threads when the session says
       ``parallel_uploads``, and the session is completed. Memory use stays near
-      ``part_size * max_workers``. A part whose connection drops is sent again (the client's
+      ``part_size * max_workers`` (two parts when they are sent one by one: the next one is
+      read while one is sent). A part whose connection drops is sent again (the client's
       retry policy also applies to each ``PUT``). Creating and completing the session carry an
       ``Idempotency-Key``.
     * If a multipart upload fails after its session exists, :class:`UploadInterrupted` is raised
@@ -997,8 +998,12 @@ class _MultipartUpload:
                 _sleep(delay)
                 attempt += 1
 
-    def _send_part(self, session_id: str, number: int) -> None:
-        data = self.src.read_at((number - 1) * self.part_size, self._part_length(number))
+    def _read_part(self, number: int) -> bytes:
+        return self.src.read_at((number - 1) * self.part_size, self._part_length(number))
+
+    def _send_part(self, session_id: str, number: int, data: bytes | None = None) -> None:
+        if data is None:
+            data = self._read_part(number)
         answer = self._put_part(session_id, number, data)
         stored = _as_size(_response_data(answer).get("size"))
         if stored is not None and stored != len(data):
@@ -1008,6 +1013,17 @@ class _MultipartUpload:
                 actual=stored,
             )
         self.tracker.add(len(data))
+
+    def _send_serial(self, session_id: str, parts: list[int]) -> None:
+        """Send the parts one at a time, each read from the source while the one before is
+        sent and stored (a serial client would otherwise read it after each answer)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="kloudless-read") as reader:
+            ahead = reader.submit(self._read_part, parts[0])
+            for index, number in enumerate(parts):
+                data = ahead.result()
+                if index + 1 < len(parts):
+                    ahead = reader.submit(self._read_part, parts[index + 1])
+                self._send_part(session_id, number, data)
 
     def _send_parallel(self, session_id: str, parts: list[int]) -> None:
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="kloudless-upload")
@@ -1042,6 +1058,8 @@ class _MultipartUpload:
         try:
             if session.get("parallel_uploads") and self.max_workers > 1 and len(missing) > 1:
                 self._send_parallel(sid, missing)
+            elif len(missing) > 1:
+                self._send_serial(sid, missing)
             else:
                 for number in missing:
                     self._send_part(sid, number)

@@ -822,6 +822,47 @@ def test_multipart_serial_upload(account: Account, mocked: Any, tmp_path: pathli
     assert {t for _, t in progress.calls} == {35}
 
 
+def test_serial_parts_are_read_ahead_while_one_is_sent(
+    account: Account, mocked: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = MultipartServer(mocked)
+    read: dict[int, threading.Event] = {n: threading.Event() for n in range(5)}
+    real = transfer._Source.read_at
+
+    def recording(self: Any, offset: int, length: int) -> bytes:
+        data = real(self, offset, length)
+        read[offset // 10].set()
+        return data
+
+    monkeypatch.setattr(transfer._Source, "read_at", recording)
+    waited: list[bool] = []
+    # While part n is being sent, part n + 1 is read (not after part n's answer).
+    server.on_put = lambda number: waited.append(read[number].wait(10) if number < 4 else True)
+    upload_file(account, io.BytesIO(BIG), name="p", multipart_threshold=1, max_workers=1)
+    assert server.puts == [1, 2, 3, 4]
+    assert waited == [True, True, True, True]
+    assert server.content == BIG
+
+
+def test_a_serial_part_that_cannot_be_read_interrupts_the_upload(
+    account: Account, mocked: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = MultipartServer(mocked)
+    real = transfer._Source.read_at
+
+    def failing(self: Any, offset: int, length: int) -> bytes:
+        if offset >= 20:
+            raise TransferError("the source ended")
+        return real(self, offset, length)
+
+    monkeypatch.setattr(transfer._Source, "read_at", failing)
+    with pytest.raises(UploadInterrupted, match="the source ended") as caught:
+        upload_file(account, io.BytesIO(BIG), name="p", multipart_threshold=1, max_workers=1)
+    assert server.puts == [1, 2]  # the parts read before are sent
+    assert caught.value.done == 20
+    assert server.completes == []
+
+
 def test_multipart_parallel_upload(account: Account, mocked: Any) -> None:
     server = MultipartServer(mocked, parallel=True)
     # The first two parts wait for each other: this only passes if they really run in parallel.
