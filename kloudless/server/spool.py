@@ -62,6 +62,32 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+#: ``(device, inode, path)`` of the files whose folder entry :func:`sync_entry_once` synced in
+#: this process (cleared when it reaches :data:`_ENTRIES_KEPT`: the next parts sync again).
+_ENTRIES_SYNCED: set[tuple[int, int, str]] = set()
+_ENTRIES_KEPT = 4096
+
+
+def sync_entry_once(fd: int, path: str) -> None:
+    """Make the folder entry of the file ``path`` (open as ``fd``) durable, once per file in
+    this process: a multipart session's file, whose parts would otherwise sync an unchanged
+    folder each (which still costs the disk a cache flush).
+
+    The entry was synced while it named this very file (same device and inode, found through
+    ``fd``), so it is durable from then on; a session's path is never used again once the
+    session is gone (ids are not reused), and a file made anew there has another inode. A new
+    process syncs once more (a part that failed before its sync may have made the file).
+    """
+    info = os.fstat(fd)
+    key = (info.st_dev, info.st_ino, path)
+    if key in _ENTRIES_SYNCED:
+        return
+    fsync_dir(os.path.dirname(path))
+    if len(_ENTRIES_SYNCED) >= _ENTRIES_KEPT:
+        _ENTRIES_SYNCED.clear()
+    _ENTRIES_SYNCED.add(key)
+
+
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """:returns: Linux's ``sync_file_range(fd, offset, nbytes, flags)`` (not in :mod:`os`), or
     None elsewhere."""
@@ -516,16 +542,16 @@ class InPlaceBody:
 
     def finish(self) -> None:
         """Make the written bytes durable, and the file's folder entry (the file may be new,
-        or made by a request that failed before its sync: an unchanged folder syncs fast).
+        or made by a request that failed before its sync; :func:`sync_entry_once`).
 
         :raises OSError: the sync failed.
         """
         fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
         try:
             datasync(fd)
+            sync_entry_once(fd, self.path)
         finally:
             os.close(fd)
-        fsync_dir(os.path.dirname(self.path))
 
     def close(self) -> None:
         """Close the file (the bytes stay where they were written)."""

@@ -221,3 +221,39 @@ def test_a_part_sent_again_is_written_out_as_the_handler_writes_it(
     inode = os.stat(os.path.join(server.app.settings.data_dir, "multipart", session, "data"))
     _assert_part_written_out(write_outs, inode.st_ino, PART, PART)
     assert _complete(server, session) == first + second
+
+
+def test_a_session_folder_is_synced_once_per_file(
+    server: ServerThread, spooled: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = spool.fsync_dir
+    monkeypatch.setattr(spool, "fsync_dir", lambda path: synced.append(path) or real(path))
+    data = os.urandom(3 * PART)
+    session = _session(server, len(data), "entry.bin")
+    folder = os.path.join(server.app.settings.data_dir, "multipart", session)
+    for number in (1, 2):  # received in place
+        assert _put(server, session, number, data[(number - 1) * PART : number * PART]).ok
+    assert _put(server, session, 2, data[PART : 2 * PART]).ok  # sent again: the handler's way
+    assert len(spooled) == 1
+    assert synced.count(folder) == 1  # the file's entry once, not once per part
+    # A new process (or a file made anew there, another inode) syncs the entry again.
+    monkeypatch.setattr(spool, "_ENTRIES_SYNCED", set())
+    assert _put(server, session, 3, data[2 * PART :]).ok
+    assert synced.count(folder) == 2
+    assert _complete(server, session) == data
+
+
+def test_a_file_made_anew_has_its_entry_synced(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(spool, "fsync_dir", synced.append)
+    path = str(tmp_path / "data")
+    for _ in range(2):
+        with open(path, "wb") as first:
+            spool.sync_entry_once(first.fileno(), path)
+            spool.sync_entry_once(first.fileno(), path)
+        moved = str(tmp_path / "kept")
+        os.rename(path, moved)  # keeps the inode in use: the new file gets another one
+    assert synced == [str(tmp_path)] * 2

@@ -71,10 +71,10 @@ from ..spool import (
     InPlaceBody,
     datasync,
     drain,
-    fsync_dir,
     part_write_out,
     remove_quietly,
     spool_to_temp,
+    sync_entry_once,
 )
 from ..store import now_iso, register_migration
 from .storage import serialize, storage_backend, upload_precheck
@@ -437,8 +437,8 @@ def _write_in_place(
         if received != expected if known else received > expected:
             raise invalid_parameters(rule + f", got {received}.")
         datasync(fd)
-        # Always: the file may be new, or made by a part that failed before this sync.
-        fsync_dir(directory)
+        # The file may be new, or made by a part that failed before this sync.
+        sync_entry_once(fd, path)
     except OSError as exc:
         if is_disk_full(exc):
             raise insufficient_storage() from None
