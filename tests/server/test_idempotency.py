@@ -267,17 +267,34 @@ def test_repeat_while_running_is_409_and_runs_once(
     layer_of(app).wait_seconds = 0.0  # answer at once (the wait has its own tests below)
     first, release, results = blocked_first_request(app, auth, "busy")
     try:
-        busy = post_folder(client, auth, "busy")
-        assert_error(busy, 409, "idempotency_key_in_use")
-        assert busy.headers["Retry-After"] == "1"
-        # another path with the same key is a mismatch, even while the first runs
-        other = post_folder(client, auth, "busy", conflict_if_exists="true")
-        assert_error(other, 422, "invalid_parameters")
+        assert_refused_while_running(client, auth, "busy")
     finally:
         release.set()
         first.join(WAIT)
+    assert_answered_once(first, results, client, auth, "busy")
+
+
+def assert_refused_while_running(client: Client, auth: dict[str, str], key: str) -> None:
+    """While the first request with ``key`` runs: the same request gets 409 with
+    ``Retry-After``, another path with the same key a 422 mismatch."""
+    busy = post_folder(client, auth, key)
+    assert_error(busy, 409, "idempotency_key_in_use")
+    assert busy.headers["Retry-After"] == "1"
+    other = post_folder(client, auth, key, conflict_if_exists="true")
+    assert_error(other, 422, "invalid_parameters")
+
+
+def assert_answered_once(
+    first: threading.Thread,
+    results: list[TestResponse],
+    client: Client,
+    auth: dict[str, str],
+    key: str,
+) -> None:
+    """The first request finished with 201, a retry with ``key`` gets its stored answer, and
+    the folder was made once."""
     assert not first.is_alive() and results[0].status_code == 201
-    assert_same_response(results[0], post_folder(client, auth, "busy"))
+    assert_same_response(results[0], post_folder(client, auth, key))
     assert root_names(client, auth) == ["f"]
 
 
@@ -617,16 +634,12 @@ def test_a_held_key_has_no_row_until_its_answer(
     first, release, results = blocked_first_request(app, auth, "held")
     try:
         assert key_rows(app) == 0  # no running row committed on its own
-        assert_error(post_folder(client, auth, "held"), 409, "idempotency_key_in_use")
-        other = post_folder(client, auth, "held", conflict_if_exists="true")
-        assert_error(other, 422, "invalid_parameters")
+        assert_refused_while_running(client, auth, "held")
     finally:
         release.set()
         first.join(WAIT)
-    assert not first.is_alive() and results[0].status_code == 201
     assert key_rows(app) == 1
-    assert_same_response(results[0], post_folder(client, auth, "held"))
-    assert root_names(client, auth) == ["f"]
+    assert_answered_once(first, results, client, auth, "held")
 
 
 def test_a_key_another_process_stored_meanwhile_rolls_the_request_back(
