@@ -746,7 +746,6 @@ def create_server(
 
     :param small_body_bytes: bodies up to this size skip the app's preflight (see
         :class:`Limits`).
-
     :param sock: an already bound listening socket to serve on (several processes can share
         one); else ``host:port`` is bound.
     :param balance: this worker's slot when several processes share ``sock``.
