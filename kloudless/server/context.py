@@ -29,10 +29,13 @@ from .responses import object_list
 from .settings import Settings
 from .store import Store
 
-__all__ = ["HOST_URLS", "HandlerWrapper", "RequestContext", "host_url"]
+__all__ = ["HOST_URLS", "MAX_PAGE", "HandlerWrapper", "RequestContext", "host_url"]
 
 #: How many ``(scheme, host)`` pairs :func:`host_url` remembers.
 HOST_URLS = 64
+#: The highest ``page`` a list accepts: no list has that many pages, and every page's offset
+#: (up to ``MAX_PAGE * max_page_size``) stays within the databases' 64-bit integers.
+MAX_PAGE = 10**12
 
 
 @dataclass
@@ -236,12 +239,13 @@ class RequestContext:
         return self.request.remote_addr
 
     def page_params(self) -> tuple[int, int]:
-        """Read ``page`` (>= 1, default 1) and ``page_size`` (1..max, default setting).
+        """Read ``page`` (1..:data:`MAX_PAGE`, default 1) and ``page_size`` (1..max, default
+        setting).
 
         :raises ApiError: 400 ``invalid_parameters`` for bad values.
         """
         return (
-            parse_int(self.request.args.get("page"), "page", 1, 1, None),
+            parse_int(self.request.args.get("page"), "page", 1, 1, MAX_PAGE),
             parse_int(
                 self.request.args.get("page_size"),
                 "page_size",

@@ -272,6 +272,7 @@ query_value = st.one_of(
 @FUZZ
 @example(listing="accounts/me/events", query={"cursor": "9" * 25})
 @example(listing="accounts/me/storage/recent", query={"page": "9" * 25})
+@example(listing="accounts/me/storage/folders/root/contents", query={"page": "92233720368547760"})
 @given(
     listing=st.sampled_from(LISTINGS),
     query=st.dictionaries(st.sampled_from(QUERY_KEYS), query_value, max_size=4),

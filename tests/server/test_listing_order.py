@@ -15,8 +15,9 @@ from werkzeug.test import Client
 from kloudless.server import Settings, create_app
 from kloudless.server.app import ServerApp
 from kloudless.server.connectors.local_storage import order_key
+from kloudless.server.context import MAX_PAGE
 
-from .conftest import BufferedClient, mkdir, pg_collation, upload
+from .conftest import BufferedClient, assert_error, mkdir, pg_collation, upload
 
 S = "/v1/accounts/me/storage"
 
@@ -70,6 +71,24 @@ def test_every_page_follows_the_order(client: Client, auth: dict[str, str]) -> N
     names = [o["name"] for o in whole]
     assert abs(names.index("b.txt") - names.index("B.txt")) == 1
     assert names.index("a") < names.index("a b") < names.index("ab") < names.index("ab c")
+
+
+def test_a_page_past_any_folder_is_refused_not_a_500(client: Client, auth: dict[str, str]) -> None:
+    # Past the last page: 404; past what any folder could hold (an offset beyond the databases'
+    # 64-bit integers, found by the fuzz test): 400, before the store is asked.
+    fill(client, auth)
+    url = "/v1/accounts/me/storage/folders/root/contents"
+    for recursive in ("false", "true"):
+        past = client.get(
+            url, headers=auth, query_string={"page": MAX_PAGE, "recursive": recursive}
+        )
+        assert_error(past, 404, "not_found")
+        for page in (MAX_PAGE + 1, 92233720368547760):
+            query = {"page": page, "page_size": 1000, "recursive": recursive}
+            body = assert_error(
+                client.get(url, headers=auth, query_string=query), 400, "invalid_parameters"
+            )
+            assert f"at most {MAX_PAGE}" in body["message"]
 
 
 def test_recursive_listing_follows_the_order(client: Client, auth: dict[str, str]) -> None:
