@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..context import MAX_PAGE
 from ..idempotency import IDEMPOTENT_METHODS
 from ..routing import (
     AUTH_ANY,
@@ -98,7 +99,7 @@ PARAMETERS: dict[str, Any] = {
         "name": "page",
         "in": "query",
         "description": "The page to return, from 1 (``next_page`` of the previous one).",
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     },
     "PageSize": {
         "name": "page_size",
