@@ -33,8 +33,9 @@ __all__ = ["HOST_URLS", "MAX_PAGE", "HandlerWrapper", "RequestContext", "host_ur
 
 #: How many ``(scheme, host)`` pairs :func:`host_url` remembers.
 HOST_URLS = 64
-#: The highest ``page`` a list accepts: no list has that many pages, and every page's offset
-#: (up to ``MAX_PAGE * max_page_size``) stays within the databases' 64-bit integers.
+#: The highest ``page`` a list can have: no list has that many pages (a higher one is a 404,
+#: as any page past the last), and every page's offset (up to ``MAX_PAGE * max_page_size``)
+#: stays within the databases' 64-bit integers.
 MAX_PAGE = 10**12
 
 
@@ -239,13 +240,16 @@ class RequestContext:
         return self.request.remote_addr
 
     def page_params(self) -> tuple[int, int]:
-        """Read ``page`` (1..:data:`MAX_PAGE`, default 1) and ``page_size`` (1..max, default
-        setting).
+        """Read ``page`` (>= 1, default 1) and ``page_size`` (1..max, default setting).
 
-        :raises ApiError: 400 ``invalid_parameters`` for bad values.
+        :raises ApiError: 400 ``invalid_parameters`` for bad values; 404 for a page above
+            :data:`MAX_PAGE`, which no list has.
         """
+        page = parse_int(self.request.args.get("page"), "page", 1, 1, None)
+        if page > MAX_PAGE:
+            raise not_found(f"Page {page} does not exist.")
         return (
-            parse_int(self.request.args.get("page"), "page", 1, 1, MAX_PAGE),
+            page,
             parse_int(
                 self.request.args.get("page_size"),
                 "page_size",
