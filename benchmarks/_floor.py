@@ -4,8 +4,10 @@
 module, ``python -m benchmarks._floor FOLDER``, this module serves a bare waitress WSGI app on a
 free 127.0.0.1 port (no kloudless code is imported) that answers every ``POST`` by reading its
 body, doing :meth:`FsyncFloor.step` with it in ``FOLDER`` and sending a small JSON body: the
-floor of an upload over HTTP, nothing but HTTP and the syncs. Prints ``READY <base_url>`` and
-exits when its stdin closes.
+floor of an upload over HTTP, nothing but HTTP and the syncs. With ``--no-sync`` it does the
+same steps without any sync (``synchronous=OFF``): what a server that answers before the bytes
+are on disk does at least (benchmark 8b). Prints ``READY <base_url>`` and exits when its stdin
+closes.
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 class FsyncFloor:
     """The durable steps of one small upload, nothing else, in ``folder``: write the bytes,
     ``fdatasync`` them, rename the file into its folder, ``fsync`` the folder, commit one SQLite
-    transaction (WAL, ``synchronous=FULL``, as the server's store)."""
+    transaction (WAL, ``synchronous=FULL``, as the server's store).
 
-    def __init__(self, folder: str) -> None:
+    :param durable: ``False`` skips every sync (no ``fdatasync``, no folder ``fsync``, SQLite's
+        ``synchronous=OFF``): the same writes, answered before they are on disk.
+    """
+
+    def __init__(self, folder: str, durable: bool = True) -> None:
         self.folder = os.path.join(folder, "blobs")
         os.makedirs(self.folder)
         self.db = sqlite3.connect(
             os.path.join(folder, "floor.sqlite3"), isolation_level=None, check_same_thread=False
         )
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self.durable = durable
         self.db.execute("CREATE TABLE files (id TEXT PRIMARY KEY, size INTEGER, blob TEXT)")
         self.count = 0
         self._lock = threading.Lock()  # waitress may run two requests on two threads
@@ -51,15 +58,17 @@ class FsyncFloor:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, data)
-            _datasync(fd)
+            if self.durable:
+                _datasync(fd)
         finally:
             os.close(fd)
         os.rename(temp, final)
-        dir_fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if self.durable:
+            dir_fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         row_id = f"file-{count}"
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
@@ -93,10 +102,11 @@ class FloorApp:
 
 
 def main(argv: list[str]) -> int:
-    """:param argv: ``[folder]`` (created; the floor's files go there). :returns: never."""
+    """:param argv: ``[folder]`` (created; the floor's files go there), then ``--no-sync`` for
+    the floor without syncs. :returns: never."""
     from ._stub import serve
 
-    floor = FsyncFloor(argv[0])
+    floor = FsyncFloor(argv[0], durable="--no-sync" not in argv[1:])
     serve(FloorApp(floor), 8, "floor")  # as many threads as the server's default
     return 0
 

@@ -17,6 +17,12 @@ order that rotates between rounds, and the ratio kloudless / peer is taken per r
 table shows medians over the rounds. One client (one thread, one ``requests.Session``).
 Uploaded files are deleted after each round. kloudless ``fsync``s every upload before it
 answers (its durability guarantee); neither peer does, which the ``PUT`` rows include.
+
+Table 8b puts two more servers in the ``PUT`` 4 KiB rounds: the HTTP floors of
+:mod:`benchmarks._floor` (a bare waitress, no kloudless code), one doing only the durable steps
+of an upload (benchmark 5c's floor), one doing the same writes without any sync. No server that
+answers after the upload is on disk can be faster than the durable floor, so it shows what the
+``PUT`` goals against the peers ask of the disk itself.
 """
 
 from __future__ import annotations
@@ -69,6 +75,33 @@ class Peer:
     get_big: Callable[[], int]
     put_big: Callable[[int], None]
     clean: Callable[[], None]
+
+
+def _unmeasured(*_: Any) -> Any:
+    raise RuntimeError("this server runs in the PUT 4 KiB rounds only")
+
+
+def floor_peer(name: str, url: str) -> Peer:
+    """:returns: an HTTP floor (:mod:`benchmarks._floor` at ``url``) as a server of the
+    ``PUT`` 4 KiB rounds; its other operations raise."""
+    session = requests.Session()
+
+    def put_small(_: int) -> None:
+        session.post(f"{url}/upload", data=SMALL, timeout=60).raise_for_status()
+
+    return Peer(name, _unmeasured, _unmeasured, put_small, _unmeasured, _unmeasured, lambda: None)
+
+
+@contextmanager
+def floor(opts: Options, name: str, durable: bool) -> Iterator[Peer]:
+    """An HTTP floor in a child process, with or without its syncs, on the work dir's disk."""
+    flag = "durable" if durable else "no-sync"
+    folder = os.path.join(opts.workdir, f"peer-floor-{flag}")
+    args = ["benchmarks._floor", folder] + ([] if durable else ["--no-sync"])
+    log = os.path.join(opts.workdir, f"floor-{flag}.log")
+    with HelperProcess(args, log) as process:
+        yield floor_peer(name, process.base_url)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _drain(response: requests.Response) -> int:
@@ -273,21 +306,34 @@ OPERATIONS = (
 )
 
 
-def measure(peers: list[Peer], opts: Options, size: int) -> dict[str, dict[str, list[float]]]:
-    """Run the interleaved rounds. :returns: ``{operation: {peer: [rate per round]}}``."""
+#: The names of table 8b's floors.
+DURABLE_FLOOR = "HTTP floor, durable"
+NO_SYNC_FLOOR = "HTTP floor, no sync"
+
+
+def measure(
+    peers: list[Peer], opts: Options, size: int, floors: list[Peer] | None = None
+) -> dict[str, dict[str, list[float]]]:
+    """Run the interleaved rounds (``floors`` join the ``PUT`` 4 KiB ones).
+
+    :returns: ``{operation: {server: [rate per round]}}``.
+    """
     rounds = 2 if opts.quick else 5
     big_rounds = 1 if opts.quick else 3
     block_seconds = 2.0 if opts.quick else 8.0
+    floors = floors or []
     rates: dict[str, dict[str, list[float]]] = {
-        op[0]: {p.name: [] for p in peers} for op in OPERATIONS
+        op[0]: {p.name: [] for p in peers + (floors if op[0] == "put_small" else [])}
+        for op in OPERATIONS
     }
     counter = iter(range(10**9))
     for key, _, _, full, quick in OPERATIONS:
         count = quick if opts.quick else full
         big = key.endswith("_big")
+        servers = peers + floors if key == "put_small" else peers
         for number in range(big_rounds if big else rounds):
-            shift = number % len(peers)
-            for peer in peers[shift:] + peers[:shift]:
+            shift = number % len(servers)
+            for peer in servers[shift:] + servers[:shift]:
                 operation = getattr(peer, key)
                 started = time.perf_counter()
                 done = 0
@@ -317,7 +363,11 @@ def run(opts: Options) -> list[Table]:
             stack.enter_context(wsgidav(opts, password, big)),
             stack.enter_context(rclone(opts, password, big)),
         ]
-        rates = measure(peers, opts, size)
+        floors = [
+            stack.enter_context(floor(opts, DURABLE_FLOOR, durable=True)),
+            stack.enter_context(floor(opts, NO_SYNC_FLOOR, durable=False)),
+        ]
+        rates = measure(peers, opts, size, floors)
     label_size = f"{size // MIB} MiB" if size < 1024 * MIB else f"{size / (1024 * MIB):g} GiB"
     table = Table(
         f"8. Peers: kloudless, WsgiDAV and rclone serve webdav ({label_size} large file)",
@@ -350,4 +400,39 @@ def run(opts: Options) -> list[Table]:
         "answering, the peers do not. One client thread; all servers on the same 2 cores."
     )
     table.notes.append("Goals missed: " + (", ".join(missed) if missed else "none"))
-    return [table]
+    return [table, floor_table(rates["put_small"])]
+
+
+def floor_table(put_small: dict[str, list[float]]) -> Table:
+    """Table 8b from the ``PUT`` 4 KiB rates per round of every server. :returns: it."""
+    table = Table(
+        "8b. PUT 4 KiB against the HTTP floors, in the same rounds as table 8",
+        ["server", "requests/s", "vs durable floor", "vs WsgiDAV", "vs rclone"],
+    )
+
+    def per_round(name: str, base: str) -> float:
+        pairs = [mine / theirs for mine, theirs in zip(put_small[name], put_small[base]) if theirs]
+        return statistics.median(pairs) if pairs else 0.0
+
+    for name in ("kloudless", DURABLE_FLOOR, NO_SYNC_FLOOR, "WsgiDAV", "rclone"):
+        table.add(
+            name,
+            f"{statistics.median(put_small[name]):.1f}",
+            *(f"{per_round(name, base):.2f}x" for base in (DURABLE_FLOOR, "WsgiDAV", "rclone")),
+        )
+    durable = per_round(DURABLE_FLOOR, "WsgiDAV"), per_round(DURABLE_FLOOR, "rclone")
+    table.notes.append(
+        "HTTP floors: a bare waitress (no kloudless code, 8 threads) receiving the same 4 KiB "
+        "POST from the same client; durable: it writes the bytes, fdatasyncs them, renames the "
+        "file into its folder, fsyncs the folder and commits one SQLite row (WAL, "
+        "synchronous=FULL), the durable steps of a kloudless upload and nothing else (as in "
+        "5c); no sync: the same writes without any sync. Ratios: medians of the per-round "
+        "ratios."
+    )
+    table.notes.append(
+        "No server that answers after the upload is on disk can be faster than the durable "
+        f"floor, which ran at {durable[0]:.2f}x WsgiDAV and {durable[1]:.2f}x rclone here: "
+        "table 8's PUT 4 KiB goals (>1x WsgiDAV, >=0.5x rclone) are within reach of a durable "
+        "upload only where the floor meets them."
+    )
+    return table

@@ -35,6 +35,7 @@ TITLES = (
     "5d. 4 KiB download against bare waitress",
     "6. Blob stores: files vs S3",
     "8. Peers: kloudless, WsgiDAV and rclone serve webdav",
+    "8b. PUT 4 KiB against the HTTP floors",
 )
 
 
