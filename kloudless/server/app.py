@@ -30,6 +30,7 @@ from .params import check_no_nul
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response, new_request_id
 from .routing import (
+    AFTER_RESPONSE,
     AUTH_APP,
     AUTH_DEVELOPER,
     AUTH_META,
@@ -130,7 +131,13 @@ class ServerApp(Core):
         started = time.monotonic()
         response = self.dispatch(request, request_id)
         response.headers["X-Request-Id"] = request_id
-        _log_request(request, response, started, request_id)
+        after = environ.get(AFTER_RESPONSE)
+        if after is None:
+            _log_request(request, response, started, request_id)
+        else:
+            # Written once the answer is on its way (the HTTP server runs it): the client
+            # reads its answer while the line is formatted and written.
+            after.append(_request_logger(request, response, started, request_id))
         headers = _as_is(response, environ)
         if headers is not None:
             # What werkzeug would send for it, without copying and checking every header again.
@@ -411,11 +418,23 @@ def _as_is(response: Response, environ: WSGIEnvironment) -> list[tuple[str, str]
 
 def _log_request(request: Request, response: Response, started: float, request_id: str) -> None:
     """Log one line for a request (path redacted), with its status, duration and id."""
-    log.info(
-        "%s %s %s %.1fms request_id=%s",
+    _request_logger(request, response, started, request_id)()
+
+
+def _request_logger(
+    request: Request, response: Response, started: float, request_id: str
+) -> Callable[[], None]:
+    """:returns: what writes the request's log line (:func:`_log_request`) when called, with
+    the duration and status as they are now."""
+    return functools.partial(
+        _write_request_line,
         request.method,
-        log_path(request.path),
+        request.path,
         response.status_code,
         (time.monotonic() - started) * 1000,
         request_id,
     )
+
+
+def _write_request_line(method: str, path: str, status: int, ms: float, request_id: str) -> None:
+    log.info("%s %s %s %.1fms request_id=%s", method, log_path(path), status, ms, request_id)

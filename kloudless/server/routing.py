@@ -32,8 +32,15 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: and credentials), handed by the HTTP server to the dispatch of the same request so that it
 #: does not route and authenticate it a second time (``ServerApp.preflight``).
 PREFLIGHTED = "kloudless.preflighted"
+#: WSGI environ key: a list the HTTP server (``serving.Task``) gives each request; what the app
+#: appends to it (callables of no arguments) runs once the answer has been handed to the
+#: socket, in the same worker, before the connection's next request is read: work the client
+#: need not wait for, such as the request log line. Without the key (another WSGI server, the
+#: test client) the app does that work before it answers.
+AFTER_RESPONSE = "kloudless.after_response"
 
 __all__ = [
+    "AFTER_RESPONSE",
     "AUTH_ANY",
     "AUTH_APP",
     "AUTH_DEVELOPER",

@@ -48,7 +48,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from waitress.buffers import OverflowableBuffer
+from waitress.buffers import OverflowableBuffer, ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.receiver import ChunkedReceiver, FixedStreamReceiver
@@ -59,7 +59,7 @@ from waitress.wasyncore import _DISCONNECTED
 
 from .balance import NAP, Slot
 from .diskspace import is_disk_full
-from .routing import PREFLIGHTED
+from .routing import AFTER_RESPONSE, PREFLIGHTED
 from .spool import BODY_IN_PLACE, HASH_BODY, SPOOL_DIR, InPlaceBody, SpooledBody
 from .transfer_limits import SLOT_HELD
 
@@ -358,10 +358,51 @@ class Parser(HTTPRequestParser):
 class Task(WSGITask):
     """waitress's WSGI task; hands the app what its preflight left for the request: the
     transfer slot it holds (so that it does not take a second one), the body's place, the
-    route and credentials it found."""
+    route and credentials it found; and runs the app's after-response work
+    (:data:`~kloudless.server.routing.AFTER_RESPONSE`) once the answer is sent.
+
+    A worker sends what the app's body yields as it writes it (waitress's ``write_soon``).
+    Once the task is done, whatever is still buffered is sent from this thread
+    (not a file wrapper's bytes, which the I/O thread streams), then the app's after-response
+    work runs while the client reads its answer. The connection's next request is read after
+    that work, as it was read after the app before.
+    """
+
+    def __init__(self, channel: Any, request: Any) -> None:
+        super().__init__(channel, request)
+        #: What the app left to run once the answer is sent (``environ[AFTER_RESPONSE]``).
+        self.after_response: list[Callable[[], None]] = []
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            if self.after_response:
+                self._send_now()
+                self._run_after_response()
+
+    def _send_now(self) -> None:
+        """Send what the answer left in the connection's buffers from this worker (waitress's
+        own flush under its lock; a socket error marks the connection to close, as there)."""
+        channel = self.channel
+        if not channel.total_outbufs_len or not channel.connected:
+            return
+        if any(isinstance(buffer, ReadOnlyFileBasedBuffer) for buffer in channel.outbufs):
+            return  # a file wrapper's bytes: streamed by the I/O thread, as always
+        with channel.outbuf_lock:
+            channel._flush_exception(channel._flush_some, do_close=False)
+
+    def _run_after_response(self) -> None:
+        callbacks, self.after_response = self.after_response, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-response work failed")
 
     def get_environment(self) -> Any:
         environ = super().get_environment()
+        environ[AFTER_RESPONSE] = self.after_response
         if getattr(self.request, "release", None) is not None:
             environ[SLOT_HELD] = self.request.release
         if getattr(self.request, "in_place", None) is not None:

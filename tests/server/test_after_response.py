@@ -1,0 +1,218 @@
+"""Work after the answer is sent (``routing.AFTER_RESPONSE``, run by ``serving.Task``): the
+request log line is written once the client has its answer, for every request (errors,
+streamed files, uploads, a client gone before reading), and before a clean stop returns."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+import requests
+from werkzeug.test import Client
+
+from kloudless.server import Settings, create_app
+from kloudless.server.api.storage import SMALL_ANSWER
+from kloudless.server.routing import AFTER_RESPONSE
+from kloudless.server.runner import ServerThread
+
+#: Longest wait for anything in these tests (a failure shows as this wait, never a hang).
+WAIT = 10.0
+
+
+class Lines(logging.Handler):
+    """The request log's lines as they are written; :attr:`hold` (when set) runs in the
+    writing thread before a line is kept, as a slow log handler would."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        self.hold: Callable[[str], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if self.hold is not None and "request_id=" in line:
+            self.hold(line)
+        with self.changed:
+            self.lines.append(line)
+            self.changed.notify_all()
+
+    def wait_for(self, text: str) -> str:
+        """:returns: the first line holding ``text``, waiting up to :data:`WAIT` seconds."""
+        deadline = time.monotonic() + WAIT
+        with self.changed:
+            while True:
+                found = [line for line in self.lines if text in line]
+                if found:
+                    return found[0]
+                left = deadline - time.monotonic()
+                assert left > 0, f"no log line with {text!r} in {self.lines!r}"
+                self.changed.wait(left)
+
+
+@pytest.fixture
+def lines() -> Iterator[Lines]:
+    logger = logging.getLogger("kloudless.server")
+    handler = Lines()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def served(make_settings: Callable[..., Settings]) -> Iterator[Any]:
+    thread = ServerThread(make_settings(port=0)).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+def _auth(thread: ServerThread) -> dict[str, str]:
+    assert thread.credentials is not None
+    return {"Authorization": f"Bearer {thread.credentials.token}"}
+
+
+def _upload(thread: ServerThread, name: str, data: bytes, lines: Lines | None = None) -> str:
+    """:returns: the new file's id (once its log line is written, with ``lines``)."""
+    headers = {
+        **_auth(thread),
+        "X-Kloudless-Metadata": json.dumps({"name": name, "parent_id": "root"}),
+    }
+    answer = requests.post(
+        f"{thread.base_url}/v1/accounts/me/storage/files", data=data, headers=headers, timeout=WAIT
+    )
+    assert answer.status_code == 201, answer.text
+    if lines is not None:
+        line = lines.wait_for(f"request_id={answer.headers['X-Request-Id']}")
+        assert line.startswith("POST /v1/accounts/me/storage/files 201 ")
+    return str(answer.json()["id"])
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_the_client_has_its_answer_before_the_log_line_is_written(
+    served: ServerThread, lines: Lines
+) -> None:
+    file_id = _upload(served, "a.bin", b"a" * 4096, lines)  # its line written before the hold
+    url = f"{served.base_url}/v1/accounts/me/storage/files/{file_id}/contents"
+    answered = threading.Event()
+    held: list[tuple[str, bool]] = []
+
+    def hold(line: str) -> None:
+        # Written before the answer was sent, this line would keep the client waiting for
+        # WAIT seconds, beyond its timeout.
+        held.append((line, answered.wait(WAIT)))
+
+    lines.hold = hold
+    with requests.Session() as session:
+        for _ in range(3):  # keep-alive: each next request is read after the line
+            answer = session.get(url, headers=_auth(served), timeout=WAIT / 2)
+            assert answer.status_code == 200 and answer.content == b"a" * 4096
+            request_id = answer.headers["X-Request-Id"]
+            answered.set()
+            line = lines.wait_for(f"request_id={request_id}")
+            answered.clear()
+            assert line.startswith(f"GET /v1/accounts/me/storage/files/{file_id}/contents 200 ")
+    assert len(held) == 3 and all(after for _, after in held)
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_every_request_writes_its_line(served: ServerThread, lines: Lines) -> None:
+    small = _upload(served, "small.bin", b"s" * 10, lines)  # uploads are logged too
+    large = _upload(served, "large.bin", b"l" * (SMALL_ANSWER + 1), lines)  # the file wrapper's
+    base = f"{served.base_url}/v1/accounts/me/storage/files"
+    auth = _auth(served)
+    calls: list[tuple[str, str, dict[str, str], int]] = [
+        ("GET", f"{base}/{small}/contents", auth, 200),
+        ("GET", f"{base}/{large}/contents", auth, 200),
+        ("HEAD", f"{base}/{small}/contents", auth, 200),
+        ("GET", f"{base}/{small}/contents", {**auth, "Range": "bytes=2-3"}, 206),
+        ("GET", f"{base}/{small}/contents", {**auth, "Range": "bytes=99-"}, 416),
+        ("GET", f"{base}/{small}/contents", {**auth, "If-None-Match": "*"}, 304),
+        ("GET", f"{base}/{small}/contents", {}, 401),
+        ("GET", f"{base}/nonesuch/contents", auth, 404),
+        ("DELETE", f"{served.base_url}/v1/accounts/me", {}, 401),
+        ("PATCH", f"{served.base_url}/v1/nowhere", auth, 404),
+    ]
+    with requests.Session() as session:
+        for method, url, headers, status in calls:
+            answer = session.request(method, url, headers=headers, timeout=WAIT)
+            assert answer.status_code == status, (method, url, answer.text)
+            path = url[len(served.base_url) :]
+            line = lines.wait_for(f"request_id={answer.headers['X-Request-Id']}")
+            assert line.startswith(f"{method} {path} {status} ") and "ms request_id=" in line
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_a_client_gone_before_its_answer_is_logged(served: ServerThread, lines: Lines) -> None:
+    gone = threading.Event()
+    lines.hold = lambda line: gone.wait(WAIT) if "/gone-" in line else None
+    path = f"/v1/gone-{uuid.uuid4().hex}"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=WAIT) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n\r\n".encode())
+    gone.set()
+    assert lines.wait_for(path).startswith(f"GET {path} 404 ")
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_a_clean_stop_waits_for_the_lines_of_answered_requests(
+    make_settings: Callable[..., Settings], lines: Lines
+) -> None:
+    thread = ServerThread(make_settings(port=0)).start()
+    try:
+        lines.hold = lambda line: time.sleep(0.5)  # a slow log handler
+        answer = requests.get(f"{thread.base_url}/v1/nowhere", timeout=WAIT)
+        assert answer.status_code == 404
+        request_id = answer.headers["X-Request-Id"]
+    finally:
+        thread.stop()
+    assert any(f"request_id={request_id}" in line for line in lines.lines)
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_failing_after_response_work_is_logged_and_the_connection_goes_on(
+    served: ServerThread, lines: Lines
+) -> None:
+    app = served.app
+    original = app.dispatch
+    calls = 0
+
+    def dispatch(request: Any, request_id: str) -> Any:
+        nonlocal calls
+        calls += 1
+        request.environ[AFTER_RESPONSE].append(lambda: 1 / 0)
+        return original(request, request_id)
+
+    app.dispatch = dispatch  # type: ignore[method-assign]
+    with requests.Session() as session:
+        for _ in range(2):
+            answer = session.get(f"{served.base_url}/v1/nowhere", timeout=WAIT)
+            assert answer.status_code == 404
+            lines.wait_for(f"request_id={answer.headers['X-Request-Id']}")
+    assert calls == 2
+    assert lines.wait_for("after-response work failed")
+
+
+def test_without_the_http_server_the_line_is_written_before_the_answer(
+    make_settings: Callable[..., Settings], lines: Lines
+) -> None:
+    app = create_app(make_settings())
+    try:
+        answer = Client(app).get("/v1/nowhere")
+        assert answer.status_code == 404
+        request_id = answer.headers["X-Request-Id"]
+        assert any(f"request_id={request_id}" in line for line in lines.lines)
+    finally:
+        app.close()
