@@ -77,6 +77,10 @@ Preflight = Callable[[dict[str, Any]], tuple[Optional[Answer], int]]
 #: per 8 KiB: most of the server's CPU time on a large upload); into one reused buffer.
 BODY_RECV_BYTES = 1024 * 1024
 
+#: A whole body of at most this many bytes, in one chunk (a small download, a JSON answer), is
+#: sent with its head in one send (see :meth:`Task.write`).
+ONE_SEND_BYTES = 64 * 1024
+
 #: After an early answer, read and drop at most this much of the unread body ...
 LINGER_BYTES = 4 * 1024 * 1024
 #: ... for at most this many seconds, before closing (so the client reads the answer).
@@ -361,12 +365,16 @@ class Task(WSGITask):
     route and credentials it found; and runs the app's after-response work
     (:data:`~kloudless.server.routing.AFTER_RESPONSE`) once the answer is sent.
 
-    A worker sends what the app's body yields as it writes it (waitress's ``write_soon``).
-    Once the task is done, whatever is still buffered is sent from this thread
+    A worker sends what the app's body yields as it writes it (waitress's ``write_soon``); a
+    body of one chunk of at most :data:`ONE_SEND_BYTES` goes out with its head in one send
+    (:meth:`write`). Once the task is done, whatever is still buffered is sent from this thread
     (not a file wrapper's bytes, which the I/O thread streams), then the app's after-response
     work runs while the client reads its answer. The connection's next request is read after
     that work, as it was read after the app before.
     """
+
+    wrote_header: bool
+    content_length: int | None
 
     def __init__(self, channel: Any, request: Any) -> None:
         super().__init__(channel, request)
@@ -380,6 +388,22 @@ class Task(WSGITask):
             if self.after_response:
                 self._send_now()
                 self._run_after_response()
+
+    def write(self, data: bytes) -> None:
+        if self.wrote_header or not data or len(data) > ONE_SEND_BYTES:
+            super().write(data)
+            return
+        # The first chunk: waitress would send the head, then the chunk, in two sends (two
+        # segments for the client to wait for). A body that is this one chunk goes out with
+        # its head in one.
+        head = self.build_response_header()
+        self.wrote_header = True
+        if self.has_body and not self.chunked_response and self.content_length == len(data):
+            self.content_bytes_written = len(data)
+            self.channel.write_soon(head + data)
+            return
+        self.channel.write_soon(head)
+        super().write(data)
 
     def _send_now(self) -> None:
         """Send what the answer left in the connection's buffers from this worker (waitress's

@@ -216,3 +216,72 @@ def test_without_the_http_server_the_line_is_written_before_the_answer(
         assert any(f"request_id={request_id}" in line for line in lines.lines)
     finally:
         app.close()
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """:returns: the bytes the server answers ``request`` with (it closes the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _without_per_request_headers(answer: bytes) -> bytes:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for line in lines:
+        if line.startswith(b"X-Request-Id: "):
+            body = body.replace(line.split(b" ", 1)[1], b"<id>")  # a JSON error's id
+    kept = [line for line in lines if not line.startswith((b"Date:", b"X-Request-Id:"))]
+    return b"\r\n".join(kept) + b"\r\n\r\n" + body
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_a_one_chunk_body_goes_out_with_its_head_in_one_send(
+    served: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kloudless.server.serving as serving
+
+    file_id = _upload(served, "a.bin", b"a" * 4096)
+    token = _auth(served)["Authorization"]
+    host = f"Host: 127.0.0.1:{served.port}\r\nConnection: close\r\n"
+    path = f"/v1/accounts/me/storage/files/{file_id}/contents"
+    requests_ = [
+        f"GET {path} HTTP/1.1\r\n{host}Authorization: {token}\r\n\r\n",  # 200, 4 KiB
+        f"HEAD {path} HTTP/1.1\r\n{host}Authorization: {token}\r\n\r\n",
+        f"GET {path} HTTP/1.1\r\n{host}Authorization: {token}\r\nIf-None-Match: *\r\n\r\n",
+        f"GET {path} HTTP/1.1\r\n{host}\r\n\r\n",  # 401, JSON
+        f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{served.port}\r\nAuthorization: {token}\r\n\r\n",
+    ]
+    sends: list[int] = []
+    original = serving.Channel.send
+
+    def send(self: Any, data: Any, do_close: bool = True) -> int:
+        sent: int = original(self, data, do_close)
+        sends.append(sent)
+        return sent
+
+    monkeypatch.setattr(serving.Channel, "send", send)
+
+    def answers() -> list[tuple[bytes, list[int]]]:
+        out = []
+        for request in requests_:
+            sends.clear()
+            raw = _raw(served.port, request.encode())
+            out.append((_without_per_request_headers(raw), list(sends)))
+        return out
+
+    one_send = answers()
+    monkeypatch.setattr(serving, "ONE_SEND_BYTES", -1)  # waitress's way: head, then body
+    two_sends = answers()
+    assert [answer for answer, _ in one_send] == [answer for answer, _ in two_sends]
+    first, first_sends = one_send[0]
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\n" + b"a" * 4096)
+    assert len(first_sends) == 1 and first_sends[0] > 4096  # head and body at once
+    assert len(two_sends[0][1]) == 2
+    assert b"Content-Length: 4096" in one_send[1][0] and one_send[1][0].endswith(b"\r\n\r\n")
+    assert one_send[2][0].startswith(b"HTTP/1.1 304 ")
+    assert one_send[3][0].startswith(b"HTTP/1.1 401 ") and len(one_send[3][1]) == 1
+    assert one_send[4][0].startswith(b"HTTP/1.0 200 OK\r\n")
