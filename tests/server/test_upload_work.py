@@ -7,7 +7,9 @@ same.
   refusals included, are those of a preflighted upload.
 * An upload builds its file's JSON once: its activity event records it, and the answer is
   that same JSON.
-* A small upload over HTTP runs 8 SQL statements (9 when preflighted), one commit.
+* A small upload over HTTP runs 7 SQL statements (8 when preflighted, 9 into a folder, 2 more
+  with an ``Idempotency-Key``), one commit: a new file's name is taken by its insert, not
+  looked up first; its folder's row, read in the unit of work, is the first step of its path.
 * ``X-Kloudless-Metadata`` is encoded again (to refuse a lone surrogate) only when it holds a
   ``\\u`` escape, the one way JSON decoded from UTF-8 can hold one.
 * The request's host URL (the ``href`` of every object) is werkzeug's ``Request.host_url``,
@@ -58,14 +60,16 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return seen
 
 
-def _post(server: ServerThread, body: bytes, name: str, **headers: str) -> requests.Response:
+def _post(
+    server: ServerThread, body: bytes, name: str, parent: str = "root", **headers: str
+) -> requests.Response:
     assert server.credentials is not None
     return requests.post(
         f"{server.base_url}/v1/accounts/me/storage/files",
         data=body,
         headers={
             "Authorization": f"Bearer {server.credentials.token}",
-            "X-Kloudless-Metadata": json.dumps({"name": name, "parent_id": "root"}),
+            "X-Kloudless-Metadata": json.dumps({"name": name, "parent_id": parent}),
             **headers,
         },
         timeout=WAIT,
@@ -245,26 +249,93 @@ def test_metadata_without_a_lone_surrogate_is_taken(
 
 
 @pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
-@pytest.mark.parametrize(("small_body", "expected"), [(SMALL, 8), (0, 9)])
+@pytest.mark.parametrize(
+    ("small_body", "folder", "keyed", "expected"),
+    [
+        # Received first: the token with its account, then the upload's unit of work (BEGIN,
+        # the quota, the file's row (its insert finds out whether the name is free), its
+        # event, the webhook check, COMMIT).
+        (SMALL, False, False, 7),
+        # Preflighted: the preflight reads the token and the quota, the dispatch the rest.
+        (0, False, False, 8),
+        # Into a folder: the folder's row before the body is written and again in the unit,
+        # where it is also the first step of the file's path (not read a third time).
+        (SMALL, True, False, 9),
+        # With an Idempotency-Key: the key looked up first, its row written with the answer
+        # in the same unit (no intent to delete: a local account records none).
+        (SMALL, False, True, 9),
+        (SMALL, True, True, 11),
+    ],
+)
 def test_statements_of_a_small_upload_over_http(
-    make_settings: Callable[..., Settings], small_body: int, expected: int
+    make_settings: Callable[..., Settings],
+    small_body: int,
+    folder: bool,
+    keyed: bool,
+    expected: int,
 ) -> None:
-    # Received first: the token with its account, then the upload's unit of work (BEGIN, the
-    # name's lookup, the quota, the file's row, its event, the webhook check, COMMIT).
-    # Preflighted: the preflight reads the token and the quota, the dispatch the rest.
     with ServerThread(make_settings(port=0, small_body_bytes=small_body)) as server:
+        assert server.credentials is not None
+        parent = "root"
+        if folder:
+            made = requests.post(
+                f"{server.base_url}/v1/accounts/me/storage/folders",
+                json={"name": "into", "parent_id": "root"},
+                headers={"Authorization": f"Bearer {server.credentials.token}"},
+                timeout=WAIT,
+            )
+            assert made.status_code == 201, made.text
+            parent = made.json()["id"]
+
+        def post(name: str) -> requests.Response:
+            key = {"Idempotency-Key": f"key-{name}"} if keyed else {}
+            return _post(server, b"c" * 4096, name, parent=parent, **key)
+
         for number in range(3):  # every thread that serves them has its connection
-            assert _post(server, b"w" * 4096, f"warm-{number}.bin").status_code == 201
+            assert post(f"warm-{number}.bin").status_code == 201
         seen: list[str] = []
         connections = list(server.app.store._all)
         for connection in connections:
             connection.set_trace_callback(seen.append)
         try:
             for number in range(5):
-                assert _post(server, b"c" * 4096, f"counted-{number}.bin").status_code == 201
+                answer = post(f"counted-{number}.bin")
+                assert answer.status_code == 201, answer.text
+                assert answer.json()["name"] == f"counted-{number}.bin"
         finally:
             for connection in connections:
                 connection.set_trace_callback(None)
         assert list(server.app.store._all) == connections  # no statement ran untraced
     assert len(seen) == expected * 5, seen[: expected + 2]
     assert sum(s.startswith("COMMIT") for s in seen) == 5
+    assert not any("upstream_intents" in s for s in seen)
+    assert sum(s.startswith("INSERT INTO idempotency_keys") for s in seen) == (5 if keyed else 0)
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_an_upload_of_a_taken_name(client: Client, auth: dict[str, str], overwrite: str) -> None:
+    folder = client.post(
+        "/v1/accounts/me/storage/folders", json={"name": f"taken-{overwrite}"}, headers=auth
+    ).get_json()["id"]
+    first = upload(client, auth, "a.bin", b"1" * 10, parent=folder)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    second = upload(client, auth, "a.bin", b"2" * 20, parent=folder, overwrite=overwrite)
+    assert second.status_code in (200, 201), second.get_data(as_text=True)
+    body, was = second.get_json(), first.get_json()
+    if overwrite == "true":  # the same file, its new contents
+        assert (body["id"], body["name"], body["size"]) == (was["id"], "a.bin", 20)
+    else:  # a new file under the first free name, as one looked up before inserting
+        assert body["id"] != was["id"] and body["name"] == "a (1).bin"
+        third = upload(client, auth, "a.bin", b"3", parent=folder).get_json()
+        assert third["name"] == "a (2).bin"
+    assert body["path"] == f"/taken-{overwrite}/{body['name']}"
+    assert body["parent"]["id"] == folder and [a["id"] for a in body["ancestors"]] == [
+        "root",
+        folder,
+    ]
+    names = client.get(
+        f"/v1/accounts/me/storage/folders/{folder}/contents", headers=auth
+    ).get_json()["objects"]
+    assert sorted(item["name"] for item in names) == (
+        ["a.bin"] if overwrite == "true" else ["a (1).bin", "a (2).bin", "a.bin"]
+    )

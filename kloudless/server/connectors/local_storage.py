@@ -526,13 +526,22 @@ class LocalStorage(StorageBackend):
         finally:
             self._chains = None
 
-    def _walk_up(self, parent_id: str) -> list[tuple[str, str]]:
+    def _walk_up(self, parent_id: str, first: sqlite3.Row | None = None) -> list[tuple[str, str]]:
+        """:returns: the ``(id, name)`` chain from the root down to ``parent_id``.
+
+        :param first: ``parent_id``'s row when the caller has just read it (not read again).
+        """
         chain: list[tuple[str, str]] = []
         current = parent_id
         for _ in range(MAX_DEPTH):
             if current == ROOT:
                 break
-            row = self.store.one("SELECT id, name, parent_id FROM objects WHERE id = ?", (current,))
+            if first is not None and first["id"] == current:
+                row: sqlite3.Row | None = first
+            else:
+                row = self.store.one(
+                    "SELECT id, name, parent_id FROM objects WHERE id = ?", (current,)
+                )
             if row is None:
                 break
             chain.append((str(row["id"]), str(row["name"])))
@@ -546,8 +555,13 @@ class LocalStorage(StorageBackend):
         # builds 1000 of these per page.
         return self._object_of({k: row[k] for k in _RAW_COLUMNS})
 
-    def _object_of(self, raw: dict[str, Any]) -> StorageObject:
-        """:returns: the object of a row's :data:`_RAW_COLUMNS` (its ``raw`` record)."""
+    def _object_of(
+        self, raw: dict[str, Any], ancestors: list[tuple[str, str]] | None = None
+    ) -> StorageObject:
+        """:returns: the object of a row's :data:`_RAW_COLUMNS` (its ``raw`` record).
+
+        :param ancestors: its parent's chain (:meth:`_walk_up`), when the caller has it.
+        """
         kind = raw["kind"]
         parent_id = str(raw["parent_id"])
         return StorageObject(
@@ -559,7 +573,7 @@ class LocalStorage(StorageBackend):
             mime_type=raw["mime_type"],
             created=raw["created"],
             modified=raw["modified"],
-            ancestors=self._ancestors(parent_id),
+            ancestors=self._ancestors(parent_id) if ancestors is None else ancestors,
             etag=raw["etag"],
             raw=raw,
         )
@@ -1043,13 +1057,14 @@ class LocalStorage(StorageBackend):
         old_blob: str | None = None
         try:
             with self._tree_change():
-                self._folder_row(parent_id)
+                folder = self._folder_row(parent_id)
                 now = now_iso()
-                existing = self._child(parent_id, name)
-                replaced = existing["size"] if existing is not None and overwrite else 0
+                # A new file's name is taken by its insert (below), not looked up first.
+                existing = self._child(parent_id, name) if overwrite else None
+                replaced = existing["size"] if existing is not None else 0
                 quota.check(self.store, self.quota_limit, self.account_id, size - (replaced or 0))
                 self._adopt_blob(blob)
-                if existing is not None and overwrite:
+                if existing is not None:
                     if existing["kind"] != "file":
                         raise naming_conflict(
                             f"A folder named {name!r} already exists.", str(existing["id"])
@@ -1064,46 +1079,75 @@ class LocalStorage(StorageBackend):
                     file_id = str(existing["id"])
                     result = self._object(self._row(file_id, "file"))
                 else:
-                    # The name was just looked up: only a taken one needs another.
-                    final = name if existing is None else self._free_name(parent_id, name)
-                    file_id = "file_" + secrets.token_urlsafe(16)
-                    raw = {
-                        "id": file_id,
-                        "parent_id": parent_id,
-                        "name": final,
-                        "kind": "file",
-                        "size": size,
-                        "mime_type": mime,
-                        "etag": digest[:32],
-                        "created": now,
-                        "modified": now,
-                    }
-                    self.store.execute(
-                        "INSERT INTO objects (id, account_id, parent_id, name, kind, size,"
-                        " mime_type, blob, etag, created, modified, sort_key)"
-                        " VALUES (?, ?, ?, ?, 'file', ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            file_id,
-                            self.account_id,
-                            parent_id,
-                            final,
-                            size,
-                            mime,
-                            blob,
-                            digest[:32],
-                            now,
-                            now,
-                            order_key("file", final, file_id),
-                        ),
+                    raw = self._insert_new_file(
+                        parent_id, name, blob, size, digest, mime, now, another=not overwrite
                     )
-                    # The row as inserted (no read back), built inside the transaction.
-                    result = self._object_of(raw)
+                    # The row as inserted (no read back), built inside the transaction; its
+                    # parent's row was just read (the first step up to the root).
+                    result = self._object_of(raw, self._walk_up(parent_id, folder))
                 self._record("update" if old_blob is not None else "add", result)
         except BaseException:
             self._drop_new_blob(blob)
             raise
         self._on_rollback_drop(blob)
         return result
+
+    def _insert_new_file(
+        self,
+        parent_id: str,
+        name: str,
+        blob: str,
+        size: int,
+        digest: str,
+        mime: str,
+        now: str,
+        *,
+        another: bool,
+    ) -> dict[str, Any]:
+        """Insert a new file row named ``name``.
+
+        :param another: when a live sibling has the name, take the first free ``name (n)``
+            instead (found out by the insert: one statement when the name is free); else
+            such a sibling is a naming conflict (``IntegrityError``).
+        :returns: the row's :data:`_RAW_COLUMNS` as inserted.
+        """
+        final, exact = name, not another
+        for _ in range(2):
+            file_id = "file_" + secrets.token_urlsafe(16)
+            cur = self.store.execute(
+                "INSERT INTO objects (id, account_id, parent_id, name, kind, size,"
+                " mime_type, blob, etag, created, modified, sort_key)"
+                " VALUES (?, ?, ?, ?, 'file', ?, ?, ?, ?, ?, ?, ?)"
+                + ("" if exact else " ON CONFLICT DO NOTHING"),
+                (
+                    file_id,
+                    self.account_id,
+                    parent_id,
+                    final,
+                    size,
+                    mime,
+                    blob,
+                    digest[:32],
+                    now,
+                    now,
+                    order_key("file", final, file_id),
+                ),
+            )
+            if cur.rowcount != 0:
+                break
+            # Taken: the first free name (the transaction holds the write lock: it stays free).
+            final, exact = self._free_name(parent_id, name), True
+        return {
+            "id": file_id,
+            "parent_id": parent_id,
+            "name": final,
+            "kind": "file",
+            "size": size,
+            "mime_type": mime,
+            "etag": digest[:32],
+            "created": now,
+            "modified": now,
+        }
 
     def open_contents(self, file_id: str) -> FileContents:
         for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
