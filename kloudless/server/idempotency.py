@@ -124,6 +124,9 @@ class _Request:
     method: str
     path: str
     headers_sha256: str
+    #: An intent may be recorded under the key (see :mod:`~kloudless.server.intents`): not
+    #: for an account whose connector never records one.
+    intents: bool = True
 
 
 #: How a stored answer that holds a secret starts (``RequestContext.secret_answer``).
@@ -210,7 +213,7 @@ class IdempotencyLayer:
             return call_next()
         key = _check_key(raw_key)
         try:
-            scope, path = self._scope_and_path(ctx)
+            scope, path, intents = self._scope_and_path(ctx)
         except ApiError:
             # The handler reports the same account error; there is nothing to key.
             return call_next()
@@ -221,6 +224,7 @@ class IdempotencyLayer:
             method=request.method,
             path=path,
             headers_sha256=hashlib.sha256(fingerprint.encode("utf-8", "replace")).hexdigest(),
+            intents=intents,
         )
         if not self.fold:
             return self._claim_and_run(ctx, req, call_next)
@@ -294,24 +298,31 @@ class IdempotencyLayer:
             raise _in_use() from None
         return response
 
-    def _scope_and_path(self, ctx: RequestContext) -> tuple[str, str]:
-        """Scope (app + account) and the normalized path (``me`` resolved, with the query)."""
+    def _scope_and_path(self, ctx: RequestContext) -> tuple[str, str, bool]:
+        """Scope (app + account), the normalized path (``me`` resolved, with the query) and
+        whether an intent may be recorded under the key (:attr:`_Request.intents`)."""
         auth = ctx.require_auth()
         path = ctx.request.path
         account = "-"
+        intents = True
         match = _ACCOUNT_PATH.match(path)
         if match is not None:
             # Also checks that the caller may use this account: a stored response is never
             # replayed to a credential that could not have made the request.
             rows = dict(auth.account_rows)
-            account = str(ctx.account(match.group(2))["id"])
+            row = ctx.account(match.group(2))
+            account = str(row["id"])
             # Unchanged since the token was read: the handler takes them without reading again.
             auth.account_rows.update(rows)
             path = f"{match.group(1)}{account}{match.group(3) or ''}"
+            # An account's service never changes: nor does whether its requests record
+            # intents (an unknown service's are assumed to).
+            with contextlib.suppress(ApiError):
+                intents = ctx.connector(row).records_intents
         query = ctx.request.query_string.decode("latin-1")
         if query:
             path += "?" + query
-        return f"{auth.app_id}:{account}", path
+        return f"{auth.app_id}:{account}", path, intents
 
     def _run(
         self, ctx: RequestContext, req: _Request, claim: str, call_next: Callable[[], Response]
@@ -470,7 +481,8 @@ class IdempotencyLayer:
         # intent (if any) is done with once its answer is stored. A failure here fails the
         # request (its unit rolls back whole): no savepoint needed.
         with self.store.transaction(savepoint=False):
-            forget_intent(self.store, f"{req.scope}:{req.key_hash}")
+            if req.intents:
+                forget_intent(self.store, f"{req.scope}:{req.key_hash}")
             if not claim:
                 self._insert_answer(req, body, stored, request_id)
                 return

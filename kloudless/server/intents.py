@@ -6,7 +6,8 @@ path it is about to create) under the request's idempotency key, in a transactio
 If the server dies after the upstream change but before the request's answer is stored, the
 retry of that request (same key) finds the intent and looks for the object it names instead
 of creating a second one. The idempotency layer deletes the intent in the transaction that
-stores the answer; intents of keys that never came back expire with them.
+stores the answer (not looked for under the keys of accounts whose connector never records
+one: ``Connector.records_intents``); intents of keys that never came back expire with them.
 """
 
 from __future__ import annotations

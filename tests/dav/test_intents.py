@@ -28,7 +28,7 @@ def _root_names(api: Client, auth: dict[str, str]) -> list[str]:
 
 
 def test_a_keyed_upload_retried_after_a_lost_commit_finds_its_file(
-    api: Client, app: Any, storage_auth: dict[str, str]
+    api: Client, app: Any, creds: Any, storage_auth: dict[str, str]
 ) -> None:
     headers = {
         **storage_auth,
@@ -40,9 +40,14 @@ def test_a_keyed_upload_retried_after_a_lost_commit_finds_its_file(
         assert api.post(f"{S}/files", data=b"hello", headers=headers).status_code == 500
     finally:
         app.handler_wrappers.remove(_lost_commit)
+    # A WebDAV upload recorded what it was about to create; a local one has no upstream.
+    remote = storage_auth["Authorization"] != f"Bearer {creds.token}"
+    assert len(app.store.all("SELECT * FROM upstream_intents")) == (1 if remote else 0)
     retried = api.post(f"{S}/files", data=b"hello", headers=headers)
     assert retried.status_code == 201, retried.get_data()
     assert retried.get_json()["name"] == "a.txt"
+    # Done with once the answer is stored.
+    assert app.store.all("SELECT * FROM upstream_intents") == []
     assert _root_names(api, storage_auth) == ["a.txt"]  # no "a (1).txt"
     file_id = retried.get_json()["id"]
     types = [

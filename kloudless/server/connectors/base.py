@@ -341,11 +341,16 @@ class Connector:
     :param service: service identifier stored on accounts (``local``).
     :param service_name: display name (``Local``).
     :param apis: API families announced on the account object (``storage``, ``calendar``, ...).
+    :param records_intents: its backends may record intents (``AccountEnv.intent``, see
+        :mod:`~kloudless.server.intents`); False for one whose backends never do, so that no
+        intent can exist under the keys of its accounts' requests (none is deleted when their
+        answers are stored).
     """
 
     service: str = ""
     service_name: str = ""
     apis: tuple[str, ...] = ()
+    records_intents: bool = True
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         """:returns: the account's storage backend, or None when unsupported."""

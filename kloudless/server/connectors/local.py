@@ -23,6 +23,7 @@ class LocalConnector(Connector):
     service = "local"
     service_name = "Local"
     apis = ("storage", "calendar", "crm", "events")
+    records_intents = False  # no upstream: every change is in the request's own transaction
 
     def storage(self, env: AccountEnv) -> StorageBackend | None:
         return LocalStorage(
