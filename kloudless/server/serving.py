@@ -390,8 +390,8 @@ class Task(WSGITask):
                 self._run_after_response()
 
     def write(self, data: bytes) -> None:
-        if self.wrote_header or not data or len(data) > ONE_SEND_BYTES:
-            super().write(data)
+        if self.wrote_header or not self.complete or not data or len(data) > ONE_SEND_BYTES:
+            super().write(data)  # waitress's own (it refuses a body before start_response)
             return
         # The first chunk: waitress would send the head, then the chunk, in two sends (two
         # segments for the client to wait for). A body that is this one chunk goes out with

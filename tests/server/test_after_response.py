@@ -285,3 +285,51 @@ def test_a_one_chunk_body_goes_out_with_its_head_in_one_send(
     assert one_send[2][0].startswith(b"HTTP/1.1 304 ")
     assert one_send[3][0].startswith(b"HTTP/1.1 401 ") and len(one_send[3][1]) == 1
     assert one_send[4][0].startswith(b"HTTP/1.0 200 OK\r\n")
+
+
+@pytest.mark.only_config("sqlite-files", reason="the HTTP server's order of work, not storage")
+def test_a_body_without_start_response_is_waitress_s_error(tmp_path: Any) -> None:
+    """The one-send path is taken only once the app has called ``start_response``: a body
+    before it is waitress's own error (500), as without the path."""
+    from kloudless.server import serving
+
+    def no_start(environ: Any, start_response: Callable[..., Any]) -> list[bytes]:
+        return [b"a body with no status"]
+
+    server = serving.create_server(
+        no_start,
+        host="127.0.0.1",
+        port=0,
+        threads=1,
+        data_dir=str(tmp_path),
+        header_timeout=5,
+        idle_timeout=5,
+        min_body_rate=1,
+        connection_limit=8,
+        connections_per_address=8,
+        min_free_bytes=0,
+        max_body_bytes=1024,
+    )
+    stopping = threading.Event()
+
+    def loop() -> None:  # as ServerThread runs it: bounded polls until asked to stop
+        from waitress import wasyncore
+
+        try:
+            while not stopping.is_set():
+                wasyncore.loop(timeout=0.1, map=server._map, count=1, use_poll=True)
+        finally:
+            server.task_dispatcher.shutdown()
+            server.close_channels()
+            wasyncore.close_all(server._map)
+
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
+    try:
+        port = server.effective_port
+        answer = _raw(port, f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    finally:
+        stopping.set()
+        runner.join(WAIT)
+    assert not runner.is_alive()
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"a body with no status" not in answer
