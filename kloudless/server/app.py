@@ -131,13 +131,14 @@ class ServerApp(Core):
         started = time.monotonic()
         response = self.dispatch(request, request_id)
         response.headers["X-Request-Id"] = request_id
+        log_line = _request_line(request, response, started, request_id)
         after = environ.get(AFTER_RESPONSE)
         if after is None:
-            _log_request(request, response, started, request_id)
+            log_line()
         else:
             # Written once the answer is on its way (the HTTP server runs it): the client
             # reads its answer while the line is formatted and written.
-            after.append(_request_logger(request, response, started, request_id))
+            after.append(log_line)
         headers = _as_is(response, environ)
         if headers is not None:
             # What werkzeug would send for it, without copying and checking every header again.
@@ -194,7 +195,7 @@ class ServerApp(Core):
         except Exception as exc:
             response = _error_response(exc, request, request_id)
             response.headers["X-Request-Id"] = request_id
-            _log_request(request, response, started, request_id)
+            _request_line(request, response, started, request_id)()
             answer = (response.status, list(response.headers.to_wsgi_list()), response.get_data())
             return answer, 0
         return None, limit
@@ -416,16 +417,11 @@ def _as_is(response: Response, environ: WSGIEnvironment) -> list[tuple[str, str]
     return headers
 
 
-def _log_request(request: Request, response: Response, started: float, request_id: str) -> None:
-    """Log one line for a request (path redacted), with its status, duration and id."""
-    _request_logger(request, response, started, request_id)()
-
-
-def _request_logger(
+def _request_line(
     request: Request, response: Response, started: float, request_id: str
 ) -> Callable[[], None]:
-    """:returns: what writes the request's log line (:func:`_log_request`) when called, with
-    the duration and status as they are now."""
+    """:returns: what logs the request's line when called: its method, path (redacted),
+    status, duration and id, the duration and status as they are now."""
     return functools.partial(
         _write_request_line,
         request.method,
