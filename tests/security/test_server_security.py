@@ -411,7 +411,15 @@ def test_symlinked_tmp_dir_is_not_written_through(world: World, tmp_path: Any) -
     tmp_dir = os.path.join(world.data_dir, "accounts", str(world.acc_a), "tmp")
     os.rmdir(tmp_dir)
     os.symlink(outside, tmp_dir)
-    response = upload(world, world.bearer(world.tok_a), "f.txt", b"should not land outside")
+    # An upload is written in place in the blob folder (the temp folder is not used: it is
+    # checked when first written into); a copy links its blob there first, and is refused.
+    made = upload(world, world.bearer(world.tok_a), "f.txt", b"should not land outside")
+    assert made.status_code == 201, made.get_data(as_text=True)
+    response = world.client.post(
+        f"/v1/accounts/{world.acc_a}/storage/files/{made.get_json()['id']}/copy",
+        json={"parent_id": "root", "name": "copy.txt"},
+        headers=world.bearer(world.tok_a),
+    )
     assert response.status_code >= 400 and response.mimetype == "application/json"
     assert _disk_snapshot(str(outside)) == set()
 

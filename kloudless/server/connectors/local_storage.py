@@ -158,9 +158,11 @@ BLOB_FOLDER = "blobs"
 
 
 #: The account folder chains this process has checked level by level and created. Once
-#: there, a storage object checks only the folders it writes into (one ``lstat`` each: still
-#: real folders, not symlinks) instead of an ``lstat``, a ``stat`` and a ``mkdir`` of every
-#: level on every request; anything else found there sends it through the full check again.
+#: there, a storage object checks only the folders it uses (one ``lstat`` each: still real
+#: folders, not symlinks) instead of an ``lstat``, a ``stat`` and a ``mkdir`` of every level
+#: on every request: the blob folder of a file store when it is made, its temp folder when
+#: first written into (reads never are); anything else found there sends it through the full
+#: check again.
 _CHECKED: set[tuple[str, ...]] = set()
 
 
@@ -178,12 +180,12 @@ def _real_folders(paths: tuple[str, ...]) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _layout(
     data_dir: str, account_id: int, blob_store: BlobStore
-) -> tuple[str, str, str | None, tuple[str, ...], tuple[str, ...]]:
+) -> tuple[str, str, str | None, tuple[str, ...]]:
     """The folders of an account (computed once per process and blob store, they are used by
     every request):
 
     :returns: ``(account folder, its tmp folder, the blob folder in a file blob store or None,
-        every level to check from the top, the folders written into)``.
+        every level to check from the top)``.
     """
     # A blob's path in a file blob store (None for a remote store).
     local_blob = blob_store.local_path(blob_key(account_id, "x"))
@@ -195,8 +197,7 @@ def _layout(
         blobs = os.path.dirname(local_blob)
         account_blobs = os.path.dirname(blobs)
         folders += [os.path.dirname(account_blobs), account_blobs, blobs]
-    written = (tmp, blobs) if blobs is not None else (tmp,)
-    return base, tmp, blobs, tuple(dict.fromkeys(folders)), written
+    return base, tmp, blobs, tuple(dict.fromkeys(folders))
 
 
 def account_dir(data_dir: str, account_id: int) -> str:
@@ -456,23 +457,40 @@ class LocalStorage(StorageBackend):
         self.data_dir = data_dir
         #: Where the file contents are (default: files in the data dir).
         self.blob_store = blobs if blobs is not None else FileBlobStore(data_dir)
-        self.base, self.tmp, blobs_dir, levels, written = _layout(
+        self.base, self._tmp, blobs_dir, self._levels = _layout(
             data_dir, self.account_id, self.blob_store
         )
+        self._tmp_checked = False
         if blobs_dir is not None:
             self.blobs = blobs_dir
-        if levels not in _CHECKED or not _real_folders(written):
-            # Check each level for a planted symlink *before* creating anything below it, so
-            # that nothing is ever created outside the data dir.
-            for path in levels:
-                if os.path.islink(path):
-                    raise ApiError(
-                        500, "internal_error", "The account folder may not be a symlink."
-                    )
-                os.makedirs(path, exist_ok=True)
-            _CHECKED.add(levels)
+        if self._levels not in _CHECKED or (
+            blobs_dir is not None and not _real_folders((blobs_dir,))
+        ):
+            self._check_levels()
         #: Ancestor chains by parent id, used only while building one listing.
         self._chains: dict[str, list[tuple[str, str]]] | None = None
+
+    def _check_levels(self) -> None:
+        """Check each level of the account's folders for a planted symlink *before* creating
+        anything below it, so that nothing is ever created outside the data dir.
+
+        :raises ApiError: 500 for a symlink.
+        """
+        for path in self._levels:
+            if os.path.islink(path):
+                raise ApiError(500, "internal_error", "The account folder may not be a symlink.")
+            os.makedirs(path, exist_ok=True)
+        _CHECKED.add(self._levels)
+        self._tmp_checked = True
+
+    @property
+    def tmp(self) -> str:
+        """The account's temp folder, checked (still a real folder) when first asked for."""
+        if not self._tmp_checked:
+            if not _real_folders((self._tmp,)):
+                self._check_levels()
+            self._tmp_checked = True
+        return self._tmp
 
     @property
     def quota_limit(self) -> int | None:
