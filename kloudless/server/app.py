@@ -153,6 +153,8 @@ class ServerApp(Core):
             response = self._dispatch(ctx)
         except Exception as exc:
             response = _error_response(exc, request, request_id)
+        # Before the answer: a credential change committed past the store's own calls.
+        self.store.settle()
         for key, value in ctx.response_headers.items():
             response.headers.setdefault(key, value)
         cors.apply(ctx.request, ctx.store, ctx.auth, response)

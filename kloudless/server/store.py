@@ -19,6 +19,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -26,7 +27,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable, Union, cast
 
-from . import pgsql
+from . import credential_cache, pgsql
+
+log = logging.getLogger("kloudless.server")
 
 Migration = Union[str, Callable[[sqlite3.Connection], None]]
 
@@ -119,6 +122,16 @@ def register_migration(version: int, migration: Migration) -> None:
 # Who acted on an activity event when it was not the account itself (an admin account
 # impersonating a team user; admin/team range 600-699).
 register_migration(604, "ALTER TABLE activity ADD COLUMN actor TEXT")
+
+
+#: The credential change signal's file, beside the SQLite database (its name + this).
+SIGNAL_SUFFIX = "-credentials"
+#: A Bearer token's row and its account's (see :meth:`Store.lookup_token_account`).
+_TOKEN_ACCOUNT = (
+    "SELECT a.*, t.app_id AS auth_app_id, t.account_id AS auth_account_id,"
+    " t.scope AS auth_scope FROM tokens t LEFT JOIN accounts a ON a.id = t.account_id"
+    " WHERE t.token_hash = ?"
+)
 
 
 #: The one format of stored timestamps (fixed width, so equal-format strings sort by time).
@@ -227,6 +240,25 @@ class Store:
         self._units = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        #: Bearer-token lookups remembered until the credentials change (SQLite only; see
+        #: :mod:`~kloudless.server.credential_cache`).
+        self._signal: credential_cache.ChangeSignal | None = None
+        self.token_cache: credential_cache.TokenCache | None = None
+        if self._url is None:
+            try:
+                # Beside the database file itself (a symlinked path shares the database, so
+                # it must share the signal too), with its permissions.
+                real = os.path.realpath(path)
+                mode = os.stat(real).st_mode & 0o666
+                self._signal = credential_cache.ChangeSignal(real + SIGNAL_SUFFIX, mode)
+            except (OSError, ValueError) as exc:  # not permitted, or no shared mappings here
+                log.warning(
+                    "token lookups are not remembered, and credentials cannot change in this"
+                    " process: %s",
+                    exc,
+                )
+            else:
+                self.token_cache = credential_cache.TokenCache(self._signal)
         self.migrate()
 
     @property
@@ -262,6 +294,7 @@ class Store:
             # FULL: in WAL mode NORMAL may lose the last commits on a power cut; every
             # acknowledged write must survive one (see the server guide, "Durability").
             conn.execute("PRAGMA synchronous=FULL")
+            credential_cache.install(conn, self._signal)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -301,8 +334,10 @@ class Store:
             except BaseException:
                 self._after_commit.calls = None
                 conn.execute("ROLLBACK")
+                self.settle()
                 raise
             conn.execute("COMMIT")
+            self.settle()
             self._run_after_commit()
             return
         if unit.active or (conn.in_transaction and not unit.begun):
@@ -321,6 +356,7 @@ class Store:
                 unit.begun = False
                 self._after_commit.calls = None
                 conn.execute("ROLLBACK")
+                self.settle()
                 raise
             finally:
                 unit.active = False
@@ -368,6 +404,7 @@ class Store:
             if unit.begun:
                 self._after_commit.calls = None
                 self.conn.execute("ROLLBACK")
+                self.settle()
             for call in unit.on_rollback:
                 call()
             raise
@@ -379,10 +416,20 @@ class Store:
                 self._after_commit.calls = None
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
+                self.settle()
                 for call in unit.on_rollback:
                     call()
                 raise
+            self.settle()
             self._run_after_commit()
+
+    def settle(self) -> None:
+        """The second credential signal, if a trigger fired on this thread since (see
+        :mod:`~kloudless.server.credential_cache`). The store runs it after every commit and
+        rollback and every statement outside a transaction; the app after every request, for
+        a commit made on the connection directly."""
+        if self._signal is not None:
+            self._signal.settle()
 
     def _run_after_commit(self) -> None:
         calls, self._after_commit.calls = self._after_commit.calls, None
@@ -408,16 +455,20 @@ class Store:
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """Run one statement on this thread's connection."""
-        return self.conn.execute(sql, params)
+        conn = self.conn
+        cursor = conn.execute(sql, params)
+        if self._signal is not None and not conn.in_transaction:
+            self._signal.settle()  # committed by itself (autocommit)
+        return cursor
 
     def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         """:returns: the first row of a query, or None."""
-        row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+        row: sqlite3.Row | None = self.execute(sql, params).fetchone()
         return row
 
     def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """:returns: all rows of a query."""
-        return list(self.conn.execute(sql, params).fetchall())
+        return list(self.execute(sql, params).fetchall())
 
     def close(self) -> None:
         """Close every connection opened by any thread."""
@@ -427,6 +478,8 @@ class Store:
             with contextlib.suppress(Exception):  # sqlite3 or psycopg errors
                 conn.close()
         self._local = threading.local()
+        if self.token_cache is not None:
+            self.token_cache.clear()
 
     # -- migrations --------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -455,6 +508,8 @@ class Store:
             _apply_migrations(conn)
             top = max((v for v, _ in MIGRATIONS), default=0)
             conn.execute(f"PRAGMA user_version = {int(top)}")
+            # Not a numbered migration: created again whenever missing (dropped by hand).
+            credential_cache.triggers(conn)
 
     def _migrate_postgres(self) -> None:
         conn = self.conn
@@ -542,18 +597,26 @@ class Store:
 
     def lookup_token_account(self, token: str) -> sqlite3.Row | None:
         """One indexed read for a Bearer token and its account (what every request with one
-        needs first).
+        needs first), remembered until the credentials change (SQLite: :attr:`token_cache`).
 
         :returns: None for an unknown token, else a row of the account's columns (all NULL
             for an application-level token, or an account that is gone) and the token's
             ``auth_app_id``, ``auth_account_id`` and ``auth_scope``.
         """
-        return self.one(
-            "SELECT a.*, t.app_id AS auth_app_id, t.account_id AS auth_account_id,"
-            " t.scope AS auth_scope FROM tokens t LEFT JOIN accounts a ON a.id = t.account_id"
-            " WHERE t.token_hash = ?",
-            (hash_secret(token),),
-        )
+        key = hash_secret(token)
+        cache = self.token_cache
+        if cache is None:
+            return self.one(_TOKEN_ACCOUNT, (key,))
+        row = cache.get(key)
+        if row is not None:
+            return cast(sqlite3.Row, row)
+        conn = self.conn
+        # Read before the row: a change committed after it makes the row not count.
+        seen = cache.signal.read()
+        found: sqlite3.Row | None = conn.execute(_TOKEN_ACCOUNT, (key,)).fetchone()
+        if found is not None and not conn.in_transaction:  # its snapshot may be older
+            cache.put(key, seen, found)
+        return found
 
     def revoke_token(self, token: str) -> bool:
         """:returns: True if the token existed and is now revoked."""

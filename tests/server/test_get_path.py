@@ -1,7 +1,8 @@
 """What a small download costs the server in statements, and that its shortcuts answer as the
-general path does: a ``GET`` of file contents makes two indexed reads and no write, with one
-process or with several sharing the database (rate limits and the failed-login guard counted
-in batches, see :mod:`kloudless.server.ratelimit`)."""
+general path does: a ``GET`` of file contents makes two indexed reads and no write, one once
+its token is remembered (:mod:`kloudless.server.credential_cache`), with one process or with
+several sharing the database (rate limits and the failed-login guard counted in batches, see
+:mod:`kloudless.server.ratelimit`)."""
 
 from __future__ import annotations
 
@@ -90,15 +91,20 @@ def served(
 @pytest.mark.only_config("sqlite-files", reason="counts statements with SQLite's tracing")
 def test_a_download_makes_two_reads_and_no_write(served: Any, clock: Clock) -> None:
     app: ServerApp = served.app
-    first = served.client.get(served.url, headers=served.auth)
+    assert app.store.token_cache is not None
+    app.store.token_cache.clear()
+    with Statements(app.store) as seen:
+        first = served.client.get(served.url, headers=served.auth)
     assert first.status_code == 200 and first.data == BODY
+    # The token with its account, then the file's row.
+    assert len(seen) == 2 and "token_hash" in seen[0], seen
     with Statements(app.store) as seen:
         for _ in range(20):
             answer = served.client.get(served.url, headers=served.auth)
             assert answer.status_code == 200 and answer.data == BODY
     assert _writes(seen) == []
-    # The token with its account, then the file's row; no quota lookup for a read.
-    assert len(seen) == 2 * 20, seen[:8]
+    # The file's row (the token is remembered); no quota lookup for a read.
+    assert len(seen) == 20 and not [s for s in seen if "token_hash" in s], seen[:8]
     assert not [s for s in seen if "account_quotas" in s or "rate_windows" in s]
 
 

@@ -252,19 +252,20 @@ def test_metadata_without_a_lone_surrogate_is_taken(
 @pytest.mark.parametrize(
     ("small_body", "folder", "keyed", "expected"),
     [
-        # Received first: the token with its account, then the upload's unit of work (BEGIN,
-        # the quota, the file's row (its insert finds out whether the name is free), its
-        # event, the webhook check, COMMIT).
-        (SMALL, False, False, 7),
-        # Preflighted: the preflight reads the token and the quota, the dispatch the rest.
-        (0, False, False, 8),
+        # Received first: the upload's unit of work (BEGIN, the quota, the file's row (its
+        # insert finds out whether the name is free), its event, the webhook check, COMMIT).
+        # The token and its account are not read: the warm-up's lookup is remembered
+        # (kloudless.server.credential_cache), and an upload changes no credential.
+        (SMALL, False, False, 6),
+        # Preflighted: the preflight reads the quota, the dispatch the rest.
+        (0, False, False, 7),
         # Into a folder: the folder's row before the body is written and again in the unit,
         # where it is also the first step of the file's path (not read a third time).
-        (SMALL, True, False, 9),
+        (SMALL, True, False, 8),
         # With an Idempotency-Key: the key looked up first, its row written with the answer
         # in the same unit (no intent to delete: a local account records none).
-        (SMALL, False, True, 9),
-        (SMALL, True, True, 11),
+        (SMALL, False, True, 8),
+        (SMALL, True, True, 10),
     ],
 )
 def test_statements_of_a_small_upload_over_http(
@@ -311,7 +312,7 @@ def test_statements_of_a_small_upload_over_http(
         assert list(server.app.store._all) == connections  # no statement ran untraced
     assert len(seen) == expected * 5, seen[: expected + 2]
     assert sum(s.startswith("COMMIT") for s in seen) == 5
-    assert not any("upstream_intents" in s for s in seen)
+    assert not any("upstream_intents" in s or "token_hash" in s for s in seen)
     assert sum(s.startswith("INSERT INTO idempotency_keys") for s in seen) == (5 if keyed else 0)
 
 
