@@ -2,13 +2,12 @@
 
 Every request with a Bearer token reads its token and account row (one indexed join,
 :meth:`~kloudless.server.store.Store.lookup_token_account`), a statement of its own on every
-request. :class:`TokenCache` keeps the rows it found, and gives one
-back only while nothing that could change the answer has been written since it was read.
+request. :class:`TokenCache` keeps the rows it found, and gives one back only while nothing
+that could change the answer has been written since it was read.
 
 The database says when that is, so no write path can be forgotten: triggers on ``tokens``
 and ``accounts`` (insert, update, delete; created whenever a store is opened) call the SQL
-function
-:data:`CHANGED_FUNCTION`, which every connection of the store registers
+function :data:`CHANGED_FUNCTION`, which every connection of the store registers
 (:func:`install`). It changes the shared :class:`ChangeSignal`, eight bytes in a file beside
 the database that each process maps into memory; a cached row counts only while the signal
 is what it was before the row was read. A connection without the function (another program,
