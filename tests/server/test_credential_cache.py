@@ -26,6 +26,10 @@ def _me(client: Client, auth: dict[str, str]) -> int:
     return client.get("/v1/accounts/me", headers=auth).status_code
 
 
+def _triggers(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
 def _cached(store: Store, token: str) -> bool:
     assert store.token_cache is not None
     return store.token_cache.get(hash_secret(token)) is not None
@@ -140,10 +144,7 @@ def test_a_connection_without_the_function_cannot_change_credentials(
 ) -> None:
     conn = sqlite3.connect(app.settings.db_path, timeout=30)
     try:
-        names = {
-            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-        }
-        assert {"credentials_tokens_delete", "credentials_accounts_update"} <= names
+        assert {"credentials_tokens_delete", "credentials_accounts_update"} <= _triggers(conn)
         with pytest.raises(sqlite3.OperationalError, match=credential_cache.CHANGED_FUNCTION):
             conn.execute("DELETE FROM tokens")
         conn.rollback()
@@ -229,10 +230,9 @@ def test_dropped_triggers_come_back_when_the_store_is_opened(
 ) -> None:
     conn = sqlite3.connect(app.settings.db_path, timeout=30)
     try:
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'credentials_%'"
-        ).fetchall():
-            conn.execute(f"DROP TRIGGER {name}")
+        for name in _triggers(conn):
+            if name.startswith("credentials_"):
+                conn.execute(f"DROP TRIGGER {name}")
         conn.commit()
     finally:
         conn.close()

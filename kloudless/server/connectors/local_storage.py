@@ -486,10 +486,9 @@ class LocalStorage(StorageBackend):
     @property
     def tmp(self) -> str:
         """The account's temp folder, checked (still a real folder) when first asked for."""
-        if not self._tmp_checked:
-            if not _real_folders((self._tmp,)):
-                self._check_levels()
-            self._tmp_checked = True
+        if not self._tmp_checked and not _real_folders((self._tmp,)):
+            self._check_levels()
+        self._tmp_checked = True
         return self._tmp
 
     @property
