@@ -108,6 +108,9 @@ def _operation(n: int, rng: random.Random, acc: Any, led: Ledger, prefix: str) -
         led.groups[group.data["id"]] = name
     else:
         contact_id = rng.choice(sorted(led.contacts))
+        # A change left unanswered before (it may have been applied, or not) keeps the contact
+        # uncertain: this one's answer says nothing of that one's name or photo.
+        unanswered_before = contact_id in led.uncertain
         led.uncertain.add(contact_id)  # until the answer arrives
         if kind == "rename":
             led.names.add(name)
@@ -126,7 +129,8 @@ def _operation(n: int, rng: random.Random, acc: Any, led: Ledger, prefix: str) -
             del led.contacts[contact_id]
             led.photos.pop(contact_id, None)
             led.deleted.add(contact_id)
-        led.uncertain.discard(contact_id)
+        if not unanswered_before:
+            led.uncertain.discard(contact_id)
 
 
 def _client(index: int, server: ServeProcess, stop: threading.Event, led: Ledger) -> None:
