@@ -43,6 +43,11 @@ def byte_count(text: str) -> int:
     return value
 
 
+def byte_count_or_zero(text: str) -> int:
+    """Parse a size as :func:`byte_count` does, or ``0`` (none)."""
+    return 0 if text.strip() == "0" else byte_count(text)
+
+
 def parse_user_time(text: str, option: str) -> str:
     """Turn a date or time typed by the user into the API's ISO-8601 UTC form.
 

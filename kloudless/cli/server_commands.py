@@ -21,7 +21,7 @@ from contextlib import closing
 from typing import Any
 
 from . import provider_commands
-from .argtypes import limit_count
+from .argtypes import byte_count_or_zero, limit_count
 
 DEFAULT_DATA_DIR = os.environ.get("KLOUDLESS_DATA_DIR", "kloudless-data")
 ENV_TRANSFERS_PER_CREDENTIAL = "KLOUDLESS_TRANSFERS_PER_CREDENTIAL"
@@ -164,6 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         transfers_per_credential=args.transfers_per_credential,
         transfers_per_address=args.transfers_per_address,
         account_quota_bytes=args.account_quota,
+        inline_file_bytes=args.inline_file_bytes,
         allow_upstream=_allow_upstream(args),
         rclone_binary=args.rclone_binary,
         rclone_local_roots=[os.path.abspath(d) for d in args.rclone_allow_local or []],
@@ -797,6 +798,14 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="storage quota of each local account without its own (kloudless accounts quota); "
         "default: unlimited",
+    )
+    serve.add_argument(
+        "--inline-file-bytes",
+        type=byte_count_or_zero,
+        default=16 * 1024,
+        metavar="BYTES",
+        help="local files of at most this size (e.g. 16K) keep their bytes in the database, "
+        "durable in one commit (default %(default)s; 0 = every file in the blob store)",
     )
     serve.add_argument(
         "--connections-per-address",

@@ -59,6 +59,12 @@ class Settings:
     #: small body costs no more to receive than its headers, and that look cost a 4 KiB upload
     #: about a tenth of its server CPU. 0: every body is looked at first.
     small_body_bytes: int = 64 * 1024
+    #: A ``local`` account's file of at most this many bytes keeps its bytes in the database,
+    #: written with its row in one transaction: such an upload is durable after one sync (the
+    #: commit) instead of three (the blob's data, its folder entry, the commit). Larger files,
+    #: and bodies the HTTP server already stored on disk, go to the blob store. 0: every file
+    #: goes to the blob store. Changing it changes where new files go; existing ones stay.
+    inline_file_bytes: int = 16 * 1024
     #: Most uploads (and, counted apart, downloads) running at once with one credential
     #: (0: no limit); more get 429 ``too_many_requests`` with ``Retry-After``.
     transfers_per_credential: int = 8

@@ -480,6 +480,49 @@ def drain(
     return size, "" if digest is None else digest.hexdigest()
 
 
+def read_at_most(stream: IO[bytes], count: int) -> bytes:
+    """:returns: the next ``count`` bytes of ``stream``: fewer only when it ends first."""
+    parts: list[bytes] = []
+    left = count
+    while left > 0:
+        chunk = stream.read(min(left, CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+class Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read: ``head``, then the rest of ``rest``.
+
+    :param head: the bytes read from ``rest`` so far. :param rest: the stream they came from.
+    """
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        head = self._head
+        if not head:
+            return self._rest.read(-1 if size is None else size)
+        if size is None or size < 0:
+            self._head = b""
+            return head + self._rest.read()
+        self._head = head[size:]
+        return head[:size]
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def remove_quietly(*paths: str) -> None:
     """Remove temp files, ignoring those already gone (cleanup after a failure)."""
     for path in paths:

@@ -122,6 +122,16 @@ def register_migration(version: int, migration: Migration) -> None:
 # Who acted on an activity event when it was not the account itself (an admin account
 # impersonating a team user; admin/team range 600-699).
 register_migration(604, "ALTER TABLE activity ADD COLUMN actor TEXT")
+#: The bytes of small ``local`` files, kept with their rows (migration 1401; see
+#: :mod:`kloudless.server.connectors.local_storage`): ``blob`` is the file row's blob name.
+register_migration(
+    1401,
+    """
+    CREATE TABLE inline_blobs (
+        account_id INTEGER NOT NULL, blob TEXT NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (account_id, blob))
+    """,
+)
 
 
 #: The credential change signal's file, beside the SQLite database (its name + this).
@@ -656,7 +666,7 @@ class Store:
         :returns: True if it existed.
         """
         with self.transaction():
-            for table in ("objects", "activity", "multipart", "tasks", "links"):
+            for table in ("objects", "inline_blobs", "activity", "multipart", "tasks", "links"):
                 self.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
             self.execute("DELETE FROM oauth_codes WHERE account_id = ?", (account_id,))
             cur = self.execute("DELETE FROM accounts WHERE id = ?", (account_id,))

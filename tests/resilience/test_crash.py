@@ -12,7 +12,8 @@ finish), everything is checked against what the clients were told:
 * no missing activity: every object has its ``add``/``copy`` event (and nothing has an event
   without its change: events of objects that never existed are counted too);
 * no multipart session is stuck in ``completing``;
-* no orphan blob: every file in ``blobs/`` is referenced by a row, and the blob journal is empty.
+* no orphan blob: every file in ``blobs/`` (and every small file's bytes kept in the database)
+  is referenced by a row, and the blob journal is empty.
 
 It runs twice: with the blobs in the data dir (the default), and in S3 (``--blob-store
 s3://...`` on moto, started by the test on loopback), where the blobs are objects of the bucket
@@ -428,11 +429,12 @@ def test_kill_9_under_load_loses_and_duplicates_nothing(
             str(r["blob"])
             for r in conn.execute("SELECT blob FROM multipart WHERE blob IS NOT NULL")
         }
+        # Small files' bytes, kept in the database with their rows.
+        stored: list[str] = [str(r["blob"]) for r in conn.execute("SELECT blob FROM inline_blobs")]
     conn.close()
-    stored: list[str] = []
     unfinished: list[str] = []
     if endpoint is not None:
-        stored = [key.rsplit("/", 1)[1] for key in endpoint.keys(bucket, "kl/accounts/")]
+        stored += [key.rsplit("/", 1)[1] for key in endpoint.keys(bucket, "kl/accounts/")]
         unfinished = list(endpoint.uploads(bucket))  # the sessions expired: none is left
     else:
         accounts_dir = os.path.join(data_dir, "accounts")

@@ -42,6 +42,13 @@ S = "/v1/accounts/me/storage"
 PREFIX = "kl/accounts/1/blobs/"
 
 
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every file's bytes in the bucket, small ones too (by default those stay in the database,
+    tests/server/test_inline_files.py): these tests are about the bucket's objects."""
+    return make_settings(multipart_part_size=4, inline_file_bytes=0)
+
+
 def _blob(app: ServerApp, file_id: str) -> str:
     row = app.store.one("SELECT blob FROM objects WHERE id = ?", (file_id,))
     assert row is not None

@@ -22,6 +22,8 @@ from .server_world import VICTIM_CONTENT, VICTIM_NAME, BufferedClient, World, up
 __all__ = ["world"]  # the fixture, re-exported for pytest
 
 S = "accounts/me/storage"
+#: A file this big gets a blob file of its own (smaller ones keep their bytes in the database).
+BLOB_SIZE = Settings.inline_file_bytes + 1
 C = "accounts/me/cal/calendars"
 REDIRECT = "http://localhost:8020/callback"
 
@@ -376,7 +378,7 @@ def test_symlinked_blob_is_not_followed_out_of_the_data_dir(world: World, tmp_pa
     a = world.bearer(world.tok_a)
     outside = tmp_path / "outside-secret"
     outside.write_bytes(b"OUTSIDE-SECRET")
-    file = world.ok(upload(world, a, "innocent.txt", b"innocent"))
+    file = world.ok(upload(world, a, "innocent.txt", b"innocent".ljust(BLOB_SIZE, b".")))
     row = world.app.store.one("SELECT blob FROM objects WHERE id = ?", (file["id"],))
     assert row is not None
     blobs = os.path.join(world.data_dir, "accounts", str(world.acc_a), "blobs")
@@ -413,7 +415,9 @@ def test_symlinked_tmp_dir_is_not_written_through(world: World, tmp_path: Any) -
     os.symlink(outside, tmp_dir)
     # An upload is written in place in the blob folder (the temp folder is not used: it is
     # checked when first written into); a copy links its blob there first, and is refused.
-    made = upload(world, world.bearer(world.tok_a), "f.txt", b"should not land outside")
+    made = upload(
+        world, world.bearer(world.tok_a), "f.txt", b"should not land outside".ljust(BLOB_SIZE)
+    )
     assert made.status_code == 201, made.get_data(as_text=True)
     response = world.client.post(
         f"/v1/accounts/{world.acc_a}/storage/files/{made.get_json()['id']}/copy",

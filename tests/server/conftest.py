@@ -250,6 +250,11 @@ def cli_options(settings: Settings) -> list[str]:
     return options
 
 
+#: A file of this many bytes gets a blob of its own in the blob store; smaller ones keep their
+#: bytes in the database (``Settings.inline_file_bytes``, tests/server/test_inline_files.py).
+BLOB_SIZE = Settings.inline_file_bytes + 1
+
+
 def blob_keys(app: ServerApp, account_id: int = 1, folder: str = "blobs") -> list[str]:
     """:returns: the sorted names in an account's folder of the app's blob store (the data dir
     or the bucket): ``blobs`` (file contents), ``contact-photos``."""

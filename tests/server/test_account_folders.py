@@ -14,7 +14,7 @@ from werkzeug.test import Client
 
 from kloudless.server import Settings
 
-from .conftest import upload
+from .conftest import BLOB_SIZE, upload
 
 S = "/v1/accounts/me/storage"
 
@@ -22,7 +22,8 @@ S = "/v1/accounts/me/storage"
 def test_folders_are_checked_once_then_only_looked_at(
     client: Client, auth: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert upload(client, auth, "first.txt", b"creates the folders").status_code == 201
+    # Blob-sized files: their bytes go through the folders (small ones stay in the database).
+    assert upload(client, auth, "first.txt", b"creates the folders" * BLOB_SIZE).status_code == 201
     accounts = os.path.join(settings.data_dir, "accounts")
     checked: list[str] = []
     real_islink = os.path.islink
@@ -34,7 +35,7 @@ def test_folders_are_checked_once_then_only_looked_at(
 
     monkeypatch.setattr(os.path, "islink", counting)  # each level of the full check
     for index in range(3):
-        assert upload(client, auth, f"f{index}.txt", b"x").status_code == 201
+        assert upload(client, auth, f"f{index}.txt", b"x" * BLOB_SIZE).status_code == 201
         assert client.get(f"{S}/folders/root/contents", headers=auth).status_code == 200
     assert checked == []
     # A folder gone (removed by hand): the next request checks and creates every level again.
@@ -43,17 +44,18 @@ def test_folders_are_checked_once_then_only_looked_at(
     # remote store's uploads are written there first).
     used = "blobs" if os.path.isdir(os.path.join(accounts, account, "blobs")) else "tmp"
     shutil.rmtree(os.path.join(accounts, account, used))
-    made = upload(client, auth, "again.txt", b"y")
+    made = upload(client, auth, "again.txt", b"y" * BLOB_SIZE)
     assert made.status_code == 201
     assert os.path.join(accounts, account, used) in checked
-    assert client.get(f"{S}/files/{made.get_json()['id']}/contents", headers=auth).data == b"y"
+    answer = client.get(f"{S}/files/{made.get_json()['id']}/contents", headers=auth)
+    assert answer.data == b"y" * BLOB_SIZE
 
 
 @pytest.mark.only_config("sqlite-files", reason="the temp folder of a file blob store")
 def test_the_temp_folder_is_checked_when_first_written_into(
     client: Client, auth: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = upload(client, auth, "first.txt", b"creates the folders")
+    made = upload(client, auth, "first.txt", b"creates the folders".ljust(BLOB_SIZE))
     assert made.status_code == 201
     file_id = made.get_json()["id"]
     (account,) = os.listdir(os.path.join(settings.data_dir, "accounts"))
@@ -69,7 +71,7 @@ def test_the_temp_folder_is_checked_when_first_written_into(
     monkeypatch.setattr(os, "lstat", counting)
     # Reads and uploads (written in place in the blob folder) do not use it.
     assert client.get(f"{S}/files/{file_id}/contents", headers=auth).status_code == 200
-    assert upload(client, auth, "second.txt", b"z").status_code == 201
+    assert upload(client, auth, "second.txt", b"z" * BLOB_SIZE).status_code == 201
     assert tmp not in looked_at and not os.path.exists(tmp)
     # A copy links the blob in the temp folder first: it is checked, found missing, made again.
     copied = client.post(
@@ -78,4 +80,5 @@ def test_the_temp_folder_is_checked_when_first_written_into(
     assert copied.status_code == 201, copied.get_data(as_text=True)
     assert tmp in looked_at and os.path.isdir(tmp)
     copy_id = copied.get_json()["id"]
-    assert client.get(f"{S}/files/{copy_id}/contents", headers=auth).data == b"creates the folders"
+    copy = client.get(f"{S}/files/{copy_id}/contents", headers=auth)
+    assert copy.data == b"creates the folders".ljust(BLOB_SIZE)

@@ -13,6 +13,7 @@ from werkzeug.test import Client
 
 from kloudless.server.app import ServerApp
 from kloudless.server.blobs import blob_store
+from kloudless.server.connectors.local_storage import is_inline
 
 from .conftest import BufferedClient, mkdir, upload
 
@@ -28,7 +29,10 @@ def _check_store(app: ServerApp) -> None:
     prefix = "accounts/1/blobs/"
     stored = {key[len(prefix) :] for key, _ in blob_store(app.settings).list_keys(prefix)}
     in_db = {r["blob"] for r in app.store.all("SELECT blob FROM objects WHERE kind = 'file'")}
-    assert stored == in_db
+    inline = {r["blob"] for r in app.store.all("SELECT blob FROM inline_blobs")}
+    # Every file's bytes in one place, and nothing left that no file names.
+    assert stored == {blob for blob in in_db if not is_inline(blob)}
+    assert inline == {blob for blob in in_db if is_inline(blob)}
     tmp_dir = os.path.join(app.settings.data_dir, "accounts", "1", "tmp")
     assert not os.path.isdir(tmp_dir) or os.listdir(tmp_dir) == []
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from werkzeug.test import Client
@@ -26,6 +26,13 @@ S = "/v1/accounts/me/storage"
 #: In-place parts are the file store's layout; S3 sessions are S3 multipart uploads
 #: (tests/s3/test_s3_blobs.py). The database does not matter here.
 pytestmark = pytest.mark.only_config("sqlite-files", reason="the data dir's multipart layout")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every file in the blob store (a completed session's file is a blob; without hard links
+    its bytes are copied, which a file this small would do into the database by default)."""
+    return make_settings(multipart_part_size=4, inline_file_bytes=0)
 
 
 def _init(client: Client, auth: dict[str, str], size: int | None, name: str = "f.bin") -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from werkzeug.test import Client
@@ -28,6 +28,13 @@ from kloudless.server.sweep import Sweeper, sweep
 S = "/v1/accounts/me/storage"
 #: Blobs written in place (the file store); S3 puts are journalled and settled by age only.
 pytestmark = pytest.mark.only_config("sqlite-files", reason="blobs written in the data dir")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every file in the blob store, small ones too (by default those keep their bytes in the
+    database: test_inline_files.py): these tests are about blobs."""
+    return make_settings(multipart_part_size=4, inline_file_bytes=0)
 
 
 def _folder(app: ServerApp) -> str:

@@ -32,7 +32,15 @@ from kloudless.server.spool import spool_to_temp
 from kloudless.server.store import Store, now_iso
 from kloudless.server.sweep import Sweeper, sweep
 
-from .conftest import BufferedClient, SettingsMaker, assert_error, blob_keys, cli_options, upload
+from .conftest import (
+    BLOB_SIZE,
+    BufferedClient,
+    SettingsMaker,
+    assert_error,
+    blob_keys,
+    cli_options,
+    upload,
+)
 
 S = "/v1/accounts/me/storage"
 
@@ -184,7 +192,7 @@ def test_p1_3_copy_reads_bytes_outside_the_transaction(
 def test_p1_3_failed_copy_leaves_no_temp_files(
     app: ServerApp, client: Client, auth: dict[str, str], creds: Credentials, monkeypatch: Any
 ) -> None:
-    fid = upload(client, auth, "a.bin", b"A" * 100).get_json()["id"]
+    fid = upload(client, auth, "a.bin", b"A" * BLOB_SIZE).get_json()["id"]
 
     def fail(*args: Any, **kwargs: Any) -> str:
         raise ApiError(409, "naming_conflict", "boom")
@@ -204,13 +212,13 @@ def test_p1_3_failed_copy_leaves_no_temp_files(
 def test_p1_4_delete_removes_blob_and_row(
     app: ServerApp, client: Client, auth: dict[str, str], creds: Credentials
 ) -> None:
-    fid = upload(client, auth, "t.bin", b"q" * 1000).get_json()["id"]
+    fid = upload(client, auth, "t.bin", b"q" * BLOB_SIZE).get_json()["id"]
     folder = client.post(f"{S}/folders", headers=auth, json={"name": "D", "parent_id": "root"})
-    upload(client, auth, "in.bin", b"z" * 10, parent=folder.get_json()["id"])
+    upload(client, auth, "in.bin", b"z" * (BLOB_SIZE + 10), parent=folder.get_json()["id"])
     assert len(blob_keys(app, creds.account_id)) == 2
     assert client.delete(f"{S}/files/{fid}", headers=auth).status_code == 204
     assert len(blob_keys(app, creds.account_id)) == 1
-    assert client.get(f"{S}/quota", headers=auth).get_json()["used"] == 10
+    assert client.get(f"{S}/quota", headers=auth).get_json()["used"] == BLOB_SIZE + 10
     assert_error(client.delete(f"{S}/files/{fid}?permanent=true", headers=auth), 404, "not_found")
     folder_id = folder.get_json()["id"]
     assert (

@@ -14,7 +14,7 @@ from kloudless.server.app import ServerApp
 from kloudless.server.bootstrap import Credentials
 from kloudless.server.diskspace import RESERVE_FILE
 
-from .conftest import BufferedClient, assert_error, mkdir, upload
+from .conftest import BLOB_SIZE, BufferedClient, assert_error, mkdir, upload
 
 S = "/v1/accounts/me/storage"
 
@@ -355,7 +355,8 @@ def test_nothing_outside_account_dir(client: Client, app: ServerApp, auth: dict[
 def test_symlinked_blob_refused(
     client: Client, app: ServerApp, auth: dict[str, str], tmp_path: Any
 ) -> None:
-    file_id = upload(client, auth, "a.txt", b"inside").get_json()["id"]
+    # Blob-sized: small files keep their bytes in the database.
+    file_id = upload(client, auth, "a.txt", b"inside" * BLOB_SIZE).get_json()["id"]
     row = app.store.one("SELECT blob FROM objects WHERE id = ?", (file_id,))
     assert row is not None
     blob = os.path.join(app.settings.data_dir, "accounts", "1", "blobs", row["blob"])

@@ -33,6 +33,13 @@ FILES_ONLY = pytest.mark.only_config("sqlite-files", reason="blobs in the data d
 
 
 @pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every file in the blob store, small ones too (by default those keep their bytes in the
+    database: test_inline_files.py): these tests are about the blob journal."""
+    return make_settings(multipart_part_size=4, inline_file_bytes=0)
+
+
+@pytest.fixture
 def store(make_settings: Callable[..., Settings]) -> Iterator[Store]:
     settings = make_settings()
     db = Store(settings.db_path, settings.database_url)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from werkzeug.test import Client
 
-from kloudless.server import create_app, spool
+from kloudless.server import Settings, create_app, spool
 from kloudless.server.app import ServerApp
 from kloudless.server.errors import ApiError
 from kloudless.server.spool import SpooledBody, spool_to_path
@@ -28,6 +28,13 @@ from .conftest import assert_error
 S = "/v1/accounts/me/storage"
 #: The file blob store's own steps (S3 puts are journaled: tests/s3/test_s3_blobs.py).
 pytestmark = pytest.mark.only_config("sqlite-files", reason="blobs written in the data dir")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Every file in the blob store, small ones too (by default those keep their bytes in the
+    database: test_inline_files.py): these tests are about blobs."""
+    return make_settings(multipart_part_size=4, inline_file_bytes=0)
 
 
 def _meta(name: str, **extra: Any) -> dict[str, str]:

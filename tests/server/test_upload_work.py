@@ -252,20 +252,21 @@ def test_metadata_without_a_lone_surrogate_is_taken(
 @pytest.mark.parametrize(
     ("small_body", "folder", "keyed", "expected"),
     [
-        # Received first: the upload's unit of work (BEGIN, the quota, the file's row (its
-        # insert finds out whether the name is free), its event, the webhook check, COMMIT).
-        # The token and its account are not read: the warm-up's lookup is remembered
+        # Received first: the upload's unit of work (BEGIN, the quota, the file's bytes (4 KiB:
+        # kept in the database, Settings.inline_file_bytes), its row (its insert finds out
+        # whether the name is free), its event, the webhook check, COMMIT). The token and its
+        # account are not read: the warm-up's lookup is remembered
         # (kloudless.server.credential_cache), and an upload changes no credential.
-        (SMALL, False, False, 6),
+        (SMALL, False, False, 7),
         # Preflighted: the preflight reads the quota, the dispatch the rest.
-        (0, False, False, 7),
-        # Into a folder: the folder's row before the body is written and again in the unit,
+        (0, False, False, 8),
+        # Into a folder: the folder's row before the body is read and again in the unit,
         # where it is also the first step of the file's path (not read a third time).
-        (SMALL, True, False, 8),
+        (SMALL, True, False, 9),
         # With an Idempotency-Key: the key looked up first, its row written with the answer
         # in the same unit (no intent to delete: a local account records none).
-        (SMALL, False, True, 8),
-        (SMALL, True, True, 10),
+        (SMALL, False, True, 9),
+        (SMALL, True, True, 11),
     ],
 )
 def test_statements_of_a_small_upload_over_http(
@@ -314,6 +315,7 @@ def test_statements_of_a_small_upload_over_http(
     assert sum(s.startswith("COMMIT") for s in seen) == 5
     assert not any("upstream_intents" in s or "token_hash" in s for s in seen)
     assert sum(s.startswith("INSERT INTO idempotency_keys") for s in seen) == (5 if keyed else 0)
+    assert sum(s.startswith("INSERT INTO inline_blobs") for s in seen) == 5
 
 
 @pytest.mark.parametrize("overwrite", ["false", "true"])

@@ -34,6 +34,7 @@ class LocalConnector(Connector):
             # Looked up by the first write that needs it: a read makes no query for it.
             quota_limit=lambda: quota.limit_for(env.store, env.settings, env.account_id),
             blobs=blob_store(env.settings),
+            inline_bytes=env.settings.inline_file_bytes,
         )
 
     def calendar(self, env: AccountEnv) -> Any | None:

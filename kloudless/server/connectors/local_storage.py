@@ -17,6 +17,12 @@ purge trashed objects), so ``permanent=false`` is accepted but rows and blobs ar
 either way (blobs after the transaction commits). Rows with ``trashed = 1`` left by older
 versions stay invisible.
 
+Small files (at most ``Settings.inline_file_bytes``) keep their bytes in the database instead
+(table ``inline_blobs``, their blob names beginning with :data:`INLINE_PREFIX`), inserted in the
+transaction that writes their row: one commit makes such an upload durable, where a blob costs a
+data sync and a folder sync before it. Releasing, copying and deleting them are statements of
+the change's own transaction.
+
 Activity events are appended through the account's activity recorder inside the transaction of
 the change they describe. Copies read the source subtree and hard-link its blobs into temp files
 (``tmp/cp-*``; blobs are immutable, so a link is a snapshot of the bytes) in the transaction
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import io
 import logging
 import mimetypes
 import os
@@ -37,7 +45,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, cast
 
 from .. import quota
 from ..activity import ActivityRecorder
@@ -52,7 +60,15 @@ from ..errors import (
     not_found,
     too_large,
 )
-from ..spool import fsync_dir, remove_quietly, spool_to_path, spool_to_temp
+from ..spool import (
+    Prefixed,
+    fsync_dir,
+    read_at_most,
+    remove_quietly,
+    spool_to_path,
+    spool_to_temp,
+    spooled_body,
+)
 from ..store import Store, now_iso, register_migration
 from .base import (
     READ_WRITE_CAPABILITIES,
@@ -155,6 +171,21 @@ register_migration(1400, _add_sort_keys)
 ORPHAN_GRACE_SECONDS = 3600.0
 #: The blob store folder of an account's file blobs (``accounts/<id>/blobs/``).
 BLOB_FOLDER = "blobs"
+#: How the blob names of files whose bytes are in the database (``inline_blobs``) begin; no
+#: such blob is ever in the blob store (the names of those are hex digits only).
+INLINE_PREFIX = "in-"
+#: The row of a file and, when they are in the database, its bytes (``inline_data``): what
+#: a download reads, in one statement.
+_CONTENTS_ROW = (
+    "SELECT o.*, i.data AS inline_data FROM objects o LEFT JOIN inline_blobs i"
+    " ON i.account_id = o.account_id AND i.blob = o.blob"
+    " WHERE o.id = ? AND o.account_id = ? AND o.trashed = 0"
+)
+
+
+def is_inline(blob: object) -> bool:
+    """:returns: whether a file's blob name is that of bytes kept in the database."""
+    return isinstance(blob, str) and blob.startswith(INLINE_PREFIX)
 
 
 #: The account folder chains this process has checked level by level and created. Once
@@ -449,8 +480,15 @@ class LocalStorage(StorageBackend):
         activity: ActivityRecorder | None = None,
         quota_limit: int | None | Callable[[], int | None] = None,
         blobs: BlobStore | None = None,
+        inline_bytes: int = 0,
     ) -> None:
         self.store = store
+        #: Files of at most this many bytes keep them in the database (0: none; the connector
+        #: passes ``Settings.inline_file_bytes``).
+        self.inline_bytes = inline_bytes
+        #: The bytes of new inline blobs, from :meth:`_write_blob` until :meth:`_adopt_blob`
+        #: inserts them with their row.
+        self._inline: dict[str, bytes] = {}
         self._quota_limit = quota_limit
         self.account_id = int(account_id)
         self.activity = activity
@@ -706,8 +744,21 @@ class LocalStorage(StorageBackend):
         :func:`~kloudless.server.recovery.orphan_cutoff`), or a running server's sweep once
         older than :data:`ORPHAN_GRACE_SECONDS`.
 
+        A small stream (at most :attr:`inline_bytes`, not a body the HTTP server stored on
+        disk) is kept in memory instead, for :meth:`_adopt_blob` to insert with its row.
+
         :returns: ``(blob, size, sha256 hex)``.
         """
+        if self.inline_bytes > 0 and spooled_body(stream) is None:
+            limit = min(self.inline_bytes, max_bytes)
+            head = read_at_most(stream, limit + 1)
+            if len(head) <= limit:
+                blob = INLINE_PREFIX + secrets.token_hex(16)
+                self._inline[blob] = head
+                return blob, len(head), hashlib.sha256(head).hexdigest()
+            if len(head) > max_bytes:
+                raise self._too_large(max_bytes)
+            stream = cast(IO[bytes], Prefixed(head, stream))
         if self._remote:
             temp, size, digest = self._write_temp(stream, max_bytes)
             return self._put_remote(temp, size), size, digest
@@ -718,21 +769,30 @@ class LocalStorage(StorageBackend):
         return blob, size, digest
 
     def _adopt_blob(self, blob: str) -> None:
-        """The row referencing a new blob of :meth:`_write_blob` is written in this transaction."""
-        if self._remote:
+        """The row referencing a new blob of :meth:`_write_blob` is written in this transaction
+        (the bytes of an inline blob too)."""
+        if is_inline(blob):
+            self.store.execute(
+                "INSERT INTO inline_blobs (account_id, blob, data) VALUES (?, ?, ?)",
+                (self.account_id, blob, self._inline.pop(blob)),
+            )
+        elif self._remote:
             self.adopt_puts(blob)
 
     def _drop_new_blob(self, blob: str) -> None:
         """Remove a new blob of :meth:`_write_blob` whose row was not written."""
-        if self._remote:
+        if is_inline(blob):
+            self._inline.pop(blob, None)
+        elif self._remote:
             self._drop_puts([blob])
         else:
             remove_quietly(self._local_blob(blob))
 
     def _on_rollback_drop(self, blob: str) -> None:
         """Remove a new blob if the request's unit of work rolls back after this change (a
-        remote put registered its undo when it was journalled)."""
-        if not self._remote:
+        remote put registered its undo when it was journalled; an inline blob's row goes with
+        the rollback)."""
+        if not self._remote and not is_inline(blob):
             self._on_rollback_remove(self._local_blob(blob))
 
     @staticmethod
@@ -828,8 +888,15 @@ class LocalStorage(StorageBackend):
 
     def _release_blob(self, blob: str | None, size: int | None) -> None:
         """Journal the removal of a blob no row will reference (call inside the transaction
-        that changes the row); the blob is removed after the commit."""
+        that changes the row); the blob is removed after the commit, an inline blob's bytes
+        in this transaction."""
         if not blob:
+            return
+        if is_inline(blob):
+            self.store.execute(
+                "DELETE FROM inline_blobs WHERE account_id = ? AND blob = ?",
+                (self.account_id, blob),
+            )
             return
         self.store.execute(
             "INSERT OR REPLACE INTO blob_journal (account_id, blob, temp, size, created)"
@@ -1168,9 +1235,11 @@ class LocalStorage(StorageBackend):
 
     def open_contents(self, file_id: str) -> FileContents:
         for _ in range(3):  # the blob may be swapped by a concurrent PUT between read and open
-            row = self._row(file_id, "file")
+            row = self.store.one(_CONTENTS_ROW, (file_id, self.account_id))
+            if row is None or row["kind"] != "file":
+                raise not_found(f"File not found: {file_id[:100]}")
             try:
-                reader = self._open_blob(str(row["blob"]), int(row["size"] or 0))
+                reader = self._reader(row)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -1185,6 +1254,17 @@ class LocalStorage(StorageBackend):
                 str(row["name"]),
             )
         raise not_found(f"File not found: {file_id[:100]}")
+
+    def _reader(self, row: sqlite3.Row) -> IO[bytes]:
+        """:returns: a reader of the bytes of the file row ``row`` (of :data:`_CONTENTS_ROW`).
+        :raises FileNotFoundError: the blob is gone (replaced since the row was read)."""
+        blob = str(row["blob"])
+        if not is_inline(blob):
+            return self._open_blob(blob, int(row["size"] or 0))
+        data = row["inline_data"]
+        if data is None:  # read with its row in one statement: nothing can have moved it
+            raise OSError(f"the inline bytes of blob {blob} are missing")
+        return io.BytesIO(bytes(data))
 
     def replace_contents(self, file_id: str, stream: IO[bytes], max_bytes: int) -> StorageObject:
         self._row(file_id, "file")
@@ -1277,7 +1357,9 @@ class LocalStorage(StorageBackend):
                 if self._remote:
                     # Server-side copies into new blobs under the write lock: no referenced
                     # blob can be released meanwhile, so this too is a snapshot.
-                    puts = self._copy_remote([r for r in plan if r["kind"] == "file"])
+                    puts = self._copy_remote(
+                        [r for r in plan if r["kind"] == "file" and not is_inline(r["blob"])]
+                    )
                 else:
                     self._link_blobs(plan, temps)
                 new_id = self._insert_copies(plan, temps, puts, parent_id, final, staged)
@@ -1318,8 +1400,8 @@ class LocalStorage(StorageBackend):
         filesystem has no hard links. Called under the write lock: no blob of these rows can
         be released meanwhile (a pending rename may still move one: looked up again)."""
         for row in rows:
-            if row["kind"] != "file":
-                continue
+            if row["kind"] != "file" or is_inline(row["blob"]):
+                continue  # an inline blob is copied by a statement (see _insert_copies)
             temp = os.path.join(self.tmp, "cp-" + secrets.token_hex(12))
             for attempt in range(3):
                 try:
@@ -1386,7 +1468,9 @@ class LocalStorage(StorageBackend):
             else:
                 dest_parent, dest_name = new_ids[str(row["parent_id"])], str(row["name"])
             blob = None
-            if row["kind"] == "file" and src_id in puts:
+            if row["kind"] == "file" and is_inline(row["blob"]):
+                blob = self._copy_inline(str(row["blob"]))
+            elif row["kind"] == "file" and src_id in puts:
                 blob = puts[src_id]
                 self.adopt_puts(blob)
             elif row["kind"] == "file":
@@ -1413,6 +1497,20 @@ class LocalStorage(StorageBackend):
                 ),
             )
         return new_ids[str(rows[0]["id"])]
+
+    def _copy_inline(self, blob: str) -> str:
+        """Copy the bytes of an inline blob as a new one (in the copy's transaction).
+
+        :returns: the new blob name."""
+        copy = INLINE_PREFIX + secrets.token_hex(16)
+        cur = self.store.execute(
+            "INSERT INTO inline_blobs (account_id, blob, data)"
+            " SELECT account_id, ?, data FROM inline_blobs WHERE account_id = ? AND blob = ?",
+            (copy, self.account_id, blob),
+        )
+        if cur.rowcount != 1:
+            raise ApiError(500, "internal_error", "The bytes of a file to copy are missing.")
+        return copy
 
     def delete(self, object_id: str, kind: str, recursive: bool, permanent: bool) -> StorageObject:
         """Delete an object (a folder with its subtree, when ``recursive``). Always permanent
