@@ -4,10 +4,11 @@
 module, ``python -m benchmarks._floor FOLDER``, this module serves a bare waitress WSGI app on a
 free 127.0.0.1 port (no kloudless code is imported) that answers every ``POST`` by reading its
 body, doing :meth:`FsyncFloor.step` with it in ``FOLDER`` and sending a small JSON body: the
-floor of an upload over HTTP, nothing but HTTP and the syncs. With ``--no-sync`` it does the
-same steps without any sync (``synchronous=OFF``): what a server that answers before the bytes
-are on disk does at least (benchmark 8b). Prints ``READY <base_url>`` and exits when its stdin
-closes.
+floor of an upload over HTTP, nothing but HTTP and the syncs. With ``--blob-file`` the bytes go
+to a file of their own, synced with its folder before the commit (the durable steps of a file
+larger than ``Settings.inline_file_bytes``); with ``--no-sync`` it does the blob file's writes
+without any sync (``synchronous=OFF``): what a server that answers before the bytes are on disk
+does at least (benchmark 8b). Prints ``READY <base_url>`` and exits when its stdin closes.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
 class FsyncFloor:
-    """The durable steps of one small upload, nothing else, in ``folder``: write the bytes,
-    ``fdatasync`` them, rename the file into its folder, ``fsync`` the folder, commit one SQLite
-    transaction (WAL, ``synchronous=FULL``, as the server's store).
+    """The durable steps of one small upload, nothing else, in ``folder``: commit one SQLite
+    transaction holding the bytes with their row (WAL, ``synchronous=FULL``, as the server's
+    store; a file of at most ``Settings.inline_file_bytes``).
 
+    :param blob_file: the steps of a larger file instead: write the bytes to a file of their
+        own, ``fdatasync`` them, rename the file into its folder, ``fsync`` the folder, commit
+        one row naming the file.
     :param durable: ``False`` skips every sync (no ``fdatasync``, no folder ``fsync``, SQLite's
         ``synchronous=OFF``): the same writes, answered before they are on disk.
     """
 
-    def __init__(self, folder: str, durable: bool = True) -> None:
+    def __init__(self, folder: str, durable: bool = True, blob_file: bool = False) -> None:
         self.folder = os.path.join(folder, "blobs")
         os.makedirs(self.folder)
         self.db = sqlite3.connect(
@@ -41,18 +45,30 @@ class FsyncFloor:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self.durable = durable
-        self.db.execute("CREATE TABLE files (id TEXT PRIMARY KEY, size INTEGER, blob TEXT)")
+        self.blob_file = blob_file
+        self.db.execute(
+            "CREATE TABLE files (id TEXT PRIMARY KEY, size INTEGER, blob TEXT, data BLOB)"
+        )
         self.count = 0
         self._lock = threading.Lock()  # waitress may run two requests on two threads
 
     def step(self, data: bytes = SMALL) -> str:
-        """Write ``data`` durably and commit one row naming it.
+        """Write ``data`` durably and commit one row holding or naming it.
 
         :returns: the row's id.
         """
         with self._lock:
             self.count += 1
             count = self.count
+        row_id = f"file-{count}"
+        if not self.blob_file:
+            with self._lock:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute(
+                    "INSERT INTO files VALUES (?, ?, NULL, ?)", (row_id, len(data), data)
+                )
+                self.db.execute("COMMIT")
+            return row_id
         temp = os.path.join(self.folder, f".t-{count}")
         final = os.path.join(self.folder, f"b-{count}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -69,10 +85,9 @@ class FsyncFloor:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        row_id = f"file-{count}"
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO files VALUES (?, ?, ?)", (row_id, len(data), final))
+            self.db.execute("INSERT INTO files VALUES (?, ?, ?, NULL)", (row_id, len(data), final))
             self.db.execute("COMMIT")
         return row_id
 
@@ -102,11 +117,13 @@ class FloorApp:
 
 
 def main(argv: list[str]) -> int:
-    """:param argv: ``[folder]`` (created; the floor's files go there), then ``--no-sync`` for
-    the floor without syncs. :returns: never."""
+    """:param argv: ``[folder]`` (created; the floor's files go there), then ``--blob-file``
+    for the floor of a file in a blob of its own, ``--no-sync`` for the blob file's writes
+    without syncs. :returns: never."""
     from ._stub import serve
 
-    floor = FsyncFloor(argv[0], durable="--no-sync" not in argv[1:])
+    durable = "--no-sync" not in argv[1:]
+    floor = FsyncFloor(argv[0], durable, blob_file="--blob-file" in argv[1:] or not durable)
     serve(FloorApp(floor), 8, "floor")  # as many threads as the server's default
     return 0
 

@@ -93,11 +93,12 @@ def floor_peer(name: str, url: str) -> Peer:
 
 
 @contextmanager
-def floor(opts: Options, name: str, durable: bool) -> Iterator[Peer]:
-    """An HTTP floor in a child process, with or without its syncs, on the work dir's disk."""
-    flag = "durable" if durable else "no-sync"
-    folder = os.path.join(opts.workdir, f"peer-floor-{flag}")
-    args = ["benchmarks._floor", folder] + ([] if durable else ["--no-sync"])
+def floor(opts: Options, name: str, flag: str = "") -> Iterator[Peer]:
+    """An HTTP floor in a child process on the work dir's disk: a small file's durable steps,
+    or with ``flag`` (``--blob-file``, ``--no-sync``) those of a blob file, or its writes
+    without syncs (see :mod:`benchmarks._floor`)."""
+    folder = os.path.join(opts.workdir, f"peer-floor{flag or '-durable'}")
+    args = ["benchmarks._floor", folder] + ([flag] if flag else [])
     log = os.path.join(opts.workdir, f"floor-{flag}.log")
     with HelperProcess(args, log) as process:
         yield floor_peer(name, process.base_url)
@@ -308,6 +309,7 @@ OPERATIONS = (
 
 #: The names of table 8b's floors.
 DURABLE_FLOOR = "HTTP floor, durable"
+BLOB_FILE_FLOOR = "HTTP floor, blob file"
 NO_SYNC_FLOOR = "HTTP floor, no sync"
 
 
@@ -364,8 +366,9 @@ def run(opts: Options) -> list[Table]:
             stack.enter_context(rclone(opts, password, big)),
         ]
         floors = [
-            stack.enter_context(floor(opts, DURABLE_FLOOR, durable=True)),
-            stack.enter_context(floor(opts, NO_SYNC_FLOOR, durable=False)),
+            stack.enter_context(floor(opts, DURABLE_FLOOR)),
+            stack.enter_context(floor(opts, BLOB_FILE_FLOOR, "--blob-file")),
+            stack.enter_context(floor(opts, NO_SYNC_FLOOR, "--no-sync")),
         ]
         rates = measure(peers, opts, size, floors)
     label_size = f"{size // MIB} MiB" if size < 1024 * MIB else f"{size / (1024 * MIB):g} GiB"
@@ -414,7 +417,7 @@ def floor_table(put_small: dict[str, list[float]]) -> Table:
         pairs = [mine / theirs for mine, theirs in zip(put_small[name], put_small[base]) if theirs]
         return statistics.median(pairs) if pairs else 0.0
 
-    for name in ("kloudless", DURABLE_FLOOR, NO_SYNC_FLOOR, "WsgiDAV", "rclone"):
+    for name in ("kloudless", DURABLE_FLOOR, BLOB_FILE_FLOOR, NO_SYNC_FLOOR, "WsgiDAV", "rclone"):
         table.add(
             name,
             f"{statistics.median(put_small[name]):.1f}",
@@ -423,11 +426,12 @@ def floor_table(put_small: dict[str, list[float]]) -> Table:
     durable = per_round(DURABLE_FLOOR, "WsgiDAV"), per_round(DURABLE_FLOOR, "rclone")
     table.notes.append(
         "HTTP floors: a bare waitress (no kloudless code, 8 threads) receiving the same 4 KiB "
-        "POST from the same client; durable: it writes the bytes, fdatasyncs them, renames the "
-        "file into its folder, fsyncs the folder and commits one SQLite row (WAL, "
-        "synchronous=FULL), the durable steps of a kloudless upload and nothing else (as in "
-        "5c); no sync: the same writes without any sync. Ratios: medians of the per-round "
-        "ratios."
+        "POST from the same client; durable: it commits the bytes with one SQLite row (WAL, "
+        "synchronous=FULL), the durable steps of a kloudless upload of 4 KiB (kept in the "
+        "database) and nothing else (as in 5c); blob file: it writes the bytes to a file, "
+        "fdatasyncs them, renames the file into its folder, fsyncs the folder and commits one "
+        "row naming it, the steps of a file larger than Settings.inline_file_bytes; no sync: "
+        "the blob file's writes without any sync. Ratios: medians of the per-round ratios."
     )
     table.notes.append(
         "No server that answers after the upload is on disk can be faster than the durable "

@@ -64,9 +64,16 @@ def populate(fixture: Fixture) -> Callable[[Any, int], None]:
         from kloudless.server.blobs import blob_store
         from kloudless.server.connectors.local_storage import LocalStorage, order_key
 
-        # In the app's blob store (the data dir, or S3 for benchmark 7's PostgreSQL + S3).
+        # In the app's blob store (the data dir, or S3 for benchmark 7's PostgreSQL + S3), the
+        # small files in the database, as an upload through the API puts them.
         blobs = blob_store(app.settings)
-        storage = LocalStorage(app.store, app.settings.data_dir, account_id, blobs=blobs)
+        storage = LocalStorage(
+            app.store,
+            app.settings.data_dir,
+            account_id,
+            blobs=blobs,
+            inline_bytes=app.settings.inline_file_bytes,
+        )
         big = app.settings.max_upload_bytes
         listing, _ = storage.create_folder("root", "listing", False)
         uploads, _ = storage.create_folder("root", "uploads", False)
