@@ -38,6 +38,10 @@ def main(argv: list[str]) -> int:
         multipart_part_size=part_size,
         # The blob store as `kloudless serve` takes it from the environment (benchmark 6).
         blob_store=os.environ.get("KLOUDLESS_BLOB_STORE", ""),
+        # Benchmark 6 puts every file in the blob store (`--inline-file-bytes 0`).
+        inline_file_bytes=int(
+            os.environ.get("KLOUDLESS_INLINE_FILE_BYTES", Settings.inline_file_bytes)
+        ),
         # The benchmarks' clients share one token: no per-credential or per-address transfer
         # limit (they would answer 429 past 8 uploads at once).
         transfers_per_credential=0,
