@@ -325,3 +325,29 @@ def test_the_answer_is_the_same_whichever_place_holds_the_bytes(
         answers.append({k: v for k, v in made.items() if k not in varying})
     assert answers[0] == answers[1]
     assert answers[0]["size"] == 10 and answers[0]["mime_type"] == "text/plain"
+
+
+def test_the_bytes_outlive_a_restart(
+    app: ServerApp, client: Client, auth: dict[str, str], settings: Settings
+) -> None:
+    file_id = upload(client, auth, "kept.txt", b"still here").get_json()["id"]
+    app.close()
+    restarted = create_app(settings)
+    try:
+        again = BufferedClient(restarted)
+        assert contents(again, auth, file_id).data == b"still here"
+    finally:
+        restarted.close()
+
+
+def test_serve_takes_the_limit_from_its_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from kloudless.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["serve"]).inline_file_bytes == Settings.inline_file_bytes == 16 * 1024
+    assert parse(["serve", "--inline-file-bytes", "64K"]).inline_file_bytes == 64 * 1024
+    assert parse(["serve", "--inline-file-bytes", "0"]).inline_file_bytes == 0
+    with pytest.raises(SystemExit) as exited:
+        parse(["serve", "--inline-file-bytes", "-1"])
+    assert exited.value.code == 2
+    assert "--inline-file-bytes" in capsys.readouterr().err
