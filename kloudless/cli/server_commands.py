@@ -203,6 +203,18 @@ def _cpu_affinity(text: str) -> str:
     return text
 
 
+#: The most ``--inline-file-bytes`` takes: such a file is read into memory and written as one
+#: database row.
+MAX_INLINE_FILE_BYTES = 1024 * 1024
+
+
+def _inline_file_bytes(text: str) -> int:
+    value = byte_count_or_zero(text)
+    if value > MAX_INLINE_FILE_BYTES:
+        raise argparse.ArgumentTypeError(f"at most 1M: {text!r}")
+    return value
+
+
 def _workers(text: str) -> int:
     """:returns: a ``--workers`` count (1 to 64). :raises argparse.ArgumentTypeError: otherwise."""
     try:
@@ -801,11 +813,11 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--inline-file-bytes",
-        type=byte_count_or_zero,
+        type=_inline_file_bytes,
         default=16 * 1024,
         metavar="BYTES",
-        help="local files of at most this size (e.g. 16K) keep their bytes in the database, "
-        "durable in one commit (default %(default)s; 0 = every file in the blob store)",
+        help="local files of at most this size (e.g. 16K, at most 1M) keep their bytes in the "
+        "database, durable in one commit (default %(default)s; 0 = every file in the blob store)",
     )
     serve.add_argument(
         "--connections-per-address",

@@ -456,12 +456,16 @@ def drain(
 
     A :class:`HashingStream` that has read nothing yet hashes every byte on its way here: its
     digest is the stream's, so the body is hashed once (not once for the idempotency record and
-    once more for the blob).
+    once more for the blob); so does one under a :class:`Prefixed` whose head it read.
 
     :param hashed: False: count only (the digest returned is ``""``).
     :returns: ``(size, sha256 hex digest)``. :raises ApiError: ``too_big()`` past ``limit``.
     """
-    hashing = stream if isinstance(stream, HashingStream) and stream.size == 0 else None
+    hashing: HashingStream | None = None
+    if isinstance(stream, HashingStream) and stream.size == 0:
+        hashing = stream
+    elif isinstance(stream, Prefixed):
+        hashing = stream.hashing  # hashed its head already, and hashes the rest on its way here
     digest = None if hashing is not None or not hashed else hashlib.sha256()
     size = 0
     while True:
@@ -503,11 +507,25 @@ class Prefixed(io.RawIOBase):
         super().__init__()
         self._head = head
         self._rest = rest
+        #: What this stream reads from (lets ``spool`` find what is under it).
+        self.wrapped = rest
+        self._untouched = True
+
+    @property
+    def hashing(self) -> HashingStream | None:
+        """The :class:`HashingStream` ``rest`` when it hashed ``head`` and nothing before, and
+        this stream was not read yet: its digest will be this whole stream's (:func:`drain`
+        takes it instead of hashing the body a second time). None otherwise."""
+        rest = self._rest
+        if self._untouched and isinstance(rest, HashingStream) and rest.size == len(self._head):
+            return rest
+        return None
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        self._untouched = False
         head = self._head
         if not head:
             return self._rest.read(-1 if size is None else size)

@@ -35,6 +35,7 @@ from .connectors.local_storage import (
     ORPHAN_GRACE_SECONDS,
     abort_orphan_uploads,
     drop_multipart,
+    reclaim_inline_orphans,
     referenced_blobs,
     settle_all,
 )
@@ -145,6 +146,7 @@ def sweep(
     counts["blobs"] += reclaim_unreferenced(
         blobs, orphans, ORPHAN_GRACE_SECONDS, before=orphans_before
     )
+    counts["blobs"] += reclaim_inline_orphans(store)
 
     counts["part_folders"] = remove_orphan_part_folders(
         store, app.settings.data_dir, older_than=ORPHAN_GRACE_SECONDS

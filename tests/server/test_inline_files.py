@@ -17,11 +17,12 @@ from werkzeug.wrappers import Response
 
 from kloudless.server import create_app, spool
 from kloudless.server.app import ServerApp
+from kloudless.server.blobs import blob_store
 from kloudless.server.bootstrap import Credentials
-from kloudless.server.connectors.local_storage import INLINE_PREFIX, is_inline
+from kloudless.server.connectors.local_storage import INLINE_PREFIX, LocalStorage, is_inline
 from kloudless.server.context import RequestContext
 from kloudless.server.settings import Settings
-from kloudless.server.spool import Prefixed, read_at_most
+from kloudless.server.spool import HashingStream, Prefixed, read_at_most
 
 from .conftest import BufferedClient, assert_error, blob_keys, mkdir, upload
 
@@ -288,6 +289,70 @@ def test_a_small_upload_makes_no_sync_of_its_own(
         assert len(synced) >= 2
 
 
+def test_a_keyed_body_is_hashed_once_either_way(
+    app: ServerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idempotency layer's hash of the body (a HashingStream) is the blob's too, for a body
+    kept in the database and for one just over the limit that goes on to the blob store."""
+    storage = LocalStorage(
+        app.store,
+        app.settings.data_dir,
+        1,
+        blobs=blob_store(app.settings),
+        inline_bytes=LIMIT,
+    )
+    real = hashlib.sha256
+    hashed = [0]
+
+    class Counting:
+        def __init__(self, data: bytes = b"") -> None:
+            self._sha = real()
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            hashed[0] += len(data)
+            self._sha.update(data)
+
+        def hexdigest(self) -> str:
+            return self._sha.hexdigest()
+
+        def copy(self) -> Any:
+            return self
+
+    for size in (0, 10, LIMIT, LIMIT + 1, LIMIT * 50):
+        data = os.urandom(size)
+        hashed[0] = 0
+        monkeypatch.setattr(hashlib, "sha256", Counting)
+        body = HashingStream(io.BytesIO(data))
+        blob, stored, digest = storage._write_blob(body, 10**6)
+        monkeypatch.setattr(hashlib, "sha256", real)
+        assert (stored, digest) == (size, real(data).hexdigest())
+        assert body.hexdigest() == digest and body.eof
+        assert hashed[0] == size, (size, hashed[0])
+        assert is_inline(blob) == (size <= LIMIT)
+        storage._drop_new_blob(blob)
+
+
+def test_the_sweep_removes_bytes_no_file_names(
+    app: ServerApp, client: Client, auth: dict[str, str]
+) -> None:
+    """What a process of an older version leaves when it deletes such a file (it journals the
+    blob as a blob store key): the bytes, which the sweep removes; those of live files stay."""
+    from kloudless.server.sweep import sweep
+
+    app.sweeper.wait()
+    kept = upload(client, auth, "kept.txt", b"kept").get_json()["id"]
+    app.store.execute(
+        "INSERT INTO inline_blobs (account_id, blob, data) VALUES (1, ?, ?)",
+        (INLINE_PREFIX + "0" * 32, b"left behind"),
+    )
+    assert len(inline_rows(app)) == 2
+    assert sweep(app)["blobs"] >= 1
+    assert list(inline_rows(app).values()) == [b"kept"]
+    assert contents(client, auth, kept).data == b"kept"
+    assert sweep(app)["blobs"] == 0  # nothing more to remove
+
+
 def test_read_at_most_and_prefixed_streams() -> None:
     source = io.BytesIO(b"abcdefghij")
     head = read_at_most(source, 4)
@@ -347,7 +412,9 @@ def test_serve_takes_the_limit_from_its_option(capsys: pytest.CaptureFixture[str
     assert parse(["serve"]).inline_file_bytes == Settings.inline_file_bytes == 16 * 1024
     assert parse(["serve", "--inline-file-bytes", "64K"]).inline_file_bytes == 64 * 1024
     assert parse(["serve", "--inline-file-bytes", "0"]).inline_file_bytes == 0
-    with pytest.raises(SystemExit) as exited:
-        parse(["serve", "--inline-file-bytes", "-1"])
-    assert exited.value.code == 2
-    assert "--inline-file-bytes" in capsys.readouterr().err
+    assert parse(["serve", "--inline-file-bytes", "1M"]).inline_file_bytes == 1024 * 1024
+    for refused in ("-1", "2M", "lots"):
+        with pytest.raises(SystemExit) as exited:
+            parse(["serve", "--inline-file-bytes", refused])
+        assert exited.value.code == 2
+        assert "--inline-file-bytes" in capsys.readouterr().err

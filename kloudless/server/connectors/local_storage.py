@@ -61,6 +61,7 @@ from ..errors import (
     too_large,
 )
 from ..spool import (
+    HashingStream,
     Prefixed,
     fsync_dir,
     read_at_most,
@@ -181,6 +182,15 @@ _CONTENTS_ROW = (
     " ON i.account_id = o.account_id AND i.blob = o.blob"
     " WHERE o.id = ? AND o.account_id = ? AND o.trashed = 0"
 )
+
+
+def _digest_of(stream: IO[bytes], data: bytes) -> str:
+    """:returns: the SHA-256 hex digest of ``data``, the whole of ``stream``: the digest of the
+    idempotency layer's :class:`~kloudless.server.spool.HashingStream` when ``stream`` is one
+    that read exactly ``data`` (the body is not hashed twice)."""
+    if isinstance(stream, HashingStream) and stream.eof and stream.size == len(data):
+        return stream.hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def is_inline(blob: object) -> bool:
@@ -368,6 +378,37 @@ def reclaim_orphans(
     return reclaim_unreferenced(
         blobs or FileBlobStore(data_dir), {BLOB_FOLDER: referenced_blobs(store)}, grace
     )
+
+
+def reclaim_inline_orphans(store: Store) -> int:
+    """Delete the bytes of inline blobs no file row names. This version writes, releases and
+    copies them with the rows in one transaction, so none is left by it; a process of an older
+    version (a rolling upgrade that kept ``--inline-file-bytes`` on, see the deployment guide)
+    releases such a file's blob as if it were in the blob store, and leaves its bytes. One
+    listing of each table, then each candidate checked again in a transaction of its own.
+
+    :returns: how many were deleted.
+    """
+    named = {
+        (int(r["account_id"]), str(r["blob"]))
+        for r in store.all(
+            "SELECT account_id, blob FROM objects WHERE blob LIKE ?", (INLINE_PREFIX + "%",)
+        )
+    }
+    stale = [
+        key
+        for r in store.all("SELECT account_id, blob FROM inline_blobs")
+        if (key := (int(r["account_id"]), str(r["blob"]))) not in named
+    ]
+    removed = 0
+    for account_id, blob in stale:
+        with store.transaction():
+            if not _referenced(store, account_id, blob):  # committed since the listing
+                removed += store.execute(
+                    "DELETE FROM inline_blobs WHERE account_id = ? AND blob = ?",
+                    (account_id, blob),
+                ).rowcount
+    return removed
 
 
 def referenced_blobs(store: Store) -> ReferencedNames:
@@ -755,7 +796,7 @@ class LocalStorage(StorageBackend):
             if len(head) <= limit:
                 blob = INLINE_PREFIX + secrets.token_hex(16)
                 self._inline[blob] = head
-                return blob, len(head), hashlib.sha256(head).hexdigest()
+                return blob, len(head), _digest_of(stream, head)
             if len(head) > max_bytes:
                 raise self._too_large(max_bytes)
             stream = cast(IO[bytes], Prefixed(head, stream))
