@@ -484,6 +484,15 @@ def drain(
     return size, "" if digest is None else digest.hexdigest()
 
 
+def read_digest(stream: IO[bytes], data: bytes) -> str:
+    """:returns: the SHA-256 hex digest of ``data``, all that was read of ``stream`` (to its
+    end): that of a :class:`HashingStream` that read exactly ``data``, else computed (the body
+    is hashed once, as by :func:`drain`)."""
+    if isinstance(stream, HashingStream) and stream.eof and stream.size == len(data):
+        return stream.hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
 def read_at_most(stream: IO[bytes], count: int) -> bytes:
     """:returns: the next ``count`` bytes of ``stream``: fewer only when it ends first."""
     parts: list[bytes] = []

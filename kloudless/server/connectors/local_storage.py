@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import logging
 import mimetypes
@@ -61,10 +60,10 @@ from ..errors import (
     too_large,
 )
 from ..spool import (
-    HashingStream,
     Prefixed,
     fsync_dir,
     read_at_most,
+    read_digest,
     remove_quietly,
     spool_to_path,
     spool_to_temp,
@@ -182,15 +181,6 @@ _CONTENTS_ROW = (
     " ON i.account_id = o.account_id AND i.blob = o.blob"
     " WHERE o.id = ? AND o.account_id = ? AND o.trashed = 0"
 )
-
-
-def _digest_of(stream: IO[bytes], data: bytes) -> str:
-    """:returns: the SHA-256 hex digest of ``data``, the whole of ``stream``: the digest of the
-    idempotency layer's :class:`~kloudless.server.spool.HashingStream` when ``stream`` is one
-    that read exactly ``data`` (the body is not hashed twice)."""
-    if isinstance(stream, HashingStream) and stream.eof and stream.size == len(data):
-        return stream.hexdigest()
-    return hashlib.sha256(data).hexdigest()
 
 
 def is_inline(blob: object) -> bool:
@@ -796,7 +786,7 @@ class LocalStorage(StorageBackend):
             if len(head) <= limit:
                 blob = INLINE_PREFIX + secrets.token_hex(16)
                 self._inline[blob] = head
-                return blob, len(head), _digest_of(stream, head)
+                return blob, len(head), read_digest(stream, head)
             if len(head) > max_bytes:
                 raise self._too_large(max_bytes)
             stream = cast(IO[bytes], Prefixed(head, stream))
