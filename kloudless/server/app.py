@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import cors, idempotency, imported, provider_rejection, scopes
+from . import cors, idempotency, imported, provider_rejection, request_log, scopes
 from .api import ROUTES
 from .auth import Auth, authenticate
 from .context import HandlerWrapper, RequestContext
 from .core import Core
 from .diskspace import Reserve, check_room, insufficient_storage, is_disk_full
 from .errors import ApiError, forbidden, not_found, too_large, too_many_requests
-from .hosts import HostCheck, log_path
+from .hosts import HostCheck
 from .params import check_no_nul
 from .ratelimit import AuthGuard, RateLimiter
 from .responses import error_response, new_request_id
@@ -425,14 +425,10 @@ def _request_line(
     """:returns: what logs the request's line when called: its method, path (redacted),
     status, duration and id, the duration and status as they are now."""
     return functools.partial(
-        _write_request_line,
+        request_log.write,
         request.method,
         request.path,
         response.status_code,
         (time.monotonic() - started) * 1000,
         request_id,
     )
-
-
-def _write_request_line(method: str, path: str, status: int, ms: float, request_id: str) -> None:
-    log.info("%s %s %s %.1fms request_id=%s", method, log_path(path), status, ms, request_id)

@@ -10,7 +10,6 @@ import shlex
 import signal
 import sys
 import threading
-import time
 from types import FrameType
 from typing import IO, Any, TextIO
 
@@ -18,53 +17,11 @@ from . import affinity
 from .app import ServerApp
 from .bootstrap import Credentials, bootstrap
 from .pgsql import redact_url
+from .request_log import configure_logging
 from .settings import Settings
 from .store import _create_private
 
 log = logging.getLogger("kloudless.server")
-
-#: The request log's format: one line per request (``app.py``: method, path, status, time, id).
-LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
-
-
-class RequestLogFormatter(logging.Formatter):
-    """:class:`logging.Formatter` whose default ``%(asctime)s`` (no ``datefmt``) turns the
-    date and time into text once per second instead of for every line; the lines are the
-    same. The request log writes a line for every request."""
-
-    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
-        super().__init__(fmt, datefmt)
-        self._second: tuple[int, str] = (-1, "")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        if datefmt or not self.default_msec_format:
-            return super().formatTime(record, datefmt)
-        second, text = self._second
-        if second != int(record.created):  # the converter (localtime) drops the fraction
-            second = int(record.created)
-            text = time.strftime(self.default_time_format, self.converter(record.created))
-            self._second = (second, text)
-        return self.default_msec_format % (text, record.msecs)
-
-
-def configure_logging(filename: str | None = None) -> None:
-    """Log ``INFO`` and up as ``kloudless serve`` does (:data:`LOG_FORMAT`, to standard error
-    or to ``filename``), unless the root logger already has handlers (as
-    :func:`logging.basicConfig`).
-
-    The records then skip what :data:`LOG_FORMAT` never shows (the logging HOWTO's
-    "Optimization": the caller's file and line, thread, process and process name), work the
-    request log would do for every request.
-    """
-    if logging.getLogger().handlers:
-        return
-    handler = logging.FileHandler(filename) if filename else logging.StreamHandler()
-    handler.setFormatter(RequestLogFormatter(LOG_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging._srcfile = None  # no frame walk per record
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
 
 
 def freeze_heap() -> None:

@@ -500,7 +500,7 @@ def test_a_query_is_parsed_for_nul_only_when_it_could_hold_one(served: Any) -> N
 def test_the_request_log_formatter_writes_the_standard_lines() -> None:
     import logging
 
-    from kloudless.server.runner import LOG_FORMAT, RequestLogFormatter
+    from kloudless.server.request_log import LOG_FORMAT, RequestLogFormatter
 
     ours, standard = RequestLogFormatter(LOG_FORMAT), logging.Formatter(LOG_FORMAT)
     dated = RequestLogFormatter(LOG_FORMAT, "%H:%M")
@@ -519,7 +519,7 @@ def test_configure_logging_leaves_configured_logging_alone(
 ) -> None:
     import logging
 
-    from kloudless.server.runner import RequestLogFormatter, configure_logging
+    from kloudless.server.request_log import RequestLogFormatter, configure_logging
 
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])
