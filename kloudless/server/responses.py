@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - exercised by tests that hide orjson
     orjson = None  # type: ignore[assignment]
 
 __all__ = [
+    "check_header_values",
     "checked_headers",
     "error_response",
     "json_response",
@@ -34,6 +35,13 @@ def new_request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+def check_header_values(pairs: list[tuple[str, str]]) -> None:
+    """:raises ValueError: a value holds a line break, as werkzeug refuses it."""
+    text = "".join([value for _, value in pairs])
+    if "\n" in text or "\r" in text:
+        raise ValueError("Header values must not contain newline characters.")
+
+
 def checked_headers(pairs: list[tuple[str, str]]) -> Headers:
     """:returns: ``Headers(pairs)``, built with one check of all the values instead of
     werkzeug's checks of every pair as it is added (a third of a small download's answer).
@@ -41,9 +49,7 @@ def checked_headers(pairs: list[tuple[str, str]]) -> Headers:
     :param pairs: names and values, all ``str``; the list becomes the headers' own.
     :raises ValueError: a value holds a line break, as werkzeug refuses it.
     """
-    text = "".join([value for _, value in pairs])
-    if "\n" in text or "\r" in text:
-        raise ValueError("Header values must not contain newline characters.")
+    check_header_values(pairs)
     headers = Headers()
     headers._list = pairs  # werkzeug's own list of (name, value): what add() appends to
     return headers

@@ -149,8 +149,13 @@ def _setup(ctx: RequestContext, account_id: str) -> tuple[int, StorageBackend]:
     return int(account["id"]), storage_backend(ctx, account)
 
 
+def is_object_id(value: str) -> bool:
+    """:returns: whether ``value`` can be an object id (letters, digits, ``_`` and ``-``)."""
+    return len(value) <= 512 and value.replace("_", "").replace("-", "").isalnum()
+
+
 def _id(value: str) -> str:
-    if len(value) > 512 or not value.replace("_", "").replace("-", "").isalnum():
+    if not is_object_id(value):
         raise ApiError(404, "not_found", f"Not found: {value[:100]!r}")
     return value
 
@@ -419,19 +424,8 @@ def send_contents(
     # gone), not merely until this handler returns: the bytes are streamed after it.
     stream = cast(IO[bytes], Releasing(stream, release))
     environ = ctx.request.environ
-    # Built as one list: setting headers one by one cost more than the rest of a small GET.
-    headers = [
-        ("Content-Type", mime_type),
-        *content.protection_headers(mime_type, name, inline),
-        ("Content-Length", str(size)),
-    ]
-    if etag:
-        headers.append(("ETag", quote_etag(etag)))
-    plain = environ["REQUEST_METHOD"] in ("GET", "HEAD") and _CONDITIONAL.isdisjoint(environ)
-    if plain:
-        # Nothing to compare or cut: the whole file, as make_conditional() would answer it
-        # (the HTTP server adds the Date header).
-        headers.append(("Accept-Ranges", "bytes"))
+    plain = is_plain_download(environ)
+    headers = file_headers(mime_type, size, etag, name, inline, plain)
     # A whole small file (not a HEAD, which sends nothing) goes out with its headers.
     small = size if plain and size <= SMALL_ANSWER and environ["REQUEST_METHOD"] == "GET" else -1
     body = _body(environ, stream, small=small)
@@ -460,6 +454,33 @@ def send_contents(
         window = cast(IO[bytes], FileSlice(stream, first, last - first + 1))
         response.response = _body(environ, window, remote=getattr(stream, "remote", False))
     return response
+
+
+def is_plain_download(environ: dict[str, Any]) -> bool:
+    """:returns: whether a download request asks for the whole file, unconditionally: a GET or
+    HEAD without :data:`_CONDITIONAL` headers (nothing to compare or cut)."""
+    return environ["REQUEST_METHOD"] in ("GET", "HEAD") and _CONDITIONAL.isdisjoint(environ)
+
+
+def file_headers(
+    mime_type: str, size: int, etag: str | None, name: str | None, inline: bool, plain: bool
+) -> list[tuple[str, str]]:
+    """:returns: the headers of a file's download (:func:`send_contents`); ``plain``
+    (:func:`is_plain_download`) adds ``Accept-Ranges``, which ``make_conditional()`` adds to
+    the others. Built as one list: setting headers one by one cost more than the rest of a
+    small GET."""
+    headers = [
+        ("Content-Type", mime_type),
+        *content.protection_headers(mime_type, name, inline),
+        ("Content-Length", str(size)),
+    ]
+    if etag:
+        headers.append(("ETag", quote_etag(etag)))
+    if plain:
+        # The whole file, as make_conditional() would answer it (the HTTP server adds the
+        # Date header).
+        headers.append(("Accept-Ranges", "bytes"))
+    return headers
 
 
 #: The request headers that make a download partial or conditional (``make_conditional()``).

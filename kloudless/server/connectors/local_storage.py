@@ -188,6 +188,33 @@ def is_inline(blob: object) -> bool:
     return isinstance(blob, str) and blob.startswith(INLINE_PREFIX)
 
 
+def open_inline_contents(store: Store, account_id: int, file_id: str) -> FileContents | None:
+    """The contents of a file whose bytes are kept in the database, read with its row in one
+    statement, as :meth:`LocalStorage.open_contents` opens them; a read opens no file and
+    needs no :class:`LocalStorage`. :returns: None for anything else (no such file, a folder,
+    bytes in the blob store), which ``open_contents`` then answers."""
+    row = store.one(_CONTENTS_ROW, (file_id, account_id))
+    if row is None or row["kind"] != "file" or not is_inline(row["blob"]):
+        return None
+    data = row["inline_data"]
+    if data is None:
+        return None  # open_contents reports it
+    return _file_contents(row, io.BytesIO(bytes(data)))
+
+
+def _file_contents(row: sqlite3.Row, reader: IO[bytes]) -> FileContents:
+    """:returns: the download of the file row ``row`` (of :data:`_CONTENTS_ROW`), read by
+    ``reader``."""
+    return FileContents(
+        reader,
+        int(row["size"] or 0),
+        str(row["mime_type"] or "application/octet-stream"),
+        row["etag"],
+        row["modified"],
+        str(row["name"]),
+    )
+
+
 #: The account folder chains this process has checked level by level and created. Once
 #: there, a storage object checks only the folders it uses (one ``lstat`` each: still real
 #: folders, not symlinks) instead of an ``lstat``, a ``stat`` and a ``mkdir`` of every level
@@ -1276,14 +1303,7 @@ class LocalStorage(StorageBackend):
             except OSError as exc:
                 log.warning("reading blob of %s failed: %s", file_id[:100], exc)
                 raise ApiError(500, "internal_error", "The file cannot be read.") from None
-            return FileContents(
-                reader,
-                int(row["size"] or 0),
-                str(row["mime_type"] or "application/octet-stream"),
-                row["etag"],
-                row["modified"],
-                str(row["name"]),
-            )
+            return _file_contents(row, reader)
         raise not_found(f"File not found: {file_id[:100]}")
 
     def _reader(self, row: sqlite3.Row) -> IO[bytes]:
