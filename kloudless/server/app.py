@@ -239,17 +239,20 @@ class ServerApp(Core):
             account is None
             or account["app_id"] != auth.app_id
             or not auth.may_access(account_id)
+            or account["service"] != "local"  # before get_connector(), which may raise 501
             or type(self.connector(account)) is not LocalConnector
             or not is_object_id(file_id)
         ):
             return None
-        opened = open_inline_contents(self.store, account_id, file_id)
-        if opened is None or opened.size > SMALL_ANSWER:
-            return None
-        headers = file_headers(opened.mime_type, opened.size, opened.etag, opened.name, False, True)
         try:
+            opened = open_inline_contents(self.store, account_id, file_id)
+            if opened is None or opened.size > SMALL_ANSWER:
+                return None
+            headers = file_headers(
+                opened.mime_type, opened.size, opened.etag, opened.name, False, True
+            )
             check_header_values(headers)
-        except ValueError:
+        except Exception:  # a database error, a bad header value: the generic path reports it
             return None
         # The request is this path's from here: a refusal is answered as the generic path
         # answers it.

@@ -198,7 +198,9 @@ def test_variants_the_router_and_authentication_accept_take_the_plain_path(
     assert answer.status_code == 200 and answer.get_data() == SMALL
 
 
-@pytest.mark.parametrize("case", ["other account", "other app", "scope", "trashed", "revoked"])
+@pytest.mark.parametrize(
+    "case", ["other account", "other app", "scope", "trashed", "revoked", "unknown service"]
+)
 def test_refusals_are_the_generic_paths(both: Any, case: str) -> None:
     plain, generic = both()
 
@@ -216,6 +218,10 @@ def test_refusals_are_the_generic_paths(both: Any, case: str) -> None:
             return {"Authorization": f"Bearer {token}"}
         if case == "trashed":
             store.execute("UPDATE objects SET trashed = 1 WHERE id = ?", (s.small,))
+        if case == "unknown service":
+            store.execute(
+                "UPDATE accounts SET service = 'nosuchservice' WHERE id = ?", (s.creds.account_id,)
+            )
         if case == "revoked":
             assert s.client.get(s.url(), headers=s.auth).status_code == 200  # cached first
             assert store.revoke_token(s.creds.token)
@@ -229,6 +235,7 @@ def test_refusals_are_the_generic_paths(both: Any, case: str) -> None:
         "scope": 403,
         "trashed": 404,
         "revoked": 401,
+        "unknown service": 501,
     }
     assert answer.status_code == expected[case]
 
