@@ -214,12 +214,12 @@ class ServerApp(Core):
         ):
             return None
         started = time.monotonic()
-        self.sweeper.maybe_run()
-        self.disk_reserve.maybe_restore()
         address = environ.get("REMOTE_ADDR")
         try:
+            self.sweeper.maybe_run()
+            self.disk_reserve.maybe_restore()
             # request.host is werkzeug's get_host() of these (the Host header is there).
-            self.check_host(get_host(environ["wsgi.url_scheme"], host))
+            self.check_host(get_host(environ.get("wsgi.url_scheme", "http"), host))
             index, args = self._match(environ)
             route = self.routes[index]
             if route.handler is not file_contents:
@@ -228,7 +228,7 @@ class ServerApp(Core):
             auth = authenticate(self.store, authorization)
             _check_auth_level(auth, route.auth)
             scopes.check(auth, route.family)
-        except (ApiError, HTTPException):
+        except Exception:  # a refusal, a database error: the generic path raises it, once
             return None
         account_ref, file_id = args["account_id"], args["object_id"]
         if not (account_ref.isascii() and account_ref.isdigit() and len(account_ref) <= 18):
@@ -262,29 +262,47 @@ class ServerApp(Core):
             if limited is not None:
                 raise too_many_requests("requests", limited)
             release = self.transfer_limits.acquire(DOWNLOAD, credential_key(authorization), address)
-        except ApiError as exc:
-            request = Request(environ)
-            response = _error_response(exc, request, request_id)
+        except Exception as exc:  # a 429, or a failure: the generic path's JSON error
+            return self._refuse(environ, exc, request_id, started, start_response)
+        try:
+            body = SmallBody(cast(IO[bytes], Releasing(opened.stream, release)), opened.size)
+        except Exception as exc:  # SmallBody closed the stream, which freed the slot
+            return self._refuse(environ, exc, request_id, started, start_response)
+        try:
             self.store.settle()
-            return self._answer(request, response, request_id, started, start_response)
-        body = SmallBody(cast(IO[bytes], Releasing(opened.stream, release)), opened.size)
-        self.store.settle()
-        headers.append(("X-Request-Id", request_id))
-        log_line = functools.partial(
-            request_log.write,
-            "GET",
-            "/" + path.lstrip("/"),  # werkzeug's request.path of an ASCII path
-            200,
-            (time.monotonic() - started) * 1000,
-            request_id,
-        )
-        after = environ.get(AFTER_RESPONSE)
-        if after is None:
-            log_line()
-        else:
-            after.append(log_line)
-        start_response("200 OK", headers)
+            headers.append(("X-Request-Id", request_id))
+            log_line = functools.partial(
+                request_log.write,
+                "GET",
+                "/" + path.lstrip("/"),  # werkzeug's request.path of an ASCII path
+                200,
+                (time.monotonic() - started) * 1000,
+                request_id,
+            )
+            after = environ.get(AFTER_RESPONSE)
+            if after is None:
+                log_line()
+            else:
+                after.append(log_line)
+            start_response("200 OK", headers)
+        except BaseException:
+            body.close()  # the server never gets the body to close: free its slot here
+            raise
         return body
+
+    def _refuse(
+        self,
+        environ: WSGIEnvironment,
+        exc: Exception,
+        request_id: str,
+        started: float,
+        start_response: StartResponse,
+    ) -> Any:
+        """Answer ``exc`` as :meth:`dispatch` answers what a request raised."""
+        request = Request(environ)
+        response = _error_response(exc, request, request_id)
+        self.store.settle()
+        return self._answer(request, response, request_id, started, start_response)
 
     def dispatch(self, request: Request, request_id: str) -> Response:
         """Route and run one request; every failure becomes a JSON error."""

@@ -132,8 +132,10 @@ def _delivered_as_is(handler: logging.Handler) -> bool:
         and not handler.filters
         and handler.level <= logging.INFO
         and type(handler) in (logging.FileHandler, logging.StreamHandler)
-        and isinstance(formatter, RequestLogFormatter)
+        and type(formatter) is RequestLogFormatter  # a subclass may format otherwise
+        and type(formatter._style) is logging.PercentStyle
         and formatter._fmt == LOG_FORMAT
+        and bool(formatter.default_msec_format)
         and formatter.datefmt is None
         and getattr(handler, "terminator", None) == "\n"
     )

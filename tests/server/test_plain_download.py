@@ -4,12 +4,16 @@ not, and must give the same answer: status, headers, body, error, log line, coun
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
+import sqlite3
 from typing import Any, Callable
 
 import pytest
-from werkzeug.test import TestResponse
+from werkzeug.test import EnvironBuilder, TestResponse
 
+from kloudless.server import app as app_module
 from kloudless.server import create_app
 from kloudless.server.bootstrap import Credentials, bootstrap
 from kloudless.server.settings import Settings
@@ -306,3 +310,51 @@ def test_the_log_lines_are_the_same(both: Any, caplog: pytest.LogCaptureFixture)
         lines.append((method, path, status))
     assert plain.plain_answers == 1
     assert lines[0] == lines[1] == ("GET", plain.url(), 200)
+
+
+def test_a_failing_read_of_the_token_is_the_generic_paths_500(
+    both: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, generic = both()
+    for s in (plain, generic):
+
+        def locked(token: str) -> Any:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(s.app.store, "lookup_token_account", locked)
+    answer = _same(plain, generic, lambda s: s.client.get(s.url(), headers=s.auth), False)
+    assert answer.status_code == 500 and answer.get_json()["error_code"] == "internal_error"
+
+
+def test_a_failure_after_the_slot_is_taken_frees_it(
+    both: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read error becomes the generic 500; a failing ``start_response`` still frees the slot."""
+    plain, _ = both(transfers_per_credential=1)
+
+    class Failing(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    real = app_module.open_inline_contents
+
+    def failing_open(*args: Any) -> Any:
+        opened = real(*args)
+        return None if opened is None else dataclasses.replace(opened, stream=Failing())
+
+    with monkeypatch.context() as patch:
+        patch.setattr(app_module, "open_inline_contents", failing_open)
+        answer = plain.client.get(plain.url(), headers=plain.auth)
+    assert answer.status_code == 500 and plain.plain_answers == 1
+    assert not plain.app.transfer_limits._counts
+
+    environ = EnvironBuilder(
+        path=plain.url(), headers=plain.auth, base_url="http://127.0.0.1/"
+    ).get_environ()
+
+    def broken_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        raise RuntimeError("the connection is gone")
+
+    with pytest.raises(RuntimeError):
+        plain.app(environ, broken_start_response)
+    assert not plain.app.transfer_limits._counts
