@@ -164,14 +164,7 @@ class ServerApp(Core):
         """Send ``response`` with its request id, and log its line."""
         environ = request.environ
         response.headers["X-Request-Id"] = request_id
-        log_line = _request_line(request, response, started, request_id)
-        after = environ.get(AFTER_RESPONSE)
-        if after is None:
-            log_line()
-        else:
-            # Written once the answer is on its way (the HTTP server runs it): the client
-            # reads its answer while the line is formatted and written.
-            after.append(log_line)
+        _log_when_sent(environ, _request_line(request, response, started, request_id))
         headers = _as_is(response, environ)
         if headers is not None:
             # What werkzeug would send for it, without copying and checking every header again.
@@ -279,11 +272,7 @@ class ServerApp(Core):
                 (time.monotonic() - started) * 1000,
                 request_id,
             )
-            after = environ.get(AFTER_RESPONSE)
-            if after is None:
-                log_line()
-            else:
-                after.append(log_line)
+            _log_when_sent(environ, log_line)
             start_response("200 OK", headers)
         except BaseException:
             body.close()  # the server never gets the body to close: free its slot here
@@ -486,6 +475,16 @@ class ServerApp(Core):
         environ = {name: value for name, value in zip(MATCH_INPUTS, inputs) if value is not None}
         index, args = self.url_map.bind_to_environ(environ).match()
         return index, args
+
+
+def _log_when_sent(environ: WSGIEnvironment, log_line: Callable[[], None]) -> None:
+    """Write a request's log line once its answer is on its way (the HTTP server runs
+    :data:`AFTER_RESPONSE` work: the client reads its answer meanwhile); now without it."""
+    after = environ.get(AFTER_RESPONSE)
+    if after is None:
+        log_line()
+    else:
+        after.append(log_line)
 
 
 def _rate_key(auth: Auth | None, address: str | None) -> str:
